@@ -1,0 +1,1 @@
+# openelm_engine: the loop thread (llm_engine.cc)

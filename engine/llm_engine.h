@@ -1,0 +1,184 @@
+#ifndef OPENELM_ENGINE_LLM_ENGINE_H_
+#define OPENELM_ENGINE_LLM_ENGINE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "engine/base/types.h"
+#include "engine/model/decoder_model.h"
+#include "engine/sampling/sampling_params.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace openelm {
+
+enum class FinishReason {
+  kUnspecified,
+  kEos,           // the model produced EOS
+  kLength,        // max_tokens reached
+  kStopSequence,  // a stop string matched
+  kStopToken,     // a stop_token_ids entry was produced
+  kContextLength, // the sequence reached max_context_length
+  kCancelled,     // Cancel() or client went away
+  kDeadline,      // the request's deadline passed
+  kError,         // see FinishInfo::status
+  kShutdown,      // the engine shut down before the request finished
+};
+const char* FinishReasonName(FinishReason reason);  // "eos", "length", ...
+
+// One request as the engine sees it.
+struct GenerateSpec {
+  std::vector<TokenId> prompt;  // includes BOS when the caller wants it
+  SamplingParams params;
+  absl::Time deadline = absl::InfiniteFuture();
+  std::string cache_salt;       // prefix-cache isolation domain (tenant)
+  std::string tenant;           // fair-scheduling account; "" = default
+  int32_t priority = 0;         // within a tenant; higher first (optional)
+  // Whether the text before the output is non-empty (affects the leading
+  // space of the first detokenized piece). True for normal prompts.
+  bool continues_text = true;
+};
+
+struct TokenLogprob {
+  TokenId token = 0;
+  float logprob = 0;
+};
+
+// Output of one completion (`index` < n) for one step.
+struct OutputDelta {
+  int32_t index = 0;
+  std::vector<TokenId> tokens;  // newly accepted tokens
+  std::string text;             // newly released text (UTF-8 complete, stop strings withheld)
+  // Per token (parallel to `tokens`) when logprobs >= 0: the chosen token's
+  // logprob first, then up to `logprobs` top alternatives.
+  std::vector<std::vector<TokenLogprob>> logprobs;
+};
+
+struct RequestTimings {
+  absl::Time arrival;
+  absl::Time first_scheduled;   // left the queue
+  absl::Time first_token;
+  absl::Time finished;
+};
+
+struct CompletionFinish {
+  int32_t index = 0;
+  FinishReason reason = FinishReason::kUnspecified;
+  int32_t num_output_tokens = 0;
+  std::string stop_matched;     // the stop string or "" 
+};
+
+struct FinishInfo {
+  absl::Status status;          // OK unless kError/kShutdown/kCancelled/kDeadline... (see below)
+  std::vector<CompletionFinish> completions;  // one per index
+  int32_t num_prompt_tokens = 0;
+  int32_t num_cached_tokens = 0;   // prompt tokens served from the prefix cache
+  int32_t num_output_tokens = 0;   // all completions
+  int32_t num_preemptions = 0;
+  // Prompt logprobs when requested: one entry per prompt token (the first is
+  // empty), chosen token first then top alternatives.
+  std::vector<std::vector<TokenLogprob>> prompt_logprobs;
+  RequestTimings timings;
+};
+// FinishInfo::status is OK for EOS/LENGTH/STOP_*/CONTEXT_LENGTH/DEADLINE (the
+// partial output is valid), kCancelled for kCancelled, kUnavailable for
+// kShutdown, and the failure for kError.
+
+// Receives one request's output. Called only on the engine thread; must not
+// block (a slow sink stalls every request in the batch).
+class TokenSink {
+ public:
+  virtual ~TokenSink() = default;
+  // New output, in order. Never called after OnFinish().
+  virtual void OnOutput(const OutputDelta& delta) = 0;
+  // Exactly once per accepted request, always last. The engine never touches
+  // the sink after this call (the sink may delete itself inside it).
+  virtual void OnFinish(const FinishInfo& info) = 0;
+};
+
+// Per-step statistics for metrics.
+struct StepStats {
+  absl::Duration duration;          // whole step (schedule + forward + sample)
+  absl::Duration forward_duration;
+  absl::Duration sample_duration;
+  int32_t num_rows = 0;             // sequences in the batch
+  int32_t num_prefill_tokens = 0;
+  int32_t num_decode_tokens = 0;
+  int32_t num_waiting = 0;
+  int32_t num_running = 0;
+  int32_t num_free_blocks = 0;
+  int32_t num_blocks = 0;
+  int32_t num_preemptions = 0;      // in this step
+  int32_t prefix_cache_queries = 0; // tokens looked up in this step
+  int32_t prefix_cache_hits = 0;    // tokens found
+};
+
+// Implemented by the server's metrics. Called on the engine thread; must not block.
+class EngineObserver {
+ public:
+  virtual ~EngineObserver() = default;
+  virtual void OnStep(const StepStats& stats) = 0;
+  virtual void OnRequestFinished(const GenerateSpec& spec, const FinishInfo& info) = 0;
+};
+
+struct EngineOptions {
+  int32_t block_size_tokens = 16;
+  int64_t kv_memory_bytes = 0;      // KV budget; or num_blocks > 0 overrides
+  int32_t num_blocks = 0;
+  int32_t max_num_seqs = 64;
+  int32_t max_num_batched_tokens = 512;
+  int32_t max_queued_requests = 1024;  // inbox + waiting; beyond -> kResourceExhausted
+  bool enable_prefix_caching = true;
+  bool start_thread = true;         // false: tests drive StepForTesting()
+};
+
+// A snapshot of load, readable from any thread (atomics updated each step).
+struct EngineLoad {
+  int32_t num_waiting = 0;
+  int32_t num_running = 0;
+  int32_t num_free_blocks = 0;
+  int32_t num_blocks = 0;
+  int32_t block_size_tokens = 0;
+};
+
+// Runs continuous batching on a dedicated thread.
+//
+// Thread-safety: Submit(), Cancel(), Shutdown() and load() may be called from
+// any thread; they touch only the inbox/atomics and never wait for a step.
+// All other state (scheduler, KV cache, model, requests) belongs to the
+// engine thread.
+class LlmEngine {
+ public:
+  // `tokenizer` (may be null in tests: then no text and no stop strings) and
+  // `observer` (may be null) must outlive the engine.
+  static absl::StatusOr<std::unique_ptr<LlmEngine>> Create(
+      const EngineOptions& options, std::unique_ptr<DecoderModel> model,
+      const Tokenizer* tokenizer, EngineObserver* observer);
+  virtual ~LlmEngine() = default;  // implementations Shutdown() + join
+
+  // Queues a request. On error the sink gets no callbacks: kInvalidArgument
+  // (prompt + max_tokens over the context, larger than the whole KV pool,
+  // bad params), kResourceExhausted (queue full), kUnavailable (shut down).
+  virtual absl::Status Submit(RequestId id, GenerateSpec spec, TokenSink* sink) = 0;
+  // Ends the request with kCancelled within one step. No-op for unknown ids.
+  virtual void Cancel(RequestId id) = 0;
+  // Stops accepting; finishes every queued/running request with kShutdown;
+  // joins the thread. Idempotent.
+  virtual void Shutdown() = 0;
+  virtual EngineLoad load() const = 0;
+  virtual const ModelInfo& model_info() const = 0;
+
+  // Test hook: one loop iteration on the caller's thread (start_thread=false).
+  virtual absl::Status StepForTesting() = 0;
+};
+
+}  // namespace openelm
+
+#endif  // OPENELM_ENGINE_LLM_ENGINE_H_

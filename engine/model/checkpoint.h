@@ -1,0 +1,83 @@
+#ifndef OPENELM_ENGINE_MODEL_CHECKPOINT_H_
+#define OPENELM_ENGINE_MODEL_CHECKPOINT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/model/openelm_config.h"
+
+namespace openelm {
+
+enum class DType { kF32, kF16, kBF16 };
+int32_t DTypeBytes(DType dtype);
+absl::string_view DTypeName(DType dtype);  // "F32", "F16", "BF16"
+
+// One tensor of a checkpoint, viewed in place in a memory-mapped file.
+struct TensorView {
+  std::string name;
+  std::string file;             // path of the .safetensors file holding it
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;   // points into the mapping; valid while the Checkpoint lives
+  int64_t num_bytes = 0;
+  int64_t num_elements() const;
+};
+
+// An opened Hugging Face OpenELM checkpoint directory: config.json plus
+// model.safetensors, or model-0000N-of-0000M.safetensors with
+// model.safetensors.index.json. Files are mmapped read-only; tensors are
+// zero-copy views. Open() validates everything (headers, offsets, overlaps,
+// byte sizes, the exact tensor set and every shape against the config); each
+// error names the file and tensor.
+//
+// Thread-compatible; immutable after Open().
+class Checkpoint {
+ public:
+  static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& dir);
+  ~Checkpoint();
+  Checkpoint(const Checkpoint&) = delete;
+  Checkpoint& operator=(const Checkpoint&) = delete;
+
+  const OpenElmConfig& config() const { return config_; }
+  const std::string& dir() const { return dir_; }
+  // All tensors, sorted by name.
+  const std::vector<TensorView>& tensors() const { return tensors_; }
+  // nullptr if absent.
+  const TensorView* Find(absl::string_view name) const;
+  int64_t total_tensor_bytes() const;
+  int64_t total_parameters() const;  // sum of tensor elements
+
+  // Converts a tensor to f32 / bf16 (raw uint16 bits) into `out`
+  // (resized to num_elements). Handles F32, F16 and BF16 sources.
+  static void ToF32(const TensorView& t, std::vector<float>* out);
+  static void ToBF16(const TensorView& t, std::vector<uint16_t>* out);
+
+ private:
+  Checkpoint() = default;
+  struct Mapping;
+  std::string dir_;
+  OpenElmConfig config_;
+  std::vector<TensorView> tensors_;
+  std::vector<std::unique_ptr<Mapping>> mappings_;
+};
+
+// Names of the 8L+2 tensors of `config`, each with its expected shape.
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
+    const OpenElmConfig& config);
+
+// Writes a random-weight checkpoint in the exact HF layout into `dir`
+// (created if missing): config.json and model.safetensors, or, when
+// `num_shards` > 1, model-0000N-of-0000M.safetensors plus the index. Weights
+// are normal(0, 0.02), norm weights 1 + normal(0, 0.02)... deterministic:
+// same (config, seed, dtype, num_shards) -> same bytes.
+absl::Status WriteRandomCheckpoint(const OpenElmConfig& config, uint64_t seed,
+                                   DType dtype, int32_t num_shards,
+                                   const std::string& dir);
+
+}  // namespace openelm
+
+#endif  // OPENELM_ENGINE_MODEL_CHECKPOINT_H_

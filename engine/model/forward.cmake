@@ -1,0 +1,1 @@
+# openelm_model

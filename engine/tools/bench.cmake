@@ -1,0 +1,1 @@
+# openelm_bench_engine
