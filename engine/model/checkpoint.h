@@ -32,7 +32,9 @@ struct TensorView {
 // model.safetensors.index.json. Files are mmapped read-only; tensors are
 // zero-copy views. Open() validates everything (headers, offsets, overlaps,
 // byte sizes, the exact tensor set and every shape against the config); each
-// error names the file and tensor.
+// error names the file and tensor. Errors are kInvalidArgument, or kNotFound
+// for a missing config.json, weight file or shard. When both
+// model.safetensors and an index are present, the single file is used.
 //
 // Thread-compatible; immutable after Open().
 class Checkpoint {
@@ -72,8 +74,12 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
 // Writes a random-weight checkpoint in the exact HF layout into `dir`
 // (created if missing): config.json and model.safetensors, or, when
 // `num_shards` > 1, model-0000N-of-0000M.safetensors plus the index. Weights
-// are normal(0, 0.02), norm weights 1 + normal(0, 0.02)... deterministic:
-// same (config, seed, dtype, num_shards) -> same bytes.
+// are normal(0, 0.02), norm weights 1 + normal(0, 0.02), from our own PRNG
+// (splitmix64 + Box-Muller), so the output is deterministic: same (config,
+// seed, dtype, num_shards) -> same bytes, whatever the thread count. A
+// tensor's values depend only on (seed, tensor name), so single-file and
+// sharded checkpoints hold equal tensors, and the dtypes differ only by
+// rounding. Headers have sorted keys; data starts 8-byte aligned.
 absl::Status WriteRandomCheckpoint(const OpenElmConfig& config, uint64_t seed,
                                    DType dtype, int32_t num_shards,
                                    const std::string& dir);

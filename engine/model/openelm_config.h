@@ -57,16 +57,23 @@ struct OpenElmConfig {
   int32_t max_kv_heads() const;
   int32_t max_ffn_dim() const;
   // "270M", "450M", "1_1B", "3B" when the shape matches a published size,
-  // otherwise "custom".
+  // "tiny" for MakeOpenElmConfig("tiny"), otherwise "custom".
   std::string SizeName() const;
 };
 
 // The published configs, exactly as Apple's config.json (used by the
 // generator and by tests). `size` is one of tiny, 270M, 450M, 1_1B, 3B.
-// `tiny` is our own: 3 layers, d=128, hd=32, uneven heads and FFN sizes.
+// `tiny` is our own, for fast tests, built by the same formulas: 3 layers,
+// model_dim 128, head_dim 32, num_gqa_groups 2 (group size),
+// qkv_multipliers [0.5, 1.5] -> query heads {2, 4, 6}, KV heads {1, 2, 3};
+// ffn_multipliers {2, 3, 4} with ffn_dim_divisor 128 -> FFN {256, 384, 512};
+// vocab 32000 (the Llama-2 tokenizer), max_context_length 2048.
+// Any other `size` is kInvalidArgument.
 absl::StatusOr<OpenElmConfig> MakeOpenElmConfig(absl::string_view size);
-// The config.json text for `config` (HF field names and values).
-std::string OpenElmConfigToJson(const OpenElmConfig& config);
+// The config.json text for `config` (HF field names and values, sorted keys,
+// two-space indent). `torch_dtype` is "bfloat16", "float16" or "float32".
+std::string OpenElmConfigToJson(const OpenElmConfig& config,
+                                absl::string_view torch_dtype = "bfloat16");
 
 }  // namespace openelm
 

@@ -1,0 +1,585 @@
+#include "engine/model/openelm_config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/base/json.h"
+#include "engine/base/status_macros.h"
+
+namespace openelm {
+namespace {
+
+// Apple's make_divisible (from the TF MobileNet code): round `v` to the
+// nearest multiple of `divisor`, never below `divisor` and never more than
+// 10% below `v`.
+int64_t MakeDivisible(double v, int64_t divisor) {
+  const double half = static_cast<double>(divisor) / 2.0;
+  int64_t rounded = static_cast<int64_t>(v + half) / divisor * divisor;
+  rounded = std::max(divisor, rounded);
+  if (static_cast<double>(rounded) < 0.9 * v) rounded += divisor;
+  return rounded;
+}
+
+// numpy's round(x, 2) for float64: rint(x * 100) / 100 (ties to even).
+double Round2(double x) { return std::nearbyint(x * 100.0) / 100.0; }
+
+// round(np.linspace(lo, hi, n)[i], 2) for every i, as Apple's config does.
+std::vector<double> RoundedLinspace(double lo, double hi, int32_t n) {
+  std::vector<double> out(n);
+  if (n == 1) {
+    out[0] = Round2(lo);
+    return out;
+  }
+  const double step = (hi - lo) / static_cast<double>(n - 1);
+  for (int32_t i = 0; i < n; ++i) {
+    out[i] = Round2(i == n - 1 ? hi : static_cast<double>(i) * step + lo);
+  }
+  return out;
+}
+
+// Query heads of each layer as Apple derives them from qkv_multipliers.
+std::vector<int32_t> QueryHeadsFromMultipliers(const std::vector<double>& qkv_mult,
+                                               int32_t num_layers, int32_t model_dim,
+                                               int32_t head_dim, int32_t num_gqa_groups) {
+  std::vector<double> per_layer =
+      qkv_mult.size() == 1 ? std::vector<double>(num_layers, qkv_mult[0])
+                           : RoundedLinspace(qkv_mult[0], qkv_mult[1], num_layers);
+  std::vector<int32_t> heads(num_layers);
+  for (int32_t i = 0; i < num_layers; ++i) {
+    const int64_t q_dim = MakeDivisible(model_dim * per_layer[i],
+                                        static_cast<int64_t>(head_dim) * num_gqa_groups);
+    heads[i] = static_cast<int32_t>(q_dim / head_dim);
+  }
+  return heads;
+}
+
+int32_t FfnDim(double multiplier, int32_t model_dim, int32_t divisor) {
+  return static_cast<int32_t>(MakeDivisible(multiplier * model_dim, divisor));
+}
+
+// The shortest decimal that reads back as `f`, as a double: 0.73f -> 0.73
+// (not 0.7300000190734863), so that config.json holds the values Apple wrote.
+double CleanDouble(float f) {
+  char buf[32];
+  for (int precision = 1; precision <= 9; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, static_cast<double>(f));
+    if (std::strtof(buf, nullptr) == f) break;
+  }
+  return std::strtod(buf, nullptr);
+}
+
+// Reads config.json fields with messages that name the file, field and value.
+class FieldReader {
+ public:
+  FieldReader(const JsonValue& root, absl::string_view path) : root_(root), path_(path) {}
+
+  absl::Status Error(absl::string_view field, absl::string_view problem) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json '", path_, "': field '", field, "' ", problem));
+  }
+
+  static std::string Shown(const JsonValue& v) {
+    std::string text = v.Dump();
+    if (text.size() > 80) text = text.substr(0, 77) + "...";
+    return text;
+  }
+
+  absl::StatusOr<const JsonValue*> Required(absl::string_view field) const {
+    const JsonValue* v = root_.Find(field);
+    if (v == nullptr) return Error(field, "is missing");
+    return v;
+  }
+
+  absl::StatusOr<int64_t> Int(absl::string_view field, int64_t min_value,
+                              int64_t max_value) const {
+    OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
+    return IntValue(field, *v, min_value, max_value);
+  }
+
+  absl::StatusOr<int64_t> IntValue(absl::string_view field, const JsonValue& v,
+                                   int64_t min_value, int64_t max_value) const {
+    if (!v.is_integer()) {
+      return Error(field, absl::StrCat("must be an integer, got ", Shown(v)));
+    }
+    if (v.as_int() < min_value || v.as_int() > max_value) {
+      return Error(field, absl::StrCat("must be in [", min_value, ", ", max_value,
+                                       "], got ", v.as_int()));
+    }
+    return v.as_int();
+  }
+
+  absl::StatusOr<double> PositiveNumber(absl::string_view field,
+                                        const JsonValue& v) const {
+    if (!v.is_number())
+      return Error(field, absl::StrCat("must be a number, got ", Shown(v)));
+    if (!(v.as_double() > 0)) {
+      return Error(field, absl::StrCat("must be positive, got ", Shown(v)));
+    }
+    return v.as_double();
+  }
+
+  absl::StatusOr<bool> Bool(absl::string_view field) const {
+    OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
+    if (!v->is_bool())
+      return Error(field, absl::StrCat("must be true or false, got ", Shown(*v)));
+    return v->as_bool();
+  }
+
+  // A bool that this engine only supports as `true`.
+  absl::Status RequireTrue(absl::string_view field, absl::string_view why) const {
+    OPENELM_ASSIGN_OR_RETURN(bool value, Bool(field));
+    if (!value)
+      return Error(field, absl::StrCat("is false, which is unsupported: ", why));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> String(absl::string_view field) const {
+    OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
+    if (!v->is_string())
+      return Error(field, absl::StrCat("must be a string, got ", Shown(*v)));
+    return v->as_string();
+  }
+
+  // A list of exactly `n` integers in [min_value, max_value].
+  absl::StatusOr<std::vector<int32_t>> IntList(absl::string_view field, int32_t n,
+                                               int64_t min_value,
+                                               int64_t max_value) const {
+    OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
+    if (!v->is_array()) {
+      return Error(field,
+                   absl::StrCat("must be a list of ", n, " integers, got ", Shown(*v)));
+    }
+    if (static_cast<int64_t>(v->as_array().size()) != n) {
+      return Error(field,
+                   absl::StrCat("has ", v->as_array().size(),
+                                " entries, expected num_transformer_layers = ", n));
+    }
+    std::vector<int32_t> out;
+    for (size_t i = 0; i < v->as_array().size(); ++i) {
+      OPENELM_ASSIGN_OR_RETURN(
+          int64_t x, IntValue(absl::StrCat(field, "[", i, "]"), v->as_array()[i],
+                              min_value, max_value));
+      out.push_back(static_cast<int32_t>(x));
+    }
+    return out;
+  }
+
+  // A positive number or a list of positive numbers.
+  absl::StatusOr<std::vector<double>> NumberOrList(absl::string_view field) const {
+    OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
+    std::vector<double> out;
+    if (v->is_number()) {
+      OPENELM_ASSIGN_OR_RETURN(double x, PositiveNumber(field, *v));
+      out.push_back(x);
+      return out;
+    }
+    if (!v->is_array() || v->as_array().empty()) {
+      return Error(
+          field, absl::StrCat("must be a number or a list of numbers, got ", Shown(*v)));
+    }
+    for (size_t i = 0; i < v->as_array().size(); ++i) {
+      OPENELM_ASSIGN_OR_RETURN(
+          double x, PositiveNumber(absl::StrCat(field, "[", i, "]"), v->as_array()[i]));
+      out.push_back(x);
+    }
+    return out;
+  }
+
+  const JsonValue& root() const { return root_; }
+
+ private:
+  const JsonValue& root_;
+  std::string path_;
+};
+
+constexpr int64_t kMaxDim = 1 << 20;
+
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", path, "'"));
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading '", path, "'"));
+  return buf.str();
+}
+
+// Pretty printer for config.json: two-space indent and sorted keys like
+// Hugging Face's save_pretrained, with lists of scalars on one line.
+void PrettyPrint(const JsonValue& v, int indent, std::string* out) {
+  const std::string pad(indent + 2, ' ');
+  if (v.is_object()) {
+    out->append("{\n");
+    bool first = true;
+    for (const auto& [key, child] : v.as_object()) {
+      if (!first) out->append(",\n");
+      first = false;
+      absl::StrAppend(out, pad, JsonValue::String(key).Dump(), ": ");
+      PrettyPrint(child, indent + 2, out);
+    }
+    absl::StrAppend(out, "\n", std::string(indent, ' '), "}");
+    return;
+  }
+  if (v.is_array()) {
+    out->push_back('[');
+    bool first = true;
+    for (const JsonValue& child : v.as_array()) {
+      if (!first) out->append(", ");
+      first = false;
+      PrettyPrint(child, indent + 2, out);
+    }
+    out->push_back(']');
+    return;
+  }
+  out->append(v.Dump());
+}
+
+struct PublishedShape {
+  const char* name;
+  int32_t num_layers;
+  int32_t model_dim;
+  int32_t head_dim;
+};
+constexpr PublishedShape kPublished[] = {
+    {"270M", 16, 1280, 64},
+    {"450M", 20, 1536, 64},
+    {"1_1B", 28, 2048, 64},
+    {"3B", 36, 3072, 128},
+};
+
+bool SameShape(const OpenElmConfig& a, const OpenElmConfig& b) {
+  if (a.num_layers != b.num_layers || a.model_dim != b.model_dim ||
+      a.head_dim != b.head_dim || a.vocab_size != b.vocab_size) {
+    return false;
+  }
+  for (int32_t i = 0; i < a.num_layers; ++i) {
+    const LayerShape& x = a.layers[i];
+    const LayerShape& y = b.layers[i];
+    if (x.num_query_heads != y.num_query_heads || x.num_kv_heads != y.num_kv_heads ||
+        x.ffn_dim != y.ffn_dim) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Builds a config the way Apple's OpenELMConfig.__post_init__ does.
+OpenElmConfig BuildConfig(int32_t num_layers, int32_t model_dim, int32_t head_dim,
+                          int32_t num_gqa_groups, int32_t ffn_dim_divisor, double qkv_lo,
+                          double qkv_hi, double ffn_lo, double ffn_hi) {
+  OpenElmConfig c;
+  c.num_layers = num_layers;
+  c.model_dim = model_dim;
+  c.head_dim = head_dim;
+  c.num_gqa_groups = num_gqa_groups;
+  c.ffn_dim_divisor = ffn_dim_divisor;
+  c.qkv_multipliers = {static_cast<float>(qkv_lo), static_cast<float>(qkv_hi)};
+  const std::vector<int32_t> q_heads = QueryHeadsFromMultipliers(
+      {qkv_lo, qkv_hi}, num_layers, model_dim, head_dim, num_gqa_groups);
+  const std::vector<double> ffn_mult = RoundedLinspace(ffn_lo, ffn_hi, num_layers);
+  for (int32_t i = 0; i < num_layers; ++i) {
+    c.ffn_multipliers.push_back(static_cast<float>(ffn_mult[i]));
+    LayerShape layer;
+    layer.num_query_heads = q_heads[i];
+    layer.num_kv_heads = q_heads[i] / num_gqa_groups;
+    layer.ffn_dim = FfnDim(ffn_mult[i], model_dim, ffn_dim_divisor);
+    c.layers.push_back(layer);
+  }
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<OpenElmConfig> OpenElmConfig::FromJson(absl::string_view json,
+                                                      absl::string_view path) {
+  absl::StatusOr<JsonValue> parsed = ParseJson(json);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.json '", path, "' is not valid JSON: ", parsed.status().message()));
+  }
+  const JsonValue& root = *parsed;
+  if (!root.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json '", path, "' must hold a JSON object"));
+  }
+  FieldReader r(root, path);
+  OpenElmConfig c;
+
+  OPENELM_ASSIGN_OR_RETURN(std::string model_type, r.String("model_type"));
+  if (model_type != "openelm") {
+    return r.Error("model_type",
+                   absl::StrCat("is \"", model_type, "\", expected \"openelm\""));
+  }
+  if (const JsonValue* arch = root.Find("architectures"); arch != nullptr) {
+    bool found = false;
+    if (arch->is_array()) {
+      for (const JsonValue& a : arch->as_array()) {
+        found |= a.is_string() && a.as_string() == "OpenELMForCausalLM";
+      }
+    }
+    if (!found) {
+      return r.Error("architectures",
+                     absl::StrCat("is ", FieldReader::Shown(*arch),
+                                  ", expected [\"OpenELMForCausalLM\"]"));
+    }
+  }
+
+  OPENELM_ASSIGN_OR_RETURN(int64_t num_layers, r.Int("num_transformer_layers", 1, 1024));
+  OPENELM_ASSIGN_OR_RETURN(int64_t model_dim, r.Int("model_dim", 1, kMaxDim));
+  OPENELM_ASSIGN_OR_RETURN(int64_t head_dim, r.Int("head_dim", 2, 4096));
+  if (head_dim % 2 != 0) {
+    return r.Error("head_dim",
+                   absl::StrCat("must be even for rotary embeddings, got ", head_dim));
+  }
+  OPENELM_ASSIGN_OR_RETURN(int64_t groups, r.Int("num_gqa_groups", 1, 1024));
+  OPENELM_ASSIGN_OR_RETURN(int64_t vocab, r.Int("vocab_size", 1, 1 << 24));
+  OPENELM_ASSIGN_OR_RETURN(int64_t max_context, r.Int("max_context_length", 1, 1 << 24));
+  OPENELM_ASSIGN_OR_RETURN(int64_t ffn_divisor, r.Int("ffn_dim_divisor", 1, kMaxDim));
+  OPENELM_ASSIGN_OR_RETURN(int64_t rope_max, r.Int("rope_max_length", 1, 1 << 24));
+  OPENELM_ASSIGN_OR_RETURN(const JsonValue* rope_freq, r.Required("rope_freq_constant"));
+  OPENELM_ASSIGN_OR_RETURN(double rope_theta,
+                           r.PositiveNumber("rope_freq_constant", *rope_freq));
+  c.num_layers = static_cast<int32_t>(num_layers);
+  c.model_dim = static_cast<int32_t>(model_dim);
+  c.head_dim = static_cast<int32_t>(head_dim);
+  c.num_gqa_groups = static_cast<int32_t>(groups);
+  c.vocab_size = static_cast<int32_t>(vocab);
+  c.max_context_length = static_cast<int32_t>(max_context);
+  c.ffn_dim_divisor = static_cast<int32_t>(ffn_divisor);
+  c.rope_max_length = static_cast<int32_t>(rope_max);
+  c.rope_freq_constant = static_cast<float>(rope_theta);
+
+  for (const char* field : {"bos_token_id", "eos_token_id"}) {
+    const JsonValue* v = root.Find(field);
+    if (v == nullptr || v->is_null()) continue;  // keep the Llama-2 defaults
+    OPENELM_ASSIGN_OR_RETURN(int64_t id, r.IntValue(field, *v, 0, vocab - 1));
+    (absl::string_view(field) == "bos_token_id" ? c.bos_token_id : c.eos_token_id) =
+        static_cast<int32_t>(id);
+  }
+
+  OPENELM_RETURN_IF_ERROR(r.RequireTrue(
+      "ffn_with_glu",
+      "only the gated (SwiGLU) feed-forward of the published models is implemented"));
+  OPENELM_RETURN_IF_ERROR(r.RequireTrue("normalize_qk_projections",
+                                        "the published models normalise Q and K"));
+  OPENELM_RETURN_IF_ERROR(r.RequireTrue("share_input_output_layers",
+                                        "the LM head is the tied token embedding"));
+
+  OPENELM_ASSIGN_OR_RETURN(c.activation, r.String("activation_fn_name"));
+  if (c.activation != "swish" && c.activation != "silu") {
+    return r.Error(
+        "activation_fn_name",
+        absl::StrCat("is \"", c.activation, "\", only \"swish\" (SiLU) is supported"));
+  }
+  if (const JsonValue* norm = root.Find("normalization_layer_name"); norm != nullptr) {
+    if (!norm->is_string() || norm->as_string() != "rms_norm") {
+      return r.Error("normalization_layer_name",
+                     absl::StrCat("is ", FieldReader::Shown(*norm),
+                                  ", only \"rms_norm\" is supported"));
+    }
+  }
+  if (const JsonValue* dtype = root.Find("torch_dtype");
+      dtype != nullptr && !dtype->is_null()) {
+    if (!dtype->is_string()) {
+      return r.Error("torch_dtype",
+                     absl::StrCat("must be a string, got ", FieldReader::Shown(*dtype)));
+    }
+  }
+
+  // qkv_multipliers: one number, or [min, max] spread over the layers.
+  OPENELM_ASSIGN_OR_RETURN(std::vector<double> qkv_mult,
+                           r.NumberOrList("qkv_multipliers"));
+  if (qkv_mult.size() > 2) {
+    return r.Error("qkv_multipliers", absl::StrCat("must be a number or [min, max], got ",
+                                                   qkv_mult.size(), " values"));
+  }
+  for (double m : qkv_mult) c.qkv_multipliers.push_back(static_cast<float>(m));
+
+  // ffn_multipliers: one per layer (as in the published config.json), one
+  // number for all layers, or [min, max] spread over the layers.
+  OPENELM_ASSIGN_OR_RETURN(std::vector<double> ffn_mult,
+                           r.NumberOrList("ffn_multipliers"));
+  if (ffn_mult.size() == 1) {
+    ffn_mult.assign(c.num_layers, ffn_mult[0]);
+  } else if (ffn_mult.size() == 2 && c.num_layers != 2) {
+    ffn_mult = RoundedLinspace(ffn_mult[0], ffn_mult[1], c.num_layers);
+  } else if (static_cast<int64_t>(ffn_mult.size()) != num_layers) {
+    return r.Error(
+        "ffn_multipliers",
+        absl::StrCat("has ", ffn_mult.size(),
+                     " entries, expected num_transformer_layers = ", num_layers));
+  }
+
+  OPENELM_ASSIGN_OR_RETURN(std::vector<int32_t> q_heads,
+                           r.IntList("num_query_heads", c.num_layers, 1, 4096));
+  OPENELM_ASSIGN_OR_RETURN(std::vector<int32_t> kv_heads,
+                           r.IntList("num_kv_heads", c.num_layers, 1, 4096));
+  const std::vector<int32_t> derived_q = QueryHeadsFromMultipliers(
+      qkv_mult, c.num_layers, c.model_dim, c.head_dim, c.num_gqa_groups);
+
+  for (int32_t i = 0; i < c.num_layers; ++i) {
+    if (q_heads[i] != kv_heads[i] * c.num_gqa_groups) {
+      return r.Error(
+          "num_query_heads",
+          absl::StrCat("is inconsistent at layer ", i, ": num_query_heads[", i,
+                       "] = ", q_heads[i], " but num_kv_heads[", i, "] = ", kv_heads[i],
+                       " times num_gqa_groups = ", c.num_gqa_groups, " is ",
+                       kv_heads[i] * c.num_gqa_groups));
+    }
+    if (q_heads[i] != derived_q[i]) {
+      return r.Error(
+          "num_query_heads",
+          absl::StrCat("is inconsistent at layer ", i, ": num_query_heads[", i,
+                       "] = ", q_heads[i], " but qkv_multipliers [",
+                       absl::StrJoin(qkv_mult, ", "), "] give ", derived_q[i]));
+    }
+    c.ffn_multipliers.push_back(static_cast<float>(ffn_mult[i]));
+    LayerShape layer;
+    layer.num_query_heads = q_heads[i];
+    layer.num_kv_heads = kv_heads[i];
+    layer.ffn_dim = FfnDim(ffn_mult[i], c.model_dim, c.ffn_dim_divisor);
+    if (layer.ffn_dim > kMaxDim) {
+      return r.Error("ffn_multipliers",
+                     absl::StrCat("give an FFN size of ", layer.ffn_dim, " at layer ", i,
+                                  ", above ", kMaxDim));
+    }
+    c.layers.push_back(layer);
+  }
+  return c;
+}
+
+absl::StatusOr<OpenElmConfig> OpenElmConfig::FromFile(const std::string& path) {
+  OPENELM_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(path));
+  return FromJson(text, path);
+}
+
+int64_t OpenElmConfig::NumParameters() const {
+  const int64_t d = model_dim;
+  const int64_t hd = head_dim;
+  int64_t total =
+      static_cast<int64_t>(vocab_size) * d + d;  // tied embedding + final norm
+  for (const LayerShape& l : layers) {
+    const int64_t q = l.num_query_heads;
+    const int64_t kv = l.num_kv_heads;
+    const int64_t f = l.ffn_dim;
+    total += d + (q + 2 * kv) * hd * d + 2 * hd + d * q * hd;  // attention block
+    total += d + 2 * f * d + d * f;                            // FFN block
+  }
+  return total;
+}
+
+int64_t OpenElmConfig::KvBytesPerToken(int32_t dtype_bytes) const {
+  int64_t total = 0;
+  for (const LayerShape& l : layers) {
+    total += 2 * static_cast<int64_t>(l.num_kv_heads) * head_dim * dtype_bytes;
+  }
+  return total;
+}
+
+int32_t OpenElmConfig::max_q_heads() const {
+  int32_t m = 0;
+  for (const LayerShape& l : layers) m = std::max(m, l.num_query_heads);
+  return m;
+}
+
+int32_t OpenElmConfig::max_kv_heads() const {
+  int32_t m = 0;
+  for (const LayerShape& l : layers) m = std::max(m, l.num_kv_heads);
+  return m;
+}
+
+int32_t OpenElmConfig::max_ffn_dim() const {
+  int32_t m = 0;
+  for (const LayerShape& l : layers) m = std::max(m, l.ffn_dim);
+  return m;
+}
+
+std::string OpenElmConfig::SizeName() const {
+  for (const char* name : {"270M", "450M", "1_1B", "3B", "tiny"}) {
+    absl::StatusOr<OpenElmConfig> published = MakeOpenElmConfig(name);
+    if (published.ok() && SameShape(*this, *published)) return name;
+  }
+  return "custom";
+}
+
+absl::StatusOr<OpenElmConfig> MakeOpenElmConfig(absl::string_view size) {
+  if (size == "tiny") {
+    // d=128, hd=32, group size 2: q heads {2,4,6}, kv heads {1,2,3},
+    // FFN {256,384,512}. Derived exactly like the published ones so that
+    // Apple's own config code would reproduce it.
+    return BuildConfig(/*num_layers=*/3, /*model_dim=*/128, /*head_dim=*/32,
+                       /*num_gqa_groups=*/2, /*ffn_dim_divisor=*/128,
+                       /*qkv=*/0.5, 1.5, /*ffn=*/2.0, 4.0);
+  }
+  for (const PublishedShape& p : kPublished) {
+    if (size == p.name) {
+      return BuildConfig(p.num_layers, p.model_dim, p.head_dim, /*num_gqa_groups=*/4,
+                         /*ffn_dim_divisor=*/256, 0.5, 1.0, 0.5, 4.0);
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown model size '", size, "' (expected tiny, 270M, 450M, 1_1B or 3B)"));
+}
+
+std::string OpenElmConfigToJson(const OpenElmConfig& config,
+                                absl::string_view torch_dtype) {
+  std::map<std::string, JsonValue> o;
+  const auto number_list = [](const std::vector<float>& values) {
+    std::vector<JsonValue> out;
+    for (float v : values) out.push_back(JsonValue::Number(CleanDouble(v)));
+    return JsonValue::Array(std::move(out));
+  };
+  std::vector<JsonValue> q_heads;
+  std::vector<JsonValue> kv_heads;
+  for (const LayerShape& l : config.layers) {
+    q_heads.push_back(JsonValue::Integer(l.num_query_heads));
+    kv_heads.push_back(JsonValue::Integer(l.num_kv_heads));
+  }
+  o["activation_fn_name"] = JsonValue::String(config.activation);
+  o["architectures"] = JsonValue::Array({JsonValue::String("OpenELMForCausalLM")});
+  o["auto_map"] = JsonValue::Object(
+      {{"AutoConfig", JsonValue::String("configuration_openelm.OpenELMConfig")},
+       {"AutoModelForCausalLM",
+        JsonValue::String("modeling_openelm.OpenELMForCausalLM")}});
+  o["bos_token_id"] = JsonValue::Integer(config.bos_token_id);
+  o["eos_token_id"] = JsonValue::Integer(config.eos_token_id);
+  o["ffn_dim_divisor"] = JsonValue::Integer(config.ffn_dim_divisor);
+  o["ffn_multipliers"] = number_list(config.ffn_multipliers);
+  o["ffn_with_glu"] = JsonValue::Bool(config.ffn_with_glu);
+  o["head_dim"] = JsonValue::Integer(config.head_dim);
+  o["initializer_range"] = JsonValue::Number(0.02);
+  o["max_context_length"] = JsonValue::Integer(config.max_context_length);
+  o["model_dim"] = JsonValue::Integer(config.model_dim);
+  o["model_type"] = JsonValue::String("openelm");
+  o["normalization_layer_name"] = JsonValue::String("rms_norm");
+  o["normalize_qk_projections"] = JsonValue::Bool(config.normalize_qk_projections);
+  o["num_gqa_groups"] = JsonValue::Integer(config.num_gqa_groups);
+  o["num_kv_heads"] = JsonValue::Array(std::move(kv_heads));
+  o["num_query_heads"] = JsonValue::Array(std::move(q_heads));
+  o["num_transformer_layers"] = JsonValue::Integer(config.num_layers);
+  o["qkv_multipliers"] = number_list(config.qkv_multipliers);
+  const double theta = CleanDouble(config.rope_freq_constant);
+  o["rope_freq_constant"] = theta == std::floor(theta) && theta < 1e15
+                                ? JsonValue::Integer(static_cast<int64_t>(theta))
+                                : JsonValue::Number(theta);
+  o["rope_max_length"] = JsonValue::Integer(config.rope_max_length);
+  o["share_input_output_layers"] = JsonValue::Bool(config.share_input_output_layers);
+  o["torch_dtype"] = JsonValue::String(std::string(torch_dtype));
+  o["transformers_version"] = JsonValue::String("4.39.3");
+  o["use_cache"] = JsonValue::Bool(true);
+  o["vocab_size"] = JsonValue::Integer(config.vocab_size);
+  std::string out;
+  PrettyPrint(JsonValue::Object(std::move(o)), 0, &out);
+  out.push_back('\n');
+  return out;
+}
+
+}  // namespace openelm
