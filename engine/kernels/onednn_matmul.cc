@@ -1,0 +1,208 @@
+#include "engine/kernels/onednn_matmul.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/base/status_macros.h"
+#include "engine/kernels/bf16.h"
+#include "engine/kernels/onednn_handles.h"
+
+namespace openelm {
+
+std::vector<int32_t> MatmulBuckets(int32_t max_m) {
+  // 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, ... then max_m itself.
+  std::vector<int32_t> buckets;
+  for (int32_t p = 1; p < max_m; p *= 2) {
+    buckets.push_back(p);
+    const int32_t mid = p + p / 2;
+    if (p >= 2 && mid < max_m && mid < 2 * p) buckets.push_back(mid);
+  }
+  buckets.push_back(std::max(max_m, 1));
+  std::sort(buckets.begin(), buckets.end());
+  buckets.erase(std::unique(buckets.begin(), buckets.end()), buckets.end());
+  return buckets;
+}
+
+int32_t MatmulBucketFor(int32_t m, int32_t max_m) {
+  for (int32_t p = 1; p < max_m; p *= 2) {
+    if (m <= p) return p;
+    const int32_t mid = p + p / 2;
+    if (p >= 2 && mid < max_m && m <= mid) return mid;
+  }
+  return std::max(max_m, 1);
+}
+
+namespace {
+
+thread_local bool inside_onednn_execute = false;
+
+// Marks the scope of a oneDNN call for InsideOnednnExecute().
+class OnednnCallScope {
+ public:
+  OnednnCallScope() { inside_onednn_execute = true; }
+  ~OnednnCallScope() { inside_onednn_execute = false; }
+};
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Dt = memory::data_type;
+
+Dt ToDnnl(MatmulDType t) { return t == MatmulDType::kBF16 ? Dt::bf16 : Dt::f32; }
+
+}  // namespace
+
+bool InsideOnednnExecute() { return inside_onednn_execute; }
+
+struct PackedMatmul::Impl {
+  memory packed_weights;
+  memory::desc packed_md;
+  struct Bucket {
+    int32_t m = 0;
+    dnnl::matmul prim;
+    memory src;
+    memory dst;
+    memory scratch;
+    dnnl_exec_arg_t args[4] = {};
+  };
+  std::vector<Bucket> buckets;  // ascending m
+};
+
+PackedMatmul::PackedMatmul(OnednnContext* ctx, const MatmulSpec& spec)
+    : ctx_(ctx), spec_(spec) {}
+PackedMatmul::~PackedMatmul() = default;
+
+int64_t PackedMatmul::packed_weight_bytes() const {
+  return static_cast<int64_t>(impl_->packed_weights.get_desc().get_size());
+}
+
+absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(
+    OnednnContext* ctx, const MatmulSpec& spec, const void* weight,
+    bool weight_is_bf16) {
+  if (spec.n <= 0 || spec.k <= 0 || spec.max_m <= 0 || weight == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "bad matmul spec: n=", spec.n, " k=", spec.k, " max_m=", spec.max_m));
+  }
+  std::unique_ptr<PackedMatmul> mm(new PackedMatmul(ctx, spec));
+  mm->impl_ = std::make_unique<Impl>();
+  Impl& impl = *mm->impl_;
+  const dnnl::engine& eng = ctx->handles().engine;
+  dnnl::stream& strm = ctx->handles().stream;
+  const Dt dt = ToDnnl(spec.compute);
+  const memory::dim n = spec.n, k = spec.k;
+  try {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+
+    // Let the largest bucket choose the packed layout; every bucket is then
+    // created against exactly that layout (it does not depend on M).
+    const memory::desc any_wei({k, n}, dt, Tag::any);
+    const memory::dim layout_m = spec.layout_m > 0 ? spec.layout_m : spec.max_m;
+    dnnl::matmul::desc layout_desc(memory::desc({layout_m, k}, dt, Tag::ab), any_wei,
+                                   memory::desc({layout_m, n}, Dt::f32, Tag::ab));
+    const memory::desc packed_md =
+        dnnl::matmul::primitive_desc(layout_desc, attr, eng).weights_desc();
+
+    // Pack: [n, k] row-major is the {k, n} matrix with format "ba".
+    const Dt user_dt = weight_is_bf16 ? Dt::bf16 : Dt::f32;
+    memory user({{k, n}, user_dt, Tag::ba}, eng, const_cast<void*>(weight));
+    impl.packed_weights = memory(packed_md, eng);
+    dnnl::reorder(user, impl.packed_weights).execute(strm, user, impl.packed_weights);
+    strm.wait();
+
+    impl.packed_md = packed_md;
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrCat("oneDNN matmul packing (n=", n,
+                                            ", k=", k, ") failed: ", e.what()));
+  }
+  OPENELM_RETURN_IF_ERROR(mm->SetMaxM(spec.max_m));
+  return mm;
+}
+
+absl::Status PackedMatmul::SetMaxM(int32_t max_m) {
+  if (max_m <= 0) return absl::InvalidArgumentError("matmul max_m must be positive");
+  Impl& impl = *impl_;
+  const dnnl::engine& eng = ctx_->handles().engine;
+  const Dt dt = ToDnnl(spec_.compute);
+  const memory::dim n = spec_.n, k = spec_.k;
+  try {
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const std::vector<int32_t> ms = MatmulBuckets(max_m);
+    std::vector<Impl::Bucket> buckets;
+    for (int32_t m : ms) {
+      Impl::Bucket b;
+      b.m = m;
+      memory::desc src_md({m, k}, dt, Tag::ab);
+      memory::desc dst_md({m, n}, Dt::f32, Tag::ab);
+      dnnl::matmul::desc d(src_md, impl.packed_md, dst_md);
+      dnnl::matmul::primitive_desc pd(d, attr, eng);
+      b.prim = dnnl::matmul(pd);
+      ctx_->CountPrimitive();
+      b.src = memory(pd.src_desc(), eng, DNNL_MEMORY_NONE);
+      b.dst = memory(pd.dst_desc(), eng, DNNL_MEMORY_NONE);
+      ctx_->ReserveScratchpad(static_cast<int64_t>(pd.scratchpad_desc().get_size()));
+      b.scratch = memory(pd.scratchpad_desc(), eng, DNNL_MEMORY_NONE);
+      buckets.push_back(std::move(b));
+    }
+    if (spec_.compute == MatmulDType::kBF16) {
+      ctx_->ReserveActivationScratch(static_cast<int64_t>(max_m) * k);
+    }
+    for (Impl::Bucket& b : buckets) {
+      b.args[0] = {DNNL_ARG_SRC, b.src.get()};
+      b.args[1] = {DNNL_ARG_WEIGHTS, impl.packed_weights.get()};
+      b.args[2] = {DNNL_ARG_DST, b.dst.get()};
+      b.args[3] = {DNNL_ARG_SCRATCHPAD, b.scratch.get()};
+    }
+    impl.buckets = std::move(buckets);
+    spec_.max_m = max_m;
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrCat("oneDNN matmul setup (n=", n,
+                                            ", k=", k, ") failed: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+absl::Status PackedMatmul::Run(const float* src, int32_t m, float* dst) {
+  if (m == 0) return absl::OkStatus();
+  if (m < 0 || m > spec_.max_m) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("matmul rows ", m, " outside [0, ", spec_.max_m, "]"));
+  }
+  Impl::Bucket* bucket = nullptr;
+  for (Impl::Bucket& b : impl_->buckets) {
+    if (b.m >= m) {
+      bucket = &b;
+      break;
+    }
+  }
+  const void* src_handle = src;
+  if (spec_.compute == MatmulDType::kBF16) {
+    uint16_t* staged = ctx_->activation_scratch();
+    ConvertF32ToBf16(src, static_cast<int64_t>(m) * spec_.k, staged);
+    src_handle = staged;
+  }
+  // The C API is used for execution: the C++ wrapper copies the argument map
+  // into a fresh std::vector on every call.
+  OnednnCallScope scope;
+  dnnl_status_t st =
+      dnnl_memory_set_data_handle_v2(bucket->src.get(), const_cast<void*>(src_handle), nullptr);
+  if (st == dnnl_success) st = dnnl_memory_set_data_handle_v2(bucket->dst.get(), dst, nullptr);
+  if (st == dnnl_success) {
+    st = dnnl_memory_set_data_handle_v2(bucket->scratch.get(), ctx_->scratchpad(), nullptr);
+  }
+  if (st == dnnl_success) {
+    st = dnnl_primitive_execute(bucket->prim.get(), ctx_->handles().stream.get(), 4,
+                                bucket->args);
+  }
+  if (st == dnnl_success) st = dnnl_stream_wait(ctx_->handles().stream.get());
+  if (st != dnnl_success) {
+    return absl::InternalError(absl::StrCat("oneDNN matmul (m=", m, ", n=", spec_.n,
+                                            ", k=", spec_.k, ") failed with status ",
+                                            static_cast<int>(st)));
+  }
+  ++num_runs_;
+  return absl::OkStatus();
+}
+
+}  // namespace openelm

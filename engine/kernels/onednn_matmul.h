@@ -1,0 +1,90 @@
+#ifndef OPENELM_ENGINE_KERNELS_ONEDNN_MATMUL_H_
+#define OPENELM_ENGINE_KERNELS_ONEDNN_MATMUL_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/kernels/onednn_context.h"
+
+namespace openelm {
+
+// Row counts for which matmul primitives are created. Running with M rows
+// uses the smallest bucket >= M. Buckets grow by about 1.5x, so at most a
+// third of a large matmul is wasted, and the last bucket is `max_m` itself.
+std::vector<int32_t> MatmulBuckets(int32_t max_m);
+// The bucket used for `m` rows (m <= max_m).
+int32_t MatmulBucketFor(int32_t m, int32_t max_m);
+
+enum class MatmulDType { kF32, kBF16 };
+
+// True while the calling thread is inside oneDNN's execution of a
+// PackedMatmul::Run(). oneDNN 2.6 allocates a few small objects per
+// execution (its argument map) that no caller can avoid; allocation tests use
+// this to tell those apart from allocations of ours.
+bool InsideOnednnExecute();
+
+struct MatmulSpec {
+  int64_t n = 0;      // output features (rows of the [n, k] weight)
+  int64_t k = 0;      // input features
+  int32_t max_m = 1;  // most rows one Run() may get
+  // Rows of the problem that picks the packed weight layout (0: max_m). The
+  // layout is then used for every bucket, including ones added by SetMaxM().
+  int32_t layout_m = 0;
+  // Type the weights are packed in and the src is fed in. oneDNN 2.6 has no
+  // f32 x bf16 matmul, so kBF16 also rounds the f32 src to bf16 (into the
+  // context's staging buffer). Accumulation and dst are f32 either way.
+  MatmulDType compute = MatmulDType::kF32;
+};
+
+// dst[m, n] = src[m, k] * W^T for a fixed weight W[n, k], on oneDNN.
+// The weight is copied once into oneDNN's preferred (packed) layout; one
+// primitive per row bucket is created up front, so Run() creates nothing and
+// allocates nothing of ours.
+//
+// Buffers passed to Run() must be sized for the bucket, not just m:
+//   src: MatmulBucketFor(m) rows of k floats readable (f32 compute only; rows
+//        past m are read but their results are ignored),
+//   dst: MatmulBucketFor(m) rows of n floats writable (rows past m get junk).
+//
+// Owns its packed weights; borrows the context, which must outlive it.
+// Thread-compatible.
+class PackedMatmul {
+ public:
+  // `weight` is [n, k] row-major: float* when `weight_is_bf16` is false,
+  // otherwise bf16 bit patterns (uint16_t*). It is converted to spec.compute.
+  // kInvalidArgument on bad sizes, kInternal when oneDNN fails.
+  static absl::StatusOr<std::unique_ptr<PackedMatmul>> Create(
+      OnednnContext* ctx, const MatmulSpec& spec, const void* weight,
+      bool weight_is_bf16);
+  ~PackedMatmul();
+  PackedMatmul(const PackedMatmul&) = delete;
+  PackedMatmul& operator=(const PackedMatmul&) = delete;
+
+  // Replaces the row buckets with MatmulBuckets(max_m), against the same
+  // packed weights (setup time only; creates the primitives). kInternal when
+  // oneDNN fails.
+  absl::Status SetMaxM(int32_t max_m);
+
+  // See the class comment for buffer sizes. m == 0 is a no-op.
+  // kInvalidArgument when m > max_m, kInternal when oneDNN fails.
+  absl::Status Run(const float* src, int32_t m, float* dst);
+
+  const MatmulSpec& spec() const { return spec_; }
+  int64_t packed_weight_bytes() const;
+  int64_t num_runs() const { return num_runs_; }
+
+ private:
+  struct Impl;
+  explicit PackedMatmul(OnednnContext* ctx, const MatmulSpec& spec);
+  OnednnContext* ctx_;
+  MatmulSpec spec_;
+  std::unique_ptr<Impl> impl_;
+  int64_t num_runs_ = 0;
+};
+
+}  // namespace openelm
+
+#endif  // OPENELM_ENGINE_KERNELS_ONEDNN_MATMUL_H_

@@ -1,0 +1,310 @@
+// Engine micro-benchmark: memory read bandwidth and oneDNN GEMM peak of this
+// machine, then decode steps and a prefill of OpenElmModel, each reported as
+// tokens/s and as a fraction of the limit that bounds it. Prints markdown.
+//
+//   openelm_bench_engine --size=270M --weight_dtype=bf16 --kv_dtype=f32 --repeats=5
+//
+// Decode contexts are synthetic: rows are placed at position `context` on
+// their own blocks without prefilling them (the time of a step does not
+// depend on the cached values).
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/base/status_macros.h"
+#include "engine/kernels/onednn_context.h"
+#include "engine/kernels/onednn_matmul.h"
+#include "engine/kernels/paged_attention.h"
+#include "engine/model/checkpoint.h"
+#include "engine/model/openelm_model.h"
+
+ABSL_FLAG(std::string, model_dir, "", "HF checkpoint directory (or use --size)");
+ABSL_FLAG(std::string, size, "270M", "generate a random checkpoint of this size when --model_dir is empty");
+ABSL_FLAG(std::string, cache_dir, "/tmp/openelm_bench_cache", "where --size checkpoints are generated");
+ABSL_FLAG(std::string, weight_dtype, "bf16", "bf16 | f32");
+ABSL_FLAG(std::string, kv_dtype, "bf16", "bf16 | f32");
+ABSL_FLAG(std::string, activations, "auto", "bf16 | f32 | auto (bf16 with bf16 weights)");
+ABSL_FLAG(int32_t, threads, 0, "OpenMP threads; 0 = all cores");
+ABSL_FLAG(int32_t, repeats, 5, "timed repeats per figure (>= 3); min and median are reported");
+ABSL_FLAG(int64_t, bandwidth_mib, 1024, "buffer size of the read-bandwidth test");
+ABSL_FLAG(bool, skip_machine, false, "skip the bandwidth and GEMM-peak measurements");
+
+namespace openelm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Wall time, and the process CPU time divided by the thread count: on a
+// machine shared with other work the second estimates the wall time the step
+// would take with its cores to itself (run with OMP_WAIT_POLICY=passive so
+// threads waiting at barriers sleep instead of burning CPU time).
+struct Timing {
+  double min_s = 0;
+  double median_s = 0;
+  double cpu_min_s = 0;  // CPU seconds / threads, best repeat
+};
+
+int32_t g_threads = 1;
+
+double ProcessCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+template <typename F>
+absl::StatusOr<Timing> TimeIt(int32_t repeats, F&& f) {
+  OPENELM_RETURN_IF_ERROR(f());  // warm-up
+  std::vector<double> t;
+  double cpu_best = 1e30;
+  for (int32_t i = 0; i < repeats; ++i) {
+    const double cpu0 = ProcessCpuSeconds();
+    const auto start = Clock::now();
+    OPENELM_RETURN_IF_ERROR(f());
+    t.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    cpu_best = std::min(cpu_best, (ProcessCpuSeconds() - cpu0) / g_threads);
+  }
+  std::sort(t.begin(), t.end());
+  return Timing{t.front(), t[t.size() / 2], cpu_best};
+}
+
+// Best-of-N streaming read of a buffer much larger than the caches; returns
+// bytes/s by wall time and by CPU time / threads.
+std::pair<double, double> MeasureReadBandwidth(int64_t bytes, int32_t threads, int32_t repeats) {
+  const int64_t n = bytes / 8;
+  std::vector<uint64_t> buf(n);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<uint64_t>(i);
+  double best = 1e30, cpu_best = 1e30;
+  uint64_t sink = 0;
+  for (int32_t r = 0; r < repeats + 1; ++r) {
+    const double cpu0 = ProcessCpuSeconds();
+    const auto start = Clock::now();
+    uint64_t total = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
+    for (int64_t i = 0; i < n; i += 8) {
+      total += buf[i] ^ buf[i + 1] ^ buf[i + 2] ^ buf[i + 3] ^ buf[i + 4] ^ buf[i + 5] ^
+               buf[i + 6] ^ buf[i + 7];
+    }
+    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    const double cpu = (ProcessCpuSeconds() - cpu0) / threads;
+    sink += total;
+    if (r > 0) best = std::min(best, s);
+    if (r > 0) cpu_best = std::min(cpu_best, cpu);
+  }
+  if (sink == 42) std::printf(" ");  // keep the loop
+  return {static_cast<double>(n) * 8 / best, static_cast<double>(n) * 8 / cpu_best};
+}
+
+absl::StatusOr<std::pair<double, double>> MeasureGemmPeak(OnednnContext* ctx, MatmulDType dtype, int32_t repeats) {
+  constexpr int32_t kM = 512, kN = 4096, kK = 4096;
+  std::vector<float> w(int64_t{kN} * kK, 0.01f), src(int64_t{kM} * kK, 0.5f), dst(int64_t{kM} * kN);
+  OPENELM_ASSIGN_OR_RETURN(
+      std::unique_ptr<PackedMatmul> mm,
+      PackedMatmul::Create(ctx, {.n = kN, .k = kK, .max_m = kM, .compute = dtype}, w.data(), false));
+  OPENELM_ASSIGN_OR_RETURN(Timing t, TimeIt(repeats, [&] { return mm->Run(src.data(), kM, dst.data()); }));
+  return std::make_pair(2.0 * kM * kN * kK / t.min_s, 2.0 * kM * kN * kK / t.cpu_min_s);
+}
+
+struct Figure {
+  std::string name;
+  int32_t batch = 0;
+  int32_t context = 0;
+  int32_t tokens_per_row = 1;  // 1 = decode
+};
+
+int Main() {
+  const int32_t repeats = std::max(3, absl::GetFlag(FLAGS_repeats));
+  const int32_t threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : omp_get_num_procs();
+  g_threads = threads;
+
+  std::string dir = absl::GetFlag(FLAGS_model_dir);
+  const std::string weight_name = absl::GetFlag(FLAGS_weight_dtype);
+  const DType weight_dtype = weight_name == "f32" ? DType::kF32 : DType::kBF16;
+  if (dir.empty()) {
+    dir = absl::StrCat(absl::GetFlag(FLAGS_cache_dir), "/", absl::GetFlag(FLAGS_size), "-seed1-bf16");
+    if (!std::filesystem::exists(dir + "/config.json")) {
+      auto config = MakeOpenElmConfig(absl::GetFlag(FLAGS_size));
+      if (!config.ok()) {
+        std::fprintf(stderr, "%s\n", config.status().ToString().c_str());
+        return 1;
+      }
+      std::fprintf(stderr, "generating %s ...\n", dir.c_str());
+      const absl::Status s = WriteRandomCheckpoint(*config, 1, DType::kBF16, 1, dir);
+      if (!s.ok()) {
+        std::fprintf(stderr, "%s\n", s.ToString().c_str());
+        return 1;
+      }
+    }
+  }
+
+  // Machine limits.
+  auto ctx = OnednnContext::Create(threads);
+  if (!ctx.ok()) return 1;
+  // [0]: by wall time, [1]: by CPU time / threads.
+  double bandwidth[2] = {0, 0}, peak_bf16[2] = {0, 0}, peak_f32[2] = {0, 0};
+  if (!absl::GetFlag(FLAGS_skip_machine)) {
+    std::tie(bandwidth[0], bandwidth[1]) =
+        MeasureReadBandwidth(absl::GetFlag(FLAGS_bandwidth_mib) << 20, threads, repeats);
+    auto b = MeasureGemmPeak(ctx->get(), MatmulDType::kBF16, repeats);
+    auto f = MeasureGemmPeak(ctx->get(), MatmulDType::kF32, repeats);
+    if (!b.ok() || !f.ok()) {
+      std::fprintf(stderr, "GEMM peak failed\n");
+      return 1;
+    }
+    std::tie(peak_bf16[0], peak_bf16[1]) = *b;
+    std::tie(peak_f32[0], peak_f32[1]) = *f;
+  }
+
+  const std::string act = absl::GetFlag(FLAGS_activations);
+  OpenElmModelOptions options;
+  options.weight_dtype = weight_dtype;
+  options.kv_dtype = absl::GetFlag(FLAGS_kv_dtype) == "bf16" ? DType::kBF16 : DType::kF32;
+  options.bf16_activations = act == "bf16" || (act == "auto" && weight_dtype == DType::kBF16);
+  options.num_threads = threads;
+  const auto load_start = Clock::now();
+  auto ckpt = Checkpoint::Open(dir);
+  if (!ckpt.ok()) {
+    std::fprintf(stderr, "%s\n", ckpt.status().ToString().c_str());
+    return 1;
+  }
+  const OpenElmConfig config = (*ckpt)->config();
+  auto model_or = OpenElmModel::Create(**ckpt, options);
+  if (!model_or.ok()) {
+    std::fprintf(stderr, "%s\n", model_or.status().ToString().c_str());
+    return 1;
+  }
+  std::unique_ptr<OpenElmModel> model = std::move(*model_or);
+  ckpt->reset();
+  const double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
+
+  const std::vector<Figure> figures = {
+      {"decode", 1, 128}, {"decode", 4, 128}, {"decode", 16, 128}, {"decode", 32, 128},
+      {"decode", 64, 128}, {"decode", 16, 1024}, {"decode", 32, 1024}, {"prefill", 1, 0, 512},
+  };
+  constexpr int32_t kBlock = 16;
+  int32_t blocks_needed = 0;
+  for (const Figure& f : figures) {
+    blocks_needed = std::max(blocks_needed, f.batch * ((f.context + f.tokens_per_row + kBlock - 1) / kBlock));
+  }
+  const absl::Status prepared = model->Prepare(blocks_needed, kBlock, 512, 64);
+  if (!prepared.ok()) {
+    std::fprintf(stderr, "%s\n", prepared.ToString().c_str());
+    return 1;
+  }
+  const ModelInfo& info = model->info();
+  const int64_t d = config.model_dim;
+  const int64_t embed_bytes = int64_t{config.vocab_size} * d * (weight_dtype == DType::kBF16 ? 2 : 4);
+  const int64_t streamed_weight_bytes = info.weight_bytes - embed_bytes;  // gather table not streamed
+  const double* peak = options.bf16_activations ? peak_bf16 : peak_f32;
+  // Matmul parameters (the embedding only as the LM head).
+  int64_t matmul_params = int64_t{config.vocab_size} * d;
+  for (const LayerShape& s : config.layers) {
+    matmul_params += (s.num_query_heads + 2 * int64_t{s.num_kv_heads}) * config.head_dim * d +
+                     d * s.num_query_heads * config.head_dim + 3 * d * s.ffn_dim;
+  }
+
+  std::printf("## openelm_bench_engine: %s (%s)\n\n", info.name.c_str(), info.size_name.c_str());
+  std::printf("- weights %s (matmuls in %s), KV %s, threads %d, repeats %d (+1 warm-up), "
+              "attention kernel: %s\n",
+              info.weight_dtype.c_str(), options.bf16_activations ? "bf16" : "f32",
+              info.kv_dtype.c_str(), threads, repeats,
+              PagedAttentionUsesAvx512() ? "AVX-512" : "portable");
+  std::printf("- load (mmap + convert + pack + primitives): %.2f s; packed weights %.1f MiB "
+              "(%.1f MiB streamed per step)\n",
+              load_s, info.weight_bytes / 1048576.0, streamed_weight_bytes / 1048576.0);
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) > 0) std::printf("- load average at start: %.1f (on %d cores)\n", load[0], omp_get_num_procs());
+  if (bandwidth[0] > 0) {
+    std::printf("- memory read bandwidth (1 GiB): %.1f GB/s wall, %.1f GB/s by CPU time; "
+                "oneDNN GEMM 512x4096x4096: bf16 %.0f / %.0f GFLOP/s, f32 %.0f / %.0f GFLOP/s "
+                "(wall / CPU time)\n",
+                bandwidth[0] / 1e9, bandwidth[1] / 1e9, peak_bf16[0] / 1e9, peak_bf16[1] / 1e9,
+                peak_f32[0] / 1e9, peak_f32[1] / 1e9);
+  }
+  std::printf("\nLimits: bytes = (weights streamed + KV read) / bandwidth; flops = FLOPs / GEMM peak; "
+              "the larger is the bound. Fractions = limit / measured step time, once by wall time and "
+              "once by CPU time (both measured the same way as their limit).\n\n");
+  std::printf("| step | batch | context | tokens/s best (median) | step ms min / median | CPU-time ms "
+              "| bytes-limit ms | flops-limit ms | bound | of limit (wall) | of limit (CPU) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+
+  ForwardBatch batch;
+  std::vector<std::vector<BlockId>> tables;
+  for (const Figure& f : figures) {
+    batch.Clear();
+    tables.assign(f.batch, {});
+    BlockId next = 0;
+    for (int32_t r = 0; r < f.batch; ++r) {
+      const int32_t nb = (f.context + f.tokens_per_row + kBlock - 1) / kBlock;
+      for (int32_t b = 0; b < nb; ++b) tables[r].push_back(next++);
+      for (int32_t t = 0; t < f.tokens_per_row; ++t) batch.tokens.push_back((r * 131 + t * 7 + 5) % 32000);
+      batch.rows.push_back({.request_id = static_cast<RequestId>(r + 1),
+                            .token_offset = r * f.tokens_per_row, .num_tokens = f.tokens_per_row,
+                            .start_position = f.context, .block_table = tables[r].data(),
+                            .num_blocks = nb, .logits = BatchRow::Logits::kLast});
+    }
+    auto timing = TimeIt(repeats, [&]() -> absl::Status { return model->Forward(batch).status(); });
+    if (!timing.ok()) {
+      std::fprintf(stderr, "%s\n", timing.status().ToString().c_str());
+      return 1;
+    }
+    const int64_t tokens = int64_t{f.batch} * f.tokens_per_row;
+    // Attention: QK^T and PV over the causal context.
+    double attn_flops = 0;
+    int64_t kv_read = 0;
+    for (const LayerShape& s : config.layers) {
+      for (int32_t t = 0; t < f.tokens_per_row; ++t) {
+        attn_flops += 4.0 * f.batch * (f.context + t + 1) * s.num_query_heads * config.head_dim;
+      }
+      kv_read += int64_t{f.batch} * (f.context + f.tokens_per_row) * 2 * s.num_kv_heads *
+                 config.head_dim * (options.kv_dtype == DType::kBF16 ? 2 : 4);
+    }
+    // The LM head runs only for the rows whose logits are wanted (one per row).
+    const int64_t head_params = int64_t{config.vocab_size} * d;
+    const double flops =
+        2.0 * tokens * (matmul_params - head_params) + 2.0 * f.batch * head_params + attn_flops;
+    double limit_ms[2] = {0, 0}, bytes_ms[2] = {0, 0}, flops_ms[2] = {0, 0};
+    for (int i = 0; i < 2; ++i) {
+      bytes_ms[i] = bandwidth[i] > 0 ? (streamed_weight_bytes + kv_read) / bandwidth[i] * 1e3 : 0;
+      flops_ms[i] = peak[i] > 0 ? flops / peak[i] * 1e3 : 0;
+      limit_ms[i] = std::max(bytes_ms[i], flops_ms[i]);
+    }
+    const bool bytes_bound = bytes_ms[0] >= flops_ms[0];
+    const double tps_best = tokens / timing->min_s;
+    const double tps_med = tokens / timing->median_s;
+    std::printf("| %s | %d | %d | %.1f (%.1f) | %.1f / %.1f | %.1f | %.1f | %.1f | %s | %.0f%% | %.0f%% |\n",
+                f.name.c_str(), f.batch, f.tokens_per_row > 1 ? f.tokens_per_row : f.context, tps_best,
+                tps_med, timing->min_s * 1e3, timing->median_s * 1e3, timing->cpu_min_s * 1e3,
+                bytes_ms[0], flops_ms[0], bytes_bound ? "bytes" : "FLOPs",
+                100.0 * limit_ms[0] / (timing->min_s * 1e3),
+                100.0 * limit_ms[1] / (timing->cpu_min_s * 1e3));
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace openelm
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  return openelm::Main();
+}
