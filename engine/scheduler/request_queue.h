@@ -1,0 +1,57 @@
+#ifndef OPENELM_ENGINE_SCHEDULER_REQUEST_QUEUE_H_
+#define OPENELM_ENGINE_SCHEDULER_REQUEST_QUEUE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+
+#include "absl/functional/function_ref.h"
+#include "engine/scheduler/request.h"
+
+namespace openelm {
+
+// The waiting queue's admission order, behind an interface so that a
+// weighted-fair policy between tenants can replace FCFS. Holds non-owning
+// pointers; the Scheduler owns the requests.
+//
+// Thread-compatible: only the engine thread uses it.
+class RequestQueue {
+ public:
+  virtual ~RequestQueue() = default;
+  // Adds a new or preempted request.
+  virtual void Add(Request* request) = 0;
+  // The request to admit next, or nullptr when empty.
+  virtual Request* Front() const = 0;
+  virtual void PopFront() = 0;
+  // Removes `request` if queued; returns whether it was.
+  virtual bool Remove(Request* request) = 0;
+  virtual size_t size() const = 0;
+  bool empty() const { return size() == 0; }
+  // Visits every queued request (in admission order).
+  virtual void ForEach(absl::FunctionRef<void(Request*)> fn) const = 0;
+};
+
+// First come, first served by arrival; a preempted request gets its original
+// place back (ahead of everything that arrived after it).
+class FcfsQueue final : public RequestQueue {
+ public:
+  void Add(Request* request) override { queue_.emplace(request->arrival_seq, request); }
+  Request* Front() const override {
+    return queue_.empty() ? nullptr : queue_.begin()->second;
+  }
+  void PopFront() override { queue_.erase(queue_.begin()); }
+  bool Remove(Request* request) override {
+    return queue_.erase(request->arrival_seq) > 0;
+  }
+  size_t size() const override { return queue_.size(); }
+  void ForEach(absl::FunctionRef<void(Request*)> fn) const override {
+    for (const auto& [seq, request] : queue_) fn(request);
+  }
+
+ private:
+  std::map<uint64_t, Request*> queue_;  // arrival_seq -> request
+};
+
+}  // namespace openelm
+
+#endif  // OPENELM_ENGINE_SCHEDULER_REQUEST_QUEUE_H_

@@ -1,0 +1,162 @@
+#ifndef OPENELM_ENGINE_SCHEDULER_SCHEDULER_H_
+#define OPENELM_ENGINE_SCHEDULER_SCHEDULER_H_
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "engine/base/types.h"
+#include "engine/kv_cache/kv_cache_manager.h"
+#include "engine/llm_engine.h"
+#include "engine/model/decoder_model.h"
+#include "engine/sampling/sampler.h"
+#include "engine/scheduler/request.h"
+#include "engine/scheduler/request_queue.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace openelm {
+
+struct SchedulerConfig {
+  int32_t max_num_seqs = 64;             // rows per step
+  int32_t max_num_batched_tokens = 512;  // tokens per step
+  int32_t max_context_length = 2048;
+  TokenId eos_token_id = kEosTokenId;
+};
+
+// What the scheduler put into one row of the batch.
+struct ScheduledRow {
+  Request* request = nullptr;
+  Sequence* sequence = nullptr;  // &request->root or one of request->seqs
+  bool is_root = false;
+};
+
+// One step: the model's batch plus the scheduler's view of each row.
+struct ScheduledStep {
+  ForwardBatch batch;
+  std::vector<ScheduledRow> rows;                   // parallel to batch.rows
+  std::vector<std::pair<BlockId, BlockId>> copies;  // run before Forward
+  int32_t num_prefill_tokens = 0;
+  int32_t num_decode_tokens = 0;
+  int32_t num_preemptions = 0;
+  int32_t prefix_query_tokens = 0;
+  int32_t prefix_hit_tokens = 0;
+  bool empty() const { return rows.empty(); }
+  void Clear();
+};
+
+// Continuous batching over a KvCacheManager (vLLM v1-like). Each Schedule()
+// composes one step within max_num_seqs rows and max_num_batched_tokens
+// tokens:
+//   1. requests past their deadline finish (kDeadline);
+//   2. running requests' decode rows (one token per live completion), in
+//      admission order; a request's decode rows are all or nothing;
+//   3. running requests that still have several tokens to compute
+//      (a partially computed prompt, or generated tokens being recomputed
+//      after a preemption) get prefill chunks;
+//   4. waiting requests are admitted in RequestQueue order (FCFS by default)
+//      with a prefill chunk each, reusing prefix-cache blocks, while their
+//      blocks fit and the running completions stay within max_num_seqs
+//      (admission never preempts; the first that does not fit stops it).
+// Non-final chunks end on a block boundary when the budget allows. When a
+// running request cannot get blocks, the most recently admitted running
+// request with no rows in this step is preempted (its blocks freed; it is
+// recomputed later, generated tokens included) until it fits.
+//
+// After the step ran, Update() samples (Sampler), appends tokens, applies the
+// stop conditions and finishes requests, freeing their blocks at once. Output
+// and finished requests are collected for the engine to deliver (touched(),
+// finished()); the scheduler never calls a sink.
+//
+// Thread-compatible: only the engine thread uses it.
+class Scheduler {
+ public:
+  // `kv` must outlive the scheduler; `tokenizer` may be null (no text).
+  Scheduler(const SchedulerConfig& config, KvCacheManager* kv, const Tokenizer* tokenizer,
+            std::unique_ptr<RequestQueue> queue);
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Takes a validated request (state kWaiting). Sets its arrival order, RNG
+  // streams and sequences. `seed` is used when params.seed is unset.
+  void AddRequest(std::unique_ptr<Request> request, uint64_t seed, absl::Time now);
+
+  // Finishes request `id` with `reason`/`status` (cancel). False if unknown.
+  bool Abort(RequestId id, FinishReason reason, const absl::Status& status,
+             absl::Time now);
+  // Finishes every request (shutdown).
+  void AbortAll(FinishReason reason, const absl::Status& status, absl::Time now);
+
+  // Builds the next step. The result stays valid until the next Schedule().
+  const ScheduledStep& Schedule(absl::Time now);
+
+  // The step ran: `logits` hold its rows' logits (see BatchRow::Logits).
+  void Update(const LogitsView& logits, Sampler* sampler, absl::Time now);
+  // The step failed: its requests finish with kError and `status`.
+  void FailStep(const absl::Status& status, absl::Time now);
+
+  // Requests with undelivered output (Sequence::delta) since ClearEvents(),
+  // and requests that finished (their `finish` is filled; deliver OnFinish
+  // after their output).
+  const std::vector<Request*>& touched() const { return touched_; }
+  std::vector<std::unique_ptr<Request>>& finished() { return finished_; }
+  void ClearEvents();
+
+  int32_t num_waiting() const { return static_cast<int32_t>(queue_->size()); }
+  int32_t num_running() const { return static_cast<int32_t>(running_.size()); }
+  int32_t num_requests() const { return static_cast<int32_t>(requests_.size()); }
+  int64_t num_preemptions_total() const { return preemptions_total_; }
+  const Request* Find(RequestId id) const;
+  const SchedulerConfig& config() const { return config_; }
+
+ private:
+  // Scheduling helpers (scheduler.cc).
+  void ExpireDeadlines(absl::Time now);
+  int32_t ChunkSize(int32_t num_computed, int32_t remaining, int32_t budget) const;
+  // Frees blocks until `needed` fit, preempting victims (never `keep`).
+  bool MakeRoom(int32_t needed, const Request* keep);
+  // Completions of `r` that have not finished (n before the first token).
+  static int32_t LiveSequences(const Request& r);
+  void Preempt(Request* request);
+  void AddRow(Request* request, Sequence* seq, bool is_root, int32_t num_tokens,
+              BatchRow::Logits logits);
+  BatchRow::Logits RootLogits(const Request& request, int32_t end) const;
+
+  // Output helpers (scheduler_output.cc).
+  void StartCompletions(Request* request, const float* logits, Sampler* sampler,
+                        absl::Time now);
+  void ForkFromRoot(Request* request);
+  void AcceptToken(Request* request, Sequence* seq, TokenId token, const float* logits,
+                   Sampler* sampler, absl::Time now);
+  void FinishSequence(Request* request, Sequence* seq, FinishReason reason,
+                      bool flush_text);
+  void MaybeFinishRequest(Request* request, absl::Time now);
+  void FinishRequest(Request* request, FinishReason reason, const absl::Status& status,
+                     absl::Time now);
+  void Touch(Request* request);
+  void FreeBlocks(Request* request);
+
+  const SchedulerConfig config_;
+  KvCacheManager* const kv_;
+  const Tokenizer* const tokenizer_;
+  std::unique_ptr<RequestQueue> queue_;
+  absl::flat_hash_map<RequestId, std::unique_ptr<Request>> requests_;
+  std::vector<Request*> running_;  // admission order
+  uint64_t next_arrival_seq_ = 0;
+  int64_t step_id_ = 0;
+  int64_t preemptions_total_ = 0;
+  ScheduledStep step_;
+  PrefixHit hit_;                        // scratch
+  std::vector<Sequence*> scratch_seqs_;  // scratch
+  std::vector<Request*> scratch_requests_;
+  std::vector<LogprobEntry> scratch_logprobs_;
+  std::vector<Request*> touched_;
+  std::vector<std::unique_ptr<Request>> finished_;
+};
+
+}  // namespace openelm
+
+#endif  // OPENELM_ENGINE_SCHEDULER_SCHEDULER_H_

@@ -1,0 +1,103 @@
+// Stop strings with the real Llama-2 tokenizer: matches across token
+// boundaries, the stop string is never emitted, held text is released.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/llm_engine.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/engine/scheduler/engine_harness.h"
+#include "tests/testing/status_matchers.h"
+
+namespace openelm::testing {
+namespace {
+
+class StopStringsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto tokenizer = Tokenizer::Load(OPENELM_TOKENIZER_MODEL_PATH);
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    tokenizer_ = tokenizer->release();
+  }
+  static void TearDownTestSuite() {
+    delete tokenizer_;
+    tokenizer_ = nullptr;
+  }
+
+  // Runs a request whose greedy output is `text` (then EOS) and returns the
+  // sink's text for completion 0 and the finish info.
+  std::pair<std::string, FinishInfo> Run(const std::string& text,
+                                         std::vector<std::string> stops,
+                                         std::vector<std::string>* deltas = nullptr) {
+    FakeDecoderOptions fake;
+    fake.vocab_size = 32000;
+    EngineOptions options;
+    options.num_blocks = 64;
+    options.block_size_tokens = 4;
+    EngineHarness h(options, fake, tokenizer_);
+    auto prompt = tokenizer_->Encode("Story:", /*add_bos=*/true);
+    auto ids = tokenizer_->Encode(text, /*add_bos=*/false);
+    EXPECT_TRUE(prompt.ok() && ids.ok());
+    std::vector<TokenId> script = *ids;
+    script.push_back(kEosTokenId);
+    h.fake().SetScript(static_cast<int32_t>(prompt->size()), script);
+    GenerateSpec spec = Spec(*prompt, 64);
+    spec.params.stop = std::move(stops);
+    EXPECT_OK(h.Submit(1, std::move(spec)));
+    EXPECT_TRUE(h.RunUntilDone());
+    h.ExpectNoViolations();
+    h.ExpectPoolFull();
+    if (deltas != nullptr) {
+      for (const OutputDelta& d : h.sink(1).deltas()) deltas->push_back(d.text);
+    }
+    return {h.sink(1).text(), h.sink(1).info()};
+  }
+
+  static const Tokenizer* tokenizer_;
+};
+
+const Tokenizer* StopStringsTest::tokenizer_ = nullptr;
+
+constexpr char kText[] = "The quick brown fox jumps over the lazy dog.";
+
+TEST_F(StopStringsTest, WithoutStopsTheWholeTextIsEmitted) {
+  auto [text, info] = Run(kText, {});
+  EXPECT_EQ(text, std::string(" ") + kText);
+  EXPECT_EQ(info.completions[0].reason, FinishReason::kEos);
+}
+
+TEST_F(StopStringsTest, StopAcrossTokenBoundariesIsCutAndNeverEmitted) {
+  std::vector<std::string> deltas;
+  auto [text, info] = Run(kText, {"fox jumps"}, &deltas);
+  EXPECT_EQ(text, " The quick brown ");
+  EXPECT_EQ(info.completions[0].reason, FinishReason::kStopSequence);
+  EXPECT_EQ(info.completions[0].stop_matched, "fox jumps");
+  for (const std::string& d : deltas) EXPECT_EQ(d.find("fox"), std::string::npos);
+}
+
+TEST_F(StopStringsTest, StopInsideAWordMatches) {
+  auto [text, info] = Run(kText, {"own f", "zzz"});
+  EXPECT_EQ(text, " The quick br");
+  EXPECT_EQ(info.completions[0].stop_matched, "own f");
+}
+
+TEST_F(StopStringsTest, HeldTextIsReleasedWhenTheStopNeverCompletes) {
+  std::vector<std::string> deltas;
+  auto [text, info] = Run(kText, {"lazy cat"}, &deltas);
+  EXPECT_EQ(text, std::string(" ") + kText);
+  EXPECT_EQ(info.completions[0].reason, FinishReason::kEos);
+  // "lazy" was held until it could no longer become "lazy cat".
+  bool lazy_alone = false;
+  for (const std::string& d : deltas) {
+    if (d.find("lazy") != std::string::npos && d.find("dog") == std::string::npos) {
+      lazy_alone = true;
+    }
+  }
+  EXPECT_FALSE(lazy_alone);
+}
+
+}  // namespace
+}  // namespace openelm::testing
