@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   clang libclang-rt-14-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libssl-dev openssl  # SHA-256 of API keys, TLS key checks; scripts/gen-test-certs.sh
   libabsl-dev
   libdnnl-dev ocl-icd-opencl-dev
   libsentencepiece-dev
@@ -15,6 +16,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest
   python3 python3-grpcio python3-grpc-tools
   curl
+  prometheus  # promtool + prometheus: scripts/validate-deploy.sh, scripts/test-prometheus.sh
 )
 
 missing=()
