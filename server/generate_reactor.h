@@ -1,0 +1,167 @@
+#ifndef OPENELM_SERVER_GENERATE_REACTOR_H_
+#define OPENELM_SERVER_GENERATE_REACTOR_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include <grpcpp/grpcpp.h>
+#include "engine/llm_engine.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "openelm/v1/inference.pb.h"
+#include "server/metrics.h"
+#include "server/tenants/quota.h"
+
+namespace openelm::server {
+
+// Counts live generation RPCs so a drain can wait for them.
+// Thread-safe.
+class RpcTracker {
+ public:
+  void Begin();
+  void End();
+  int active() const;
+  // Waits until no RPC is active or `deadline` passes; true when none is.
+  // Blocks: call only from a thread that may block (never a gRPC reaction).
+  bool WaitForIdle(absl::Time deadline);
+
+ private:
+  mutable absl::Mutex mu_;
+  int active_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// What a generation reactor uses; everything outlives every reactor (the
+// Server shuts gRPC down before destroying them).
+struct ReactorEnv {
+  LlmEngine* engine = nullptr;
+  const Tokenizer* tokenizer = nullptr;
+  Metrics* metrics = nullptr;  // may be null
+  RpcTracker* tracker = nullptr;
+};
+
+// Bound on output queued for a client that does not read: once the message
+// waiting behind the one being written grows past this, the request is
+// cancelled and the stream ends with RESOURCE_EXHAUSTED.
+inline constexpr int64_t kMaxStreamBacklogBytes = 1 << 20;
+
+// One StreamGenerate / StreamChat RPC: a gRPC write reactor fed by the engine
+// as its TokenSink.
+//
+// Output is coalesced: at most two messages exist, the one being written and
+// the one collecting new output behind it, so no thread is parked per request
+// and a slow reader costs one growing message (bounded, see above).
+//
+// Lifetime: created by the method handler, which then calls exactly one of
+// FinishNow() or Submit(); deleted in OnDone(). Finish() is called only
+// (a) by FinishNow() / after a failed Submit(), or (b) after the engine's
+// OnFinish(), so the engine never calls a deleted sink. Decisions are made
+// under mu_ and acted on (StartWrite, Cancel, Finish) after unlocking;
+// Finish() is the last use of `this`.
+//
+// Thread-safety: OnOutput/OnFinish run on the engine thread, the gRPC
+// reactions on library threads; shared state is guarded by mu_.
+class GenerateStreamReactor final
+    : public grpc::ServerWriteReactor<v1::GenerateResponse>,
+      public TokenSink {
+ public:
+  GenerateStreamReactor(const ReactorEnv& env, RequestId id);
+
+  // Ends the RPC before anything was submitted.
+  void FinishNow(const grpc::Status& status);
+  // Hands the request to the engine. On error nothing was submitted, the
+  // ticket's charge is refunded (Abandon) and the caller must call
+  // FinishNow(). The ticket is marked started at the first output and
+  // finished with the output token count in OnFinish().
+  absl::Status Submit(GenerateSpec spec, QuotaTicket ticket = QuotaTicket());
+
+  // TokenSink (engine thread).
+  void OnOutput(const OutputDelta& delta) override;
+  void OnFinish(const FinishInfo& info) override;
+
+  // gRPC reactions.
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  struct Action {  // at most one is set
+    const v1::GenerateResponse* write = nullptr;
+    bool cancel = false;
+    std::optional<grpc::Status> finish;
+  };
+
+  v1::GenerateResponse* TailLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Action NextActionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Perform(const Action& action);
+
+  const ReactorEnv env_;
+  const RequestId id_;
+  std::atomic<bool> submitted_{false};
+  // Engine-thread only: when each completion last produced output.
+  std::vector<absl::Time> last_output_;
+  // Copy of the prompt, kept only when prompt logprobs were requested.
+  std::vector<TokenId> prompt_;
+  // The tenant's admission: the handler until Submit succeeds, then the
+  // engine thread (OnOutput / OnFinish).
+  QuotaTicket ticket_;
+
+  absl::Mutex mu_;
+  std::deque<v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
+  int64_t tail_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;       // client gone or too slow
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;   // backlog bound hit
+  bool cancel_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool engine_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+// One Generate / Chat RPC (unary): collects the whole output into the
+// response and finishes after the engine's OnFinish().
+//
+// Lifetime and thread-safety as GenerateStreamReactor: the response is
+// touched only by the engine thread (or the handler before Submit), and
+// OnCancel only forwards to LlmEngine::Cancel.
+class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
+                                   public TokenSink {
+ public:
+  // `response` is owned by gRPC and valid until OnDone().
+  GenerateUnaryReactor(const ReactorEnv& env, RequestId id,
+                       v1::GenerateResponse* response);
+
+  void FinishNow(const grpc::Status& status);
+  // As GenerateStreamReactor::Submit.
+  absl::Status Submit(GenerateSpec spec, QuotaTicket ticket = QuotaTicket());
+
+  void OnOutput(const OutputDelta& delta) override;
+  void OnFinish(const FinishInfo& info) override;
+
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  const ReactorEnv env_;
+  const RequestId id_;
+  v1::GenerateResponse* const response_;
+  std::atomic<bool> submitted_{false};
+  std::vector<TokenId> prompt_;
+  QuotaTicket ticket_;  // as in GenerateStreamReactor
+};
+
+// The engine deadline for a request whose gRPC deadline is `grpc_deadline`:
+// a little earlier (a fifth of the time left, clamped to 20 ms..1 s, and at
+// most half of it), so the
+// server ends the stream itself with FINISH_REASON_DEADLINE and the partial
+// output before gRPC's own timer cancels the call.
+absl::Time EngineDeadline(absl::Time grpc_deadline, absl::Time now);
+
+}  // namespace openelm::server
+
+#endif  // OPENELM_SERVER_GENERATE_REACTOR_H_

@@ -1,0 +1,142 @@
+#ifndef OPENELM_SERVER_INFERENCE_SERVICE_H_
+#define OPENELM_SERVER_INFERENCE_SERVICE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include <grpcpp/grpcpp.h>
+#include "engine/llm_engine.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "openelm/v1/inference.grpc.pb.h"
+#include "server/generate_reactor.h"
+#include "server/metrics.h"
+#include "server/request_parser.h"
+#include "server/tenants/quota.h"
+#include "server/tenants/tenant_registry.h"
+
+namespace openelm::server {
+
+// The openelm.v1.InferenceService on the gRPC callback API.
+//
+// Starts "not ready" (every RPC answers UNAVAILABLE) until SetReady() hands it
+// the engine; StartDrain() makes new RPCs UNAVAILABLE again while running
+// ones continue. Generation handlers validate and tokenize on the gRPC thread
+// (bounded work), then submit to the engine and return a reactor; nothing
+// here blocks or waits for the engine.
+//
+// Tenancy: with a TenantRegistry, every RPC first authenticates its API key
+// (`authorization: Bearer <key>` or `x-api-key` metadata; UNAUTHENTICATED
+// otherwise, unless auth is off). Generation RPCs then pass the tenant's
+// quotas (QuotaManager::Admit) before anything reaches the engine, so a
+// refused request never takes a KV block; refusals are RESOURCE_EXHAUSTED
+// with a `retry-after-ms` trailer when waiting helps. Admitted requests run
+// with spec.tenant = spec.cache_salt = the tenant id.
+//
+// Ownership: does not own the engine, tokenizer, metrics, registry or
+// quotas; they, and this service, must outlive the grpc::Server it is
+// registered with.
+// Thread-safety: handlers run on gRPC threads concurrently; SetReady and
+// StartDrain may be called from any thread.
+class InferenceService final : public v1::InferenceService::CallbackService {
+ public:
+  // `metrics` may be null. Without `tenants` there is no auth; without
+  // `quotas` no per-tenant limits.
+  InferenceService(Metrics* metrics, int64_t max_prompt_bytes,
+                   TenantRegistry* tenants = nullptr, QuotaManager* quotas = nullptr);
+
+  // From now on requests run on `engine`. Call once. `engine_options` are
+  // the options the engine was created with (for model info).
+  void SetReady(LlmEngine* engine, const Tokenizer* tokenizer,
+                const EngineOptions& engine_options);
+  void StartDrain();
+  bool draining() const;
+
+  // Live generation RPCs (for Drain()).
+  RpcTracker& tracker() { return tracker_; }
+
+  grpc::ServerWriteReactor<v1::GenerateResponse>* StreamGenerate(
+      grpc::CallbackServerContext* context,
+      const v1::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context,
+                                     const v1::GenerateRequest* request,
+                                     v1::GenerateResponse* response) override;
+  grpc::ServerWriteReactor<v1::GenerateResponse>* StreamChat(
+      grpc::CallbackServerContext* context,
+      const v1::ChatRequest* request) override;
+  grpc::ServerUnaryReactor* Chat(grpc::CallbackServerContext* context,
+                                 const v1::ChatRequest* request,
+                                 v1::GenerateResponse* response) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const v1::TokenizeRequest* request,
+                                     v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
+                                       const v1::DetokenizeRequest* request,
+                                       v1::DetokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
+                                     const v1::GetModelRequest* request,
+                                     v1::ModelInfo* response) override;
+  grpc::ServerUnaryReactor* GetServerLoad(
+      grpc::CallbackServerContext* context,
+      const v1::GetServerLoadRequest* request,
+      v1::ServerLoad* response) override;
+
+ private:
+  // Immutable once published by SetReady().
+  struct ReadyState {
+    LlmEngine* engine = nullptr;
+    const Tokenizer* tokenizer = nullptr;
+    RequestLimits limits;
+    v1::ModelInfo model_info;
+  };
+
+  // The ready state, or UNAVAILABLE (starting or draining).
+  absl::StatusOr<const ReadyState*> GetReady() const;
+  // Counts `status` as a rejection and converts it.
+  grpc::Status Reject(const absl::Status& status) const;
+  // The caller's tenant from its metadata; null when there is no registry.
+  absl::StatusOr<TenantHandle> Authenticate(
+      const grpc::CallbackServerContext& context) const;
+  // Authenticates, builds the spec and admits it against the tenant's
+  // quotas; on success `spec` carries the tenant and `ticket` the admission.
+  // A quota refusal adds the retry-after-ms trailer to `context`.
+  template <typename Request>
+  absl::Status Admit(const ReadyState& ready, grpc::CallbackServerContext* context,
+                     const Request& request, GenerateSpec* spec, QuotaTicket* ticket);
+  // Validation + deadline for a generation request.
+  template <typename Request>
+  absl::StatusOr<GenerateSpec> MakeSpec(const ReadyState& ready,
+                                        grpc::CallbackServerContext* context,
+                                        const Request& request) const;
+  template <typename Request>
+  grpc::ServerWriteReactor<v1::GenerateResponse>* StartStream(
+      grpc::CallbackServerContext* context, const Request& request);
+  template <typename Request>
+  grpc::ServerUnaryReactor* StartUnary(grpc::CallbackServerContext* context,
+                                       const Request& request,
+                                       v1::GenerateResponse* response);
+  ReactorEnv EnvFor(const ReadyState* ready);
+
+  Metrics* const metrics_;
+  const int64_t max_prompt_bytes_;
+  TenantRegistry* const tenants_;
+  QuotaManager* const quotas_;
+  RpcTracker tracker_;
+  std::atomic<RequestId> next_request_id_{1};
+
+  mutable absl::Mutex mu_;
+  std::unique_ptr<const ReadyState> ready_ ABSL_GUARDED_BY(mu_);
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace openelm::server
+
+#endif  // OPENELM_SERVER_INFERENCE_SERVICE_H_

@@ -1,0 +1,104 @@
+#ifndef OPENELM_SERVER_METRICS_H_
+#define OPENELM_SERVER_METRICS_H_
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "engine/llm_engine.h"
+
+namespace prometheus {
+class Counter;
+class Exposer;
+class Histogram;
+class Registry;
+}  // namespace prometheus
+
+namespace openelm::server {
+
+// The server's Prometheus metrics (every name, type and label is listed in
+// docs/metrics.md) and the HTTP endpoint that serves them.
+//
+// Counters and histograms are fed by the engine through EngineObserver (on
+// the engine thread) and by the gRPC service (rejections, inter-token gaps).
+// The load gauges (queue, running, KV blocks) are read from `load_source` at
+// scrape time, so they are current even when the engine is idle.
+//
+// Thread-safety: every method may be called from any thread; prometheus-cpp
+// metric objects are atomic. Owned by the Server; it must outlive the engine
+// that reports to it.
+class Metrics : public EngineObserver {
+ public:
+  Metrics();
+  ~Metrics() override;
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // Sets where the load gauges come from. Call once, before StartExposer().
+  void SetLoadSource(std::function<EngineLoad()> load_source);
+
+  // Serves http://<host>:<port>/metrics; port 0 picks a free port (see
+  // port()). kUnavailable when the address cannot be bound.
+  absl::Status StartExposer(const std::string& host, int port);
+  // The bound port, or -1 when no exposer runs.
+  int port() const;
+  // Stops the HTTP endpoint (takes about 2 s inside prometheus-cpp).
+  // Idempotent.
+  void StopExposer();
+
+  // The text exposition format of every metric, as /metrics would serve it.
+  std::string Serialize() const;
+
+  // EngineObserver (engine thread).
+  void OnStep(const StepStats& stats) override;
+  void OnRequestFinished(const GenerateSpec& spec, const FinishInfo& info) override;
+
+  // A request refused before it reached the engine (or by Submit), by gRPC
+  // code: invalid_argument, resource_exhausted, unavailable, unauthenticated.
+  // Other codes are not counted.
+  void CountRejected(absl::StatusCode code);
+  // The gap between two consecutive output messages of one completion that
+  // carried `num_tokens` new tokens: observed once per token, gap / num_tokens.
+  void ObserveInterTokenLatency(absl::Duration gap, int num_tokens);
+
+ private:
+  class LoadCollectable;
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<LoadCollectable> load_;
+
+  prometheus::Histogram* ttft_;
+  prometheus::Histogram* itl_;
+  prometheus::Histogram* tpot_;
+  prometheus::Histogram* e2e_;
+  prometheus::Histogram* queue_time_;
+  prometheus::Histogram* prompt_tokens_hist_;
+  prometheus::Histogram* generation_tokens_hist_;
+  prometheus::Histogram* step_duration_;
+  prometheus::Histogram* step_batch_size_;
+  prometheus::Counter* prompt_tokens_total_;
+  prometheus::Counter* generated_tokens_total_;
+  prometheus::Counter* cached_prompt_tokens_total_;
+  prometheus::Counter* preemptions_total_;
+  prometheus::Counter* prefix_cache_queries_total_;
+  prometheus::Counter* prefix_cache_hits_total_;
+  // Indexed by FinishReason (kUnspecified maps to kError).
+  std::array<prometheus::Counter*, 10> finished_{};
+  prometheus::Counter* rejected_invalid_argument_;
+  prometheus::Counter* rejected_resource_exhausted_;
+  prometheus::Counter* rejected_unavailable_;
+  prometheus::Counter* rejected_unauthenticated_;
+
+  mutable absl::Mutex exposer_mu_;
+  std::unique_ptr<prometheus::Exposer> exposer_ ABSL_GUARDED_BY(exposer_mu_);
+  int port_ ABSL_GUARDED_BY(exposer_mu_) = -1;
+};
+
+}  // namespace openelm::server
+
+#endif  // OPENELM_SERVER_METRICS_H_

@@ -1,0 +1,63 @@
+#ifndef OPENELM_SERVER_REQUEST_PARSER_H_
+#define OPENELM_SERVER_REQUEST_PARSER_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/llm_engine.h"
+#include "engine/sampling/sampling_params.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "openelm/v1/inference.pb.h"
+
+namespace openelm::server {
+
+// What a request is checked against.
+struct RequestLimits {
+  std::string model_id;             // the served model's id ("" accepted too)
+  int32_t vocab_size = 32000;
+  int32_t max_context_length = 2048;
+  int64_t max_prompt_bytes = 1 << 20;
+};
+
+// Default of GenerationOptions.max_tokens when unset.
+inline constexpr int32_t kDefaultMaxTokens = 16;
+
+// Pure request validation and conversion: proto -> engine types. Every
+// failure is kInvalidArgument naming the field and its limit (e.g.
+// "options.top_p = 1.5 is out of range (0, 1]").
+
+// Checks GenerateRequest.model / ChatRequest.model.
+absl::Status CheckModel(absl::string_view model, const RequestLimits& limits);
+
+// Converts and range-checks the generation options (also runs
+// SamplingParams::Validate).
+absl::StatusOr<SamplingParams> ParseGenerationOptions(
+    const v1::GenerationOptions& options, const RequestLimits& limits);
+
+// Checks that `num_prompt_tokens` (>= 1) plus max_tokens fits the context.
+absl::Status CheckPromptFits(int64_t num_prompt_tokens,
+                             const SamplingParams& params,
+                             const RequestLimits& limits);
+
+// A whole GenerateRequest: model, prompt (tokenized with BOS unless
+// add_bos=false; token ids range-checked), options, context fit.
+absl::StatusOr<GenerateSpec> ParseGenerateRequest(
+    const v1::GenerateRequest& request, const Tokenizer& tokenizer,
+    const RequestLimits& limits);
+
+// A whole ChatRequest: roles and their order, contents, rendering with the
+// Instruct chat template, options, context fit.
+absl::StatusOr<GenerateSpec> ParseChatRequest(const v1::ChatRequest& request,
+                                              const Tokenizer& tokenizer,
+                                              const RequestLimits& limits);
+
+// True when `text` is well-formed UTF-8 (no overlongs, surrogates or code
+// points above U+10FFFF).
+bool IsValidUtf8(absl::string_view text);
+
+}  // namespace openelm::server
+
+#endif  // OPENELM_SERVER_REQUEST_PARSER_H_

@@ -1,0 +1,343 @@
+// Pure parts of the server: status conversion, request validation, chat
+// shape checks, metrics bookkeeping, deadline margin. No files, no network.
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "engine/chat/chat_template.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/generate_reactor.h"
+#include "server/metrics.h"
+#include "server/request_parser.h"
+#include "server/status_util.h"
+#include "tests/server/server_test_util.h"
+#include "tests/testing/status_matchers.h"
+
+// GCC 12 at -O3 reports a false -Wrestrict inside std::string::assign when
+// the option-mutating lambdas below are inlined (GCC bug 105329).
+#pragma GCC diagnostic ignored "-Wrestrict"
+
+namespace openelm::server {
+namespace {
+
+using ::openelm::testing::MetricValue;
+using ::openelm::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(StatusUtilTest, MapsEveryCanonicalCodeOneToOne) {
+  for (int code = 1; code <= 16; ++code) {
+    const absl::Status s(static_cast<absl::StatusCode>(code), "boom");
+    const grpc::Status g = ToGrpcStatus(s);
+    EXPECT_EQ(static_cast<int>(g.error_code()), code);
+    EXPECT_EQ(g.error_message(), "boom");
+    EXPECT_EQ(FromGrpcStatus(g), s);
+  }
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+  EXPECT_EQ(ToGrpcStatus(absl::UnavailableError("x")).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST(StatusUtilTest, CapsLongMessagesAtACharacterBoundary) {
+  // 2-byte characters, so an odd cut would tear one.
+  std::string message;
+  for (int i = 0; i < 2000; ++i) message += "\xc3\xa9";  // é
+  const grpc::Status g = ToGrpcStatus(absl::InvalidArgumentError(message));
+  EXPECT_LE(g.error_message().size(), kMaxErrorMessageBytes);
+  EXPECT_GT(g.error_message().size(), kMaxErrorMessageBytes - 8);
+  EXPECT_TRUE(IsValidUtf8(g.error_message()));
+  EXPECT_THAT(g.error_message(), ::testing::EndsWith("..."));
+}
+
+TEST(RequestParserTest, Utf8Validation) {
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("\xe2\x82\xac and \xf0\x9f\x98\x80"));  // € 😀
+  EXPECT_FALSE(IsValidUtf8("\xff"));
+  EXPECT_FALSE(IsValidUtf8("\xc3"));              // truncated
+  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // > U+10FFFF
+}
+
+RequestLimits Limits() {
+  RequestLimits limits;
+  limits.model_id = "OpenELM-tiny";
+  return limits;
+}
+
+TEST(RequestParserTest, DefaultsWhenUnset) {
+  ASSERT_OK_AND_ASSIGN(SamplingParams p,
+                       ParseGenerationOptions(v1::GenerationOptions(), Limits()));
+  EXPECT_EQ(p.max_tokens, kDefaultMaxTokens);
+  EXPECT_FLOAT_EQ(p.temperature, 1.0f);
+  EXPECT_FLOAT_EQ(p.top_p, 1.0f);
+  EXPECT_EQ(p.n, 1);
+  EXPECT_EQ(p.logprobs, -1);
+  EXPECT_EQ(p.prompt_logprobs, -1);
+  EXPECT_FALSE(p.seed.has_value());
+}
+
+TEST(RequestParserTest, CopiesEveryOption) {
+  v1::GenerationOptions o;
+  o.set_max_tokens(33);
+  o.set_temperature(0.5f);
+  o.set_top_k(40);
+  o.set_top_p(0.9f);
+  o.set_min_p(0.05f);
+  o.set_repetition_penalty(1.2f);
+  o.set_presence_penalty(0.5f);
+  o.set_frequency_penalty(-0.5f);
+  (*o.mutable_logit_bias())[13] = 5.0f;
+  o.set_seed(99);
+  o.add_stop("\n\n");
+  o.add_stop_token_ids(13);
+  o.set_min_tokens(2);
+  o.set_ignore_eos(true);
+  o.set_logprobs(3);
+  o.set_prompt_logprobs(0);
+  o.set_n(2);
+  ASSERT_OK_AND_ASSIGN(SamplingParams p, ParseGenerationOptions(o, Limits()));
+  EXPECT_EQ(p.max_tokens, 33);
+  EXPECT_FLOAT_EQ(p.temperature, 0.5f);
+  EXPECT_EQ(p.top_k, 40);
+  EXPECT_FLOAT_EQ(p.top_p, 0.9f);
+  EXPECT_FLOAT_EQ(p.min_p, 0.05f);
+  EXPECT_FLOAT_EQ(p.repetition_penalty, 1.2f);
+  EXPECT_FLOAT_EQ(p.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(p.frequency_penalty, -0.5f);
+  ASSERT_EQ(p.logit_bias.size(), 1u);
+  EXPECT_EQ(p.logit_bias[0].first, 13);
+  EXPECT_EQ(p.seed, 99u);
+  EXPECT_EQ(p.stop, std::vector<std::string>{"\n\n"});
+  EXPECT_EQ(p.stop_token_ids, std::vector<TokenId>{13});
+  EXPECT_EQ(p.min_tokens, 2);
+  EXPECT_TRUE(p.ignore_eos);
+  EXPECT_EQ(p.logprobs, 3);
+  EXPECT_EQ(p.prompt_logprobs, 0);
+  EXPECT_EQ(p.n, 2);
+}
+
+struct BadOptionCase {
+  const char* name;
+  void (*mutate)(v1::GenerationOptions*);
+  const char* field;  // must appear in the error message
+};
+
+// Names the case in test output (and in ctest's discovered test names).
+void PrintTo(const BadOptionCase& c, std::ostream* os) { *os << c.name; }
+
+class BadOptionTest : public ::testing::TestWithParam<BadOptionCase> {};
+
+TEST_P(BadOptionTest, IsInvalidArgumentNamingTheField) {
+  v1::GenerationOptions o;
+  GetParam().mutate(&o);
+  EXPECT_THAT(ParseGenerationOptions(o, Limits()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(GetParam().field)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllFields, BadOptionTest,
+    ::testing::Values(
+        BadOptionCase{"max_tokens_zero", [](v1::GenerationOptions* o) { o->set_max_tokens(0); },
+                      "options.max_tokens"},
+        BadOptionCase{"max_tokens_huge", [](v1::GenerationOptions* o) { o->set_max_tokens(5000); },
+                      "options.max_tokens"},
+        BadOptionCase{"temperature", [](v1::GenerationOptions* o) { o->set_temperature(2.5f); },
+                      "options.temperature"},
+        BadOptionCase{"top_k", [](v1::GenerationOptions* o) { o->set_top_k(-1); },
+                      "options.top_k"},
+        BadOptionCase{"top_p_zero", [](v1::GenerationOptions* o) { o->set_top_p(0.0f); },
+                      "options.top_p"},
+        BadOptionCase{"top_p_big", [](v1::GenerationOptions* o) { o->set_top_p(1.5f); },
+                      "options.top_p"},
+        BadOptionCase{"min_p", [](v1::GenerationOptions* o) { o->set_min_p(1.5f); },
+                      "options.min_p"},
+        BadOptionCase{"repetition_penalty",
+                      [](v1::GenerationOptions* o) { o->set_repetition_penalty(0.0f); },
+                      "options.repetition_penalty"},
+        BadOptionCase{"presence_penalty",
+                      [](v1::GenerationOptions* o) { o->set_presence_penalty(3.0f); },
+                      "options.presence_penalty"},
+        BadOptionCase{"frequency_penalty",
+                      [](v1::GenerationOptions* o) { o->set_frequency_penalty(-3.0f); },
+                      "options.frequency_penalty"},
+        BadOptionCase{"logit_bias_id",
+                      [](v1::GenerationOptions* o) { (*o->mutable_logit_bias())[32000] = 1; },
+                      "options.logit_bias"},
+        BadOptionCase{"logit_bias_value",
+                      [](v1::GenerationOptions* o) { (*o->mutable_logit_bias())[5] = 101; },
+                      "options.logit_bias[5]"},
+        BadOptionCase{"too_many_stops",
+                      [](v1::GenerationOptions* o) {
+                        for (int i = 0; i < 17; ++i) o->add_stop("x");
+                      },
+                      "options.stop has 17"},
+        BadOptionCase{"empty_stop", [](v1::GenerationOptions* o) { o->add_stop(""); },
+                      "options.stop[0]"},
+        BadOptionCase{"long_stop",
+                      [](v1::GenerationOptions* o) { o->add_stop(std::string(257, 'a')); },
+                      "options.stop[0]"},
+        BadOptionCase{"bad_utf8_stop",
+                      [](v1::GenerationOptions* o) {
+                        o->add_stop("ok");
+                        o->add_stop("\xff\xfe");
+                      },
+                      "options.stop[1] is not valid UTF-8"},
+        BadOptionCase{"stop_token_id",
+                      [](v1::GenerationOptions* o) { o->add_stop_token_ids(-1); },
+                      "options.stop_token_ids[0]"},
+        BadOptionCase{"min_tokens", [](v1::GenerationOptions* o) { o->set_min_tokens(-1); },
+                      "options.min_tokens"},
+        BadOptionCase{"logprobs", [](v1::GenerationOptions* o) { o->set_logprobs(21); },
+                      "options.logprobs"},
+        BadOptionCase{"prompt_logprobs",
+                      [](v1::GenerationOptions* o) { o->set_prompt_logprobs(-1); },
+                      "options.prompt_logprobs"},
+        BadOptionCase{"n_zero", [](v1::GenerationOptions* o) { o->set_n(0); }, "options.n"},
+        BadOptionCase{"n_big", [](v1::GenerationOptions* o) { o->set_n(9); }, "options.n"}),
+    [](const ::testing::TestParamInfo<BadOptionCase>& info) { return info.param.name; });
+
+TEST(RequestParserTest, PromptPlusMaxTokensMustFitTheContext) {
+  SamplingParams p;
+  p.max_tokens = 48;
+  EXPECT_OK(CheckPromptFits(2000, p, Limits()));
+  EXPECT_THAT(CheckPromptFits(2001, p, Limits()),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("exceeds the model's context length 2048")));
+  EXPECT_THAT(CheckPromptFits(0, p, Limits()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("prompt")));
+}
+
+TEST(RequestParserTest, UnknownModelNamesTheField) {
+  EXPECT_OK(CheckModel("", Limits()));
+  EXPECT_OK(CheckModel("OpenELM-tiny", Limits()));
+  EXPECT_THAT(CheckModel("gpt-4", Limits()),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("model: unknown")));
+}
+
+TEST(ChatValidationTest, AcceptsTheTrainingShape) {
+  using R = ChatRole;
+  EXPECT_OK(ValidateChat({{R::kUser, "hi"}}));
+  EXPECT_OK(ValidateChat({{R::kSystem, "be brief"}, {R::kUser, "hi"}}));
+  EXPECT_OK(ValidateChat({{R::kUser, "a"}, {R::kAssistant, "b"}, {R::kUser, "c"}}));
+}
+
+TEST(ChatValidationTest, RejectsBadOrders) {
+  using R = ChatRole;
+  EXPECT_THAT(ValidateChat({}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages")));
+  EXPECT_THAT(ValidateChat({{R::kSystem, "s"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("system")));
+  EXPECT_THAT(ValidateChat({{R::kAssistant, "a"}, {R::kUser, "u"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages[0].role")));
+  EXPECT_THAT(ValidateChat({{R::kUser, "a"}, {R::kUser, "b"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages[1].role")));
+  EXPECT_THAT(ValidateChat({{R::kUser, "a"}, {R::kSystem, "b"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages[1].role")));
+  EXPECT_THAT(ValidateChat({{R::kUser, "a"}, {R::kAssistant, "b"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("messages[1].role: the last message must be from the user")));
+}
+
+TEST(ChatValidationTest, TextFormIsTheZephyrTemplate) {
+  using R = ChatRole;
+  EXPECT_EQ(RenderChatText({{R::kUser, "Hi"}}),
+            "<|system|>\n</s>\n<|user|>\nHi</s>\n<|assistant|>\n");
+  EXPECT_EQ(RenderChatText({{R::kSystem, "S"}, {R::kUser, "A"}, {R::kAssistant, "B"},
+                            {R::kUser, "C"}}),
+            "<|system|>\nS</s>\n<|user|>\nA</s>\n<|assistant|>\nB</s>\n<|user|>\nC</s>\n"
+            "<|assistant|>\n");
+}
+
+TEST(EngineDeadlineTest, EndsEarlyByABoundedMargin) {
+  const absl::Time now = absl::FromUnixSeconds(1000);
+  EXPECT_EQ(EngineDeadline(absl::InfiniteFuture(), now), absl::InfiniteFuture());
+  EXPECT_EQ(EngineDeadline(now + absl::Seconds(1), now),
+            now + absl::Seconds(1) - absl::Milliseconds(200));
+  EXPECT_EQ(EngineDeadline(now + absl::Seconds(60), now),
+            now + absl::Seconds(60) - absl::Seconds(1));
+  EXPECT_EQ(EngineDeadline(now + absl::Milliseconds(50), now),
+            now + absl::Milliseconds(30));
+  EXPECT_EQ(EngineDeadline(now + absl::Milliseconds(30), now),
+            now + absl::Milliseconds(15));
+}
+
+FinishInfo Finished(FinishReason reason, int prompt, int output) {
+  FinishInfo info;
+  CompletionFinish c;
+  c.reason = reason;
+  c.num_output_tokens = output;
+  info.completions.push_back(c);
+  info.num_prompt_tokens = prompt;
+  info.num_output_tokens = output;
+  const absl::Time t0 = absl::FromUnixSeconds(100);
+  info.timings.arrival = t0;
+  info.timings.first_scheduled = t0 + absl::Milliseconds(10);
+  info.timings.first_token = t0 + absl::Milliseconds(50);
+  info.timings.finished = t0 + absl::Milliseconds(250);
+  return info;
+}
+
+TEST(MetricsTest, CountsFinishedRequestsAndRejections) {
+  Metrics metrics;
+  metrics.OnRequestFinished(GenerateSpec(), Finished(FinishReason::kLength, 7, 5));
+  metrics.OnRequestFinished(GenerateSpec(), Finished(FinishReason::kLength, 3, 5));
+  metrics.OnRequestFinished(GenerateSpec(), Finished(FinishReason::kEos, 4, 2));
+  metrics.CountRejected(absl::StatusCode::kInvalidArgument);
+  metrics.CountRejected(absl::StatusCode::kResourceExhausted);
+  metrics.CountRejected(absl::StatusCode::kResourceExhausted);
+  metrics.CountRejected(absl::StatusCode::kInternal);  // not a rejection reason
+  StepStats step;
+  step.duration = absl::Milliseconds(3);
+  step.num_rows = 5;
+  step.num_preemptions = 1;
+  metrics.OnStep(step);
+  metrics.SetLoadSource([] {
+    EngineLoad load;
+    load.num_waiting = 2;
+    load.num_running = 3;
+    load.num_free_blocks = 30;
+    load.num_blocks = 40;
+    return load;
+  });
+
+  const std::string text = metrics.Serialize();
+  EXPECT_EQ(MetricValue(text, "openelm_generated_tokens_total"), 12);
+  EXPECT_EQ(MetricValue(text, "openelm_prompt_tokens_total"), 14);
+  EXPECT_EQ(MetricValue(text, "openelm_requests_finished_total{finish_reason=\"length\"}"), 2);
+  EXPECT_EQ(MetricValue(text, "openelm_requests_finished_total{finish_reason=\"eos\"}"), 1);
+  EXPECT_EQ(MetricValue(text, "openelm_requests_finished_total{finish_reason=\"shutdown\"}"), 0);
+  EXPECT_EQ(MetricValue(text, "openelm_requests_rejected_total{reason=\"invalid_argument\"}"), 1);
+  EXPECT_EQ(MetricValue(text, "openelm_requests_rejected_total{reason=\"resource_exhausted\"}"),
+            2);
+  EXPECT_EQ(MetricValue(text, "openelm_requests_rejected_total{reason=\"unavailable\"}"), 0);
+  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_count"), 3);
+  EXPECT_NEAR(*MetricValue(text, "openelm_time_to_first_token_seconds_sum"), 0.15, 1e-9);
+  // 50 ms lies in the 0.05 bucket (le is inclusive) and every later one.
+  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_bucket{le=\"0.05\"}"), 3);
+  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_bucket{le=\"0.025\"}"), 0);
+  EXPECT_EQ(MetricValue(text, "openelm_e2e_request_latency_seconds_bucket{le=\"2\"}"), 3);
+  EXPECT_EQ(MetricValue(text, "openelm_queue_time_seconds_count"), 3);
+  EXPECT_EQ(MetricValue(text, "openelm_time_per_output_token_seconds_count"), 3);
+  EXPECT_EQ(MetricValue(text, "openelm_request_generation_tokens_sum"), 12);
+  EXPECT_EQ(MetricValue(text, "openelm_step_batch_size_sum"), 5);
+  EXPECT_EQ(MetricValue(text, "openelm_preemptions_total"), 1);
+  EXPECT_EQ(MetricValue(text, "openelm_requests_waiting"), 2);
+  EXPECT_EQ(MetricValue(text, "openelm_requests_running"), 3);
+  EXPECT_EQ(MetricValue(text, "openelm_kv_cache_free_blocks"), 30);
+  EXPECT_EQ(MetricValue(text, "openelm_kv_cache_blocks_total"), 40);
+  EXPECT_NEAR(*MetricValue(text, "openelm_kv_cache_usage_ratio"), 0.25, 1e-12);
+}
+
+TEST(MetricsTest, InterTokenLatencyIsObservedPerToken) {
+  Metrics metrics;
+  metrics.ObserveInterTokenLatency(absl::Milliseconds(30), 3);
+  const std::string text = metrics.Serialize();
+  EXPECT_EQ(MetricValue(text, "openelm_inter_token_latency_seconds_count"), 3);
+  EXPECT_NEAR(*MetricValue(text, "openelm_inter_token_latency_seconds_sum"), 0.03, 1e-9);
+}
+
+}  // namespace
+}  // namespace openelm::server
