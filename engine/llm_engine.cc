@@ -2,12 +2,15 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <random>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/memory/memory.h"
 #include "absl/status/status.h"
@@ -20,6 +23,7 @@
 #include "engine/scheduler/request.h"
 #include "engine/scheduler/request_queue.h"
 #include "engine/scheduler/scheduler.h"
+#include "engine/tenancy/fair_request_queue.h"
 
 namespace openelm {
 
@@ -55,6 +59,7 @@ namespace {
 struct InboxMessage {
   RequestId id = 0;
   std::unique_ptr<Request> request;  // null: a cancellation of `id`
+  bool wake_only = false;            // only wakes the loop (new weights)
 };
 
 // The engine: one loop thread that owns the scheduler, the KV bookkeeping,
@@ -77,7 +82,13 @@ class LlmEngineImpl final : public LlmEngine {
                             .max_num_batched_tokens = options.max_num_batched_tokens,
                             .max_context_length = max_context_length_,
                             .eos_token_id = model_->info().eos_token_id},
-            &kv_, tokenizer, std::make_unique<FcfsQueue>()),
+            &kv_, tokenizer,
+            [this] {
+              // Weighted-fair (VTC) admission between tenants; FCFS within one.
+              auto queue = std::make_unique<FairRequestQueue>(FairQueueOptions{});
+              fair_queue_ = queue.get();
+              return queue;
+            }()),
         sampler_(model_->info().vocab_size),
         seed_rng_(std::random_device{}()) {
     PublishLoad();
@@ -94,6 +105,8 @@ class LlmEngineImpl final : public LlmEngine {
   void Shutdown() override;
   EngineLoad load() const override;
   const ModelInfo& model_info() const override { return model_->info(); }
+  void SetTenantWeights(absl::flat_hash_map<std::string, double> weights) override;
+  int32_t TenantKvBlocks(const std::string& tenant) const override;
   absl::Status StepForTesting() override;
 
  private:
@@ -122,6 +135,9 @@ class LlmEngineImpl final : public LlmEngine {
   int32_t num_queued_submits_ ABSL_GUARDED_BY(inbox_mu_) = 0;
   // Ids accepted and not yet finished (duplicates are refused).
   absl::flat_hash_set<RequestId> live_ids_ ABSL_GUARDED_BY(inbox_mu_);
+  // Latest weights posted by SetTenantWeights(), applied by DrainInbox().
+  std::optional<absl::flat_hash_map<std::string, double>> pending_weights_
+      ABSL_GUARDED_BY(inbox_mu_);
 
   absl::Mutex shutdown_mu_;  // serialises Shutdown() (join once)
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
@@ -130,8 +146,14 @@ class LlmEngineImpl final : public LlmEngine {
   std::atomic<int32_t> num_waiting_{0};
   std::atomic<int32_t> num_running_{0};
   std::atomic<int32_t> num_free_blocks_{0};
+  // Blocks held per tenant by running requests, published each step.
+  mutable absl::Mutex tenant_blocks_mu_;
+  absl::flat_hash_map<std::string, int32_t> tenant_blocks_
+      ABSL_GUARDED_BY(tenant_blocks_mu_);
+  absl::flat_hash_map<std::string, int32_t> scratch_tenant_blocks_;  // engine thread
 
   // ---- Engine-thread state (no lock; see the class comment) ----
+  FairRequestQueue* fair_queue_ = nullptr;  // owned by scheduler_
   KvCacheManager kv_;
   Scheduler scheduler_;
   Sampler sampler_;
@@ -198,14 +220,21 @@ absl::Status LlmEngineImpl::Submit(RequestId id, GenerateSpec spec, TokenSink* s
     return absl::AlreadyExistsError(absl::StrCat("request ", id, " is already live"));
   }
   ++num_queued_submits_;
-  inbox_.push_back(InboxMessage{id, std::move(request)});
+  inbox_.push_back(InboxMessage{id, std::move(request), false});
   return absl::OkStatus();
+}
+
+void LlmEngineImpl::SetTenantWeights(absl::flat_hash_map<std::string, double> weights) {
+  absl::MutexLock lock(&inbox_mu_);
+  pending_weights_ = std::move(weights);
+  // An empty inbox entry wakes an idle loop; DrainInbox() skips it.
+  inbox_.push_back(InboxMessage{0, nullptr, /*wake_only=*/true});
 }
 
 void LlmEngineImpl::Cancel(RequestId id) {
   absl::MutexLock lock(&inbox_mu_);
   if (!live_ids_.contains(id)) return;
-  inbox_.push_back(InboxMessage{id, nullptr});
+  inbox_.push_back(InboxMessage{id, nullptr, false});
 }
 
 void LlmEngineImpl::Shutdown() {
@@ -259,15 +288,19 @@ void LlmEngineImpl::RunLoop() {
 
 void LlmEngineImpl::DrainInbox(absl::Time now) {
   drained_.clear();
+  std::optional<absl::flat_hash_map<std::string, double>> weights;
   {
     absl::MutexLock lock(&inbox_mu_);
     drained_.swap(inbox_);
+    weights.swap(pending_weights_);
     // Count the drained submits as waiting until the exact number is
     // published below, so Submit()'s queue bound never undercounts.
     num_waiting_.fetch_add(num_queued_submits_, std::memory_order_relaxed);
     num_queued_submits_ = 0;
   }
+  if (weights.has_value()) fair_queue_->SetWeights(*weights);
   for (InboxMessage& message : drained_) {
+    if (message.wake_only) continue;
     if (message.request != nullptr) {
       scheduler_.AddRequest(std::move(message.request), seed_rng_(), now);
     } else {
@@ -349,6 +382,20 @@ void LlmEngineImpl::PublishLoad() {
   num_waiting_.store(scheduler_.num_waiting(), std::memory_order_relaxed);
   num_running_.store(scheduler_.num_running(), std::memory_order_relaxed);
   num_free_blocks_.store(kv_.num_free_blocks(), std::memory_order_relaxed);
+  scratch_tenant_blocks_.clear();
+  for (const Request* r : scheduler_.running()) {
+    int32_t blocks = static_cast<int32_t>(r->root.table.blocks.size());
+    for (const Sequence& s : r->seqs) blocks += static_cast<int32_t>(s.table.blocks.size());
+    if (blocks > 0) scratch_tenant_blocks_[r->spec.tenant] += blocks;
+  }
+  absl::MutexLock lock(&tenant_blocks_mu_);
+  tenant_blocks_.swap(scratch_tenant_blocks_);
+}
+
+int32_t LlmEngineImpl::TenantKvBlocks(const std::string& tenant) const {
+  absl::MutexLock lock(&tenant_blocks_mu_);
+  auto it = tenant_blocks_.find(tenant);
+  return it == tenant_blocks_.end() ? 0 : it->second;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -174,6 +175,15 @@ class LlmEngine {
   virtual void Shutdown() = 0;
   virtual EngineLoad load() const = 0;
   virtual const ModelInfo& model_info() const = 0;
+
+  // Fair-scheduling weights by tenant (GenerateSpec::tenant); tenants not
+  // listed get weight 1. Posted to the engine thread and applied before its
+  // next step. Callable from any thread. The default ignores them.
+  virtual void SetTenantWeights(absl::flat_hash_map<std::string, double> /*weights*/) {}
+  // KV blocks held by `tenant`'s running requests (block references summed
+  // over their sequences), as of the last step. Callable from any thread.
+  // The default reports 0.
+  virtual int32_t TenantKvBlocks(const std::string& /*tenant*/) const { return 0; }
 
   // Test hook: one loop iteration on the caller's thread (start_thread=false).
   virtual absl::Status StepForTesting() = 0;

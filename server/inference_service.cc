@@ -68,8 +68,9 @@ template <typename Request>
 absl::Status InferenceService::Admit(const ReadyState& ready,
                                      grpc::CallbackServerContext* context,
                                      const Request& request, GenerateSpec* spec,
-                                     QuotaTicket* ticket) {
+                                     QuotaTicket* ticket, std::string* tenant_id) {
   OPENELM_ASSIGN_OR_RETURN(TenantHandle tenant, Authenticate(*context));
+  if (tenant != nullptr) *tenant_id = tenant->id;
   OPENELM_ASSIGN_OR_RETURN(*spec, MakeSpec(ready, context, request));
   if (tenant == nullptr) return absl::OkStatus();
   spec->tenant = tenant->id;
@@ -79,13 +80,17 @@ absl::Status InferenceService::Admit(const ReadyState& ready,
   admission.prompt_tokens = static_cast<int64_t>(spec->prompt.size());
   admission.max_tokens = spec->params.max_tokens;
   admission.n = std::max(spec->params.n, 1);
-  // The engine does not report blocks per tenant yet: the KV-share check is
-  // skipped (kv_blocks_total = 0); the need is still computed for the log.
-  const EngineLoad load = ready.engine->load();
-  admission.kv_blocks_needed =
-      CeilDiv(admission.prompt_tokens +
-                  static_cast<int64_t>(admission.max_tokens) * admission.n,
-              load.block_size_tokens);
+  // KV share: only for tenants limited below the whole pool (a request that
+  // can never fit the pool stays the engine's INVALID_ARGUMENT).
+  if (tenant->limits.max_kv_share < 1.0) {
+    const EngineLoad load = ready.engine->load();
+    admission.kv_blocks_used = ready.engine->TenantKvBlocks(tenant->id);
+    admission.kv_blocks_needed =
+        CeilDiv(admission.prompt_tokens +
+                    static_cast<int64_t>(admission.max_tokens) * admission.n,
+                load.block_size_tokens);
+    admission.kv_blocks_total = load.num_blocks;
+  }
   absl::StatusOr<QuotaTicket> admitted = quotas_->Admit(*tenant, admission);
   if (!admitted.ok()) {
     if (std::optional<absl::Duration> retry = RetryAfter(admitted.status());
@@ -155,8 +160,9 @@ absl::StatusOr<const InferenceService::ReadyState*> InferenceService::GetReady()
   return ready_.get();
 }
 
-grpc::Status InferenceService::Reject(const absl::Status& status) const {
-  if (metrics_ != nullptr) metrics_->CountRejected(status.code());
+grpc::Status InferenceService::Reject(const absl::Status& status,
+                                      absl::string_view tenant) const {
+  if (metrics_ != nullptr) metrics_->CountRejected(status.code(), tenant);
   return ToGrpcStatus(status);
 }
 
@@ -192,12 +198,14 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StartStream(
   }
   GenerateSpec spec;
   QuotaTicket ticket;
-  if (absl::Status s = Admit(**ready, context, request, &spec, &ticket); !s.ok()) {
-    reactor->FinishNow(Reject(s));
+  std::string tenant;
+  if (absl::Status s = Admit(**ready, context, request, &spec, &ticket, &tenant);
+      !s.ok()) {
+    reactor->FinishNow(Reject(s, tenant));
     return reactor;
   }
   if (absl::Status s = reactor->Submit(std::move(spec), std::move(ticket)); !s.ok()) {
-    reactor->FinishNow(Reject(s));
+    reactor->FinishNow(Reject(s, tenant));
   }
   return reactor;
 }
@@ -215,12 +223,14 @@ grpc::ServerUnaryReactor* InferenceService::StartUnary(
   }
   GenerateSpec spec;
   QuotaTicket ticket;
-  if (absl::Status s = Admit(**ready, context, request, &spec, &ticket); !s.ok()) {
-    reactor->FinishNow(Reject(s));
+  std::string tenant;
+  if (absl::Status s = Admit(**ready, context, request, &spec, &ticket, &tenant);
+      !s.ok()) {
+    reactor->FinishNow(Reject(s, tenant));
     return reactor;
   }
   if (absl::Status s = reactor->Submit(std::move(spec), std::move(ticket)); !s.ok()) {
-    reactor->FinishNow(Reject(s));
+    reactor->FinishNow(Reject(s, tenant));
   }
   return reactor;
 }

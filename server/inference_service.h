@@ -4,10 +4,12 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include <grpcpp/grpcpp.h>
@@ -100,17 +102,20 @@ class InferenceService final : public v1::InferenceService::CallbackService {
 
   // The ready state, or UNAVAILABLE (starting or draining).
   absl::StatusOr<const ReadyState*> GetReady() const;
-  // Counts `status` as a rejection and converts it.
-  grpc::Status Reject(const absl::Status& status) const;
+  // Counts `status` as a rejection (per tenant too; "" = not authenticated)
+  // and converts it.
+  grpc::Status Reject(const absl::Status& status, absl::string_view tenant = "") const;
   // The caller's tenant from its metadata; null when there is no registry.
   absl::StatusOr<TenantHandle> Authenticate(
       const grpc::CallbackServerContext& context) const;
   // Authenticates, builds the spec and admits it against the tenant's
   // quotas; on success `spec` carries the tenant and `ticket` the admission.
-  // A quota refusal adds the retry-after-ms trailer to `context`.
+  // A quota refusal adds the retry-after-ms trailer to `context`. `tenant`
+  // is set as soon as the caller is authenticated.
   template <typename Request>
   absl::Status Admit(const ReadyState& ready, grpc::CallbackServerContext* context,
-                     const Request& request, GenerateSpec* spec, QuotaTicket* ticket);
+                     const Request& request, GenerateSpec* spec, QuotaTicket* ticket,
+                     std::string* tenant);
   // Validation + deadline for a generation request.
   template <typename Request>
   absl::StatusOr<GenerateSpec> MakeSpec(const ReadyState& ready,

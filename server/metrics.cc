@@ -68,6 +68,10 @@ prometheus::Counter* AddCounter(prometheus::Registry& registry,
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
+// Bound on distinct tenant label values (tenant ids come from the tenants
+// file; this only guards against a huge file).
+constexpr size_t kMaxTenantLabels = 256;
+
 // Label values of openelm_requests_finished_total, indexed by FinishReason.
 constexpr const char* kFinishLabels[] = {
     "error",          // kUnspecified (should not happen; counted as error)
@@ -189,6 +193,68 @@ Metrics::Metrics()
   rejected_resource_exhausted_ = &rejected.Add({{"reason", "resource_exhausted"}});
   rejected_unavailable_ = &rejected.Add({{"reason", "unavailable"}});
   rejected_unauthenticated_ = &rejected.Add({{"reason", "unauthenticated"}});
+
+  // Per-tenant families (label "tenant"); series appear on a tenant's first
+  // request.
+  tenant_finished_family_ = &prometheus::BuildCounter()
+                                 .Name("openelm_tenant_requests_finished_total")
+                                 .Help("Requests finished, by tenant and finish reason.")
+                                 .Register(r);
+  tenant_rejected_family_ = &prometheus::BuildCounter()
+                                 .Name("openelm_tenant_requests_rejected_total")
+                                 .Help("Requests refused before generation, by tenant "
+                                       "and reason.")
+                                 .Register(r);
+  tenant_prompt_tokens_family_ = &prometheus::BuildCounter()
+                                      .Name("openelm_tenant_prompt_tokens_total")
+                                      .Help("Prompt tokens of finished requests, by tenant.")
+                                      .Register(r);
+  tenant_generated_tokens_family_ = &prometheus::BuildCounter()
+                                         .Name("openelm_tenant_generated_tokens_total")
+                                         .Help("Tokens generated, by tenant.")
+                                         .Register(r);
+  tenant_cached_tokens_family_ =
+      &prometheus::BuildCounter()
+           .Name("openelm_tenant_cached_prompt_tokens_total")
+           .Help("Prompt tokens served from the prefix cache, by tenant.")
+           .Register(r);
+  tenant_queue_time_family_ = &prometheus::BuildHistogram()
+                                   .Name("openelm_tenant_queue_time_seconds")
+                                   .Help("Arrival to first scheduled, by tenant.")
+                                   .Register(r);
+  tenant_ttft_family_ = &prometheus::BuildHistogram()
+                             .Name("openelm_tenant_time_to_first_token_seconds")
+                             .Help("Arrival to first token, by tenant.")
+                             .Register(r);
+}
+
+Metrics::TenantSeries& Metrics::SeriesFor(absl::string_view tenant) {
+  std::string label = tenant.empty() ? std::string("default") : std::string(tenant);
+  absl::MutexLock lock(&tenants_mu_);
+  if (!tenants_.contains(label) && tenants_.size() >= kMaxTenantLabels) label = "other";
+  std::unique_ptr<TenantSeries>& series = tenants_[label];
+  if (series == nullptr) {
+    series = std::make_unique<TenantSeries>();
+    for (size_t i = 0; i < series->finished.size(); ++i) {
+      series->finished[i] = &tenant_finished_family_->Add(
+          {{"tenant", label}, {"finish_reason", kFinishLabels[i]}});
+    }
+    series->rejected_invalid_argument = &tenant_rejected_family_->Add(
+        {{"tenant", label}, {"reason", "invalid_argument"}});
+    series->rejected_resource_exhausted = &tenant_rejected_family_->Add(
+        {{"tenant", label}, {"reason", "resource_exhausted"}});
+    series->rejected_unavailable =
+        &tenant_rejected_family_->Add({{"tenant", label}, {"reason", "unavailable"}});
+    series->rejected_unauthenticated = &tenant_rejected_family_->Add(
+        {{"tenant", label}, {"reason", "unauthenticated"}});
+    series->prompt_tokens = &tenant_prompt_tokens_family_->Add({{"tenant", label}});
+    series->generated_tokens = &tenant_generated_tokens_family_->Add({{"tenant", label}});
+    series->cached_prompt_tokens = &tenant_cached_tokens_family_->Add({{"tenant", label}});
+    series->queue_time =
+        &tenant_queue_time_family_->Add({{"tenant", label}}, LatencyBuckets());
+    series->ttft = &tenant_ttft_family_->Add({{"tenant", label}}, LatencyBuckets());
+  }
+  return *series;
 }
 
 Metrics::~Metrics() { StopExposer(); }
@@ -255,8 +321,8 @@ void Metrics::OnStep(const StepStats& stats) {
   }
 }
 
-void Metrics::OnRequestFinished(const GenerateSpec& /*spec*/,
-                                const FinishInfo& info) {
+void Metrics::OnRequestFinished(const GenerateSpec& spec, const FinishInfo& info) {
+  TenantSeries& tenant = SeriesFor(spec.tenant);
   const RequestTimings& t = info.timings;
   // A request that finished with several completions counts under the reason
   // of its first completion; one with none (failed before any) as error.
@@ -264,6 +330,10 @@ void Metrics::OnRequestFinished(const GenerateSpec& /*spec*/,
   if (!info.completions.empty()) reason = info.completions.front().reason;
   const size_t index = static_cast<size_t>(reason);
   finished_[index < finished_.size() ? index : 0]->Increment();
+  tenant.finished[index < tenant.finished.size() ? index : 0]->Increment();
+  tenant.prompt_tokens->Increment(info.num_prompt_tokens);
+  tenant.generated_tokens->Increment(info.num_output_tokens);
+  tenant.cached_prompt_tokens->Increment(info.num_cached_tokens);
 
   prompt_tokens_total_->Increment(info.num_prompt_tokens);
   generated_tokens_total_->Increment(info.num_output_tokens);
@@ -275,9 +345,11 @@ void Metrics::OnRequestFinished(const GenerateSpec& /*spec*/,
   if (arrived && t.finished > t.arrival) e2e_->Observe(Seconds(t.finished - t.arrival));
   if (arrived && t.first_scheduled >= t.arrival) {
     queue_time_->Observe(Seconds(t.first_scheduled - t.arrival));
+    tenant.queue_time->Observe(Seconds(t.first_scheduled - t.arrival));
   }
   if (arrived && info.num_output_tokens > 0 && t.first_token >= t.arrival) {
     ttft_->Observe(Seconds(t.first_token - t.arrival));
+    tenant.ttft->Observe(Seconds(t.first_token - t.arrival));
   }
   if (info.num_output_tokens > 1 && t.finished >= t.first_token) {
     tpot_->Observe(Seconds(t.finished - t.first_token) /
@@ -298,6 +370,27 @@ void Metrics::CountRejected(absl::StatusCode code) {
       break;
     case absl::StatusCode::kUnauthenticated:
       rejected_unauthenticated_->Increment();
+      break;
+    default:
+      break;
+  }
+}
+
+void Metrics::CountRejected(absl::StatusCode code, absl::string_view tenant) {
+  CountRejected(code);
+  TenantSeries& series = SeriesFor(tenant.empty() ? "unauthenticated" : tenant);
+  switch (code) {
+    case absl::StatusCode::kInvalidArgument:
+      series.rejected_invalid_argument->Increment();
+      break;
+    case absl::StatusCode::kResourceExhausted:
+      series.rejected_resource_exhausted->Increment();
+      break;
+    case absl::StatusCode::kUnavailable:
+      series.rejected_unavailable->Increment();
+      break;
+    case absl::StatusCode::kUnauthenticated:
+      series.rejected_unauthenticated->Increment();
       break;
     default:
       break;

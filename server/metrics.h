@@ -7,7 +7,9 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/llm_engine.h"
@@ -17,6 +19,8 @@ class Counter;
 class Exposer;
 class Histogram;
 class Registry;
+template <typename T>
+class Family;
 }  // namespace prometheus
 
 namespace openelm::server {
@@ -62,12 +66,31 @@ class Metrics : public EngineObserver {
   // code: invalid_argument, resource_exhausted, unavailable, unauthenticated.
   // Other codes are not counted.
   void CountRejected(absl::StatusCode code);
+  // The same, also counted per tenant in openelm_tenant_requests_rejected_total
+  // (`tenant` "" = not authenticated: label "unauthenticated").
+  void CountRejected(absl::StatusCode code, absl::string_view tenant);
   // The gap between two consecutive output messages of one completion that
   // carried `num_tokens` new tokens: observed once per token, gap / num_tokens.
   void ObserveInterTokenLatency(absl::Duration gap, int num_tokens);
 
  private:
   class LoadCollectable;
+  // Per-tenant series of one tenant label value.
+  struct TenantSeries {
+    std::array<prometheus::Counter*, 10> finished{};
+    prometheus::Counter* rejected_invalid_argument = nullptr;
+    prometheus::Counter* rejected_resource_exhausted = nullptr;
+    prometheus::Counter* rejected_unavailable = nullptr;
+    prometheus::Counter* rejected_unauthenticated = nullptr;
+    prometheus::Counter* prompt_tokens = nullptr;
+    prometheus::Counter* generated_tokens = nullptr;
+    prometheus::Counter* cached_prompt_tokens = nullptr;
+    prometheus::Histogram* queue_time = nullptr;
+    prometheus::Histogram* ttft = nullptr;
+  };
+  // The series of `tenant`, created on first use. At most kMaxTenantLabels
+  // label values exist; later tenants share the label "other".
+  TenantSeries& SeriesFor(absl::string_view tenant);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<LoadCollectable> load_;
@@ -93,6 +116,17 @@ class Metrics : public EngineObserver {
   prometheus::Counter* rejected_resource_exhausted_;
   prometheus::Counter* rejected_unavailable_;
   prometheus::Counter* rejected_unauthenticated_;
+
+  prometheus::Family<prometheus::Counter>* tenant_finished_family_;
+  prometheus::Family<prometheus::Counter>* tenant_rejected_family_;
+  prometheus::Family<prometheus::Counter>* tenant_prompt_tokens_family_;
+  prometheus::Family<prometheus::Counter>* tenant_generated_tokens_family_;
+  prometheus::Family<prometheus::Counter>* tenant_cached_tokens_family_;
+  prometheus::Family<prometheus::Histogram>* tenant_queue_time_family_;
+  prometheus::Family<prometheus::Histogram>* tenant_ttft_family_;
+  absl::Mutex tenants_mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<TenantSeries>> tenants_
+      ABSL_GUARDED_BY(tenants_mu_);
 
   mutable absl::Mutex exposer_mu_;
   std::unique_ptr<prometheus::Exposer> exposer_ ABSL_GUARDED_BY(exposer_mu_);

@@ -29,6 +29,11 @@ class RequestQueue {
   bool empty() const { return size() == 0; }
   // Visits every queued request (in admission order).
   virtual void ForEach(absl::FunctionRef<void(Request*)> fn) const = 0;
+  // Service `request` receives in the step being planned, reported by the
+  // scheduler for every row (prefill chunk or decode tokens). A fair policy
+  // charges it to the request's tenant; FCFS ignores it.
+  virtual void OnScheduled(const Request& /*request*/, int32_t /*prefill_tokens*/,
+                           int32_t /*decode_tokens*/) {}
 };
 
 // First come, first served by arrival; a preempted request gets its original

@@ -184,6 +184,9 @@ void Scheduler::AddRow(Request* r, Sequence* s, bool is_root, int32_t num_tokens
   const bool decode = !is_root && num_tokens == 1 && s->num_uncomputed_tokens() == 1;
   (decode ? step_.num_decode_tokens : step_.num_prefill_tokens) += num_tokens;
   r->last_scheduled_step = step_id_;
+  // Charged now, so that the next Front() of the admission loop already sees
+  // this row's service.
+  queue_->OnScheduled(*r, decode ? 0 : num_tokens, decode ? num_tokens : 0);
 }
 
 const ScheduledStep& Scheduler::Schedule(absl::Time now) {

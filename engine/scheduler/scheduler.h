@@ -107,6 +107,8 @@ class Scheduler {
 
   int32_t num_waiting() const { return static_cast<int32_t>(queue_->size()); }
   int32_t num_running() const { return static_cast<int32_t>(running_.size()); }
+  // Running requests, in admission order.
+  const std::vector<Request*>& running() const { return running_; }
   int32_t num_requests() const { return static_cast<int32_t>(requests_.size()); }
   int64_t num_preemptions_total() const { return preemptions_total_; }
   const Request* Find(RequestId id) const;

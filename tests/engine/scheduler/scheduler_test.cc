@@ -446,5 +446,55 @@ TEST(SchedulerTest, ThreadedEngineServesConcurrentRequests) {
   h.ExpectPoolFull();
 }
 
+// The engine's waiting queue is weighted-fair between tenants (VTC): with one
+// slot, a tenant that queued after another tenant's burst runs right after
+// the first request of that burst, not after all of it (FCFS would).
+TEST(SchedulerTest, TenantsShareSlotsFairlyAndWeightsApply) {
+  auto first_rows = [](EngineHarness& h) {
+    std::vector<RequestId> order;
+    for (const auto& step : h.fake().steps()) {
+      for (const auto& row : step) {
+        if (std::find(order.begin(), order.end(), row.request_id) == order.end()) {
+          order.push_back(row.request_id);
+        }
+      }
+    }
+    return order;
+  };
+  {
+    EngineHarness h(Options(64, 4, 64, /*max_seqs=*/1));
+    for (RequestId id = 1; id <= 4; ++id) {
+      GenerateSpec spec = Spec(Prompt(4, static_cast<TokenId>(id)), 4);
+      spec.tenant = "a";
+      ASSERT_OK(h.Submit(id, std::move(spec)));
+    }
+    GenerateSpec b = Spec(Prompt(4, 9), 4);
+    b.tenant = "b";
+    ASSERT_OK(h.Submit(5, std::move(b)));
+    ASSERT_TRUE(h.RunUntilDone());
+    EXPECT_THAT(first_rows(h), ElementsAre(1, 5, 2, 3, 4));
+    h.ExpectNoViolations();
+  }
+  {
+    // Weight 3 for "a": it gets about three requests per one of "b".
+    EngineHarness h(Options(64, 4, 64, /*max_seqs=*/1));
+    h.engine().SetTenantWeights({{"a", 3.0}, {"b", 1.0}});
+    for (RequestId id = 1; id <= 8; ++id) {
+      GenerateSpec spec = Spec(Prompt(4, static_cast<TokenId>(id)), 4);
+      spec.tenant = id <= 4 ? "a" : "b";
+      ASSERT_OK(h.Submit(id, std::move(spec)));
+    }
+    ASSERT_TRUE(h.RunUntilDone());
+    const std::vector<RequestId> order = first_rows(h);
+    ASSERT_THAT(order, SizeIs(8));
+    // Among the first five admissions, "a" (ids 1-4) has at least three.
+    const int a_first =
+        static_cast<int>(std::count_if(order.begin(), order.begin() + 5,
+                                       [](RequestId id) { return id <= 4; }));
+    EXPECT_GE(a_first, 3);
+    EXPECT_LE(a_first, 4);
+  }
+}
+
 }  // namespace
 }  // namespace openelm::testing
