@@ -1,0 +1,296 @@
+// Fault handling of a real openelm_server process on the generated tiny
+// model: each start-up fault ends the process with exit code 1 and a message
+// that names the problem, and each request-time fault ends the RPC with the
+// exact status the API documents (proto/openelm/v1/inference.proto).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include <grpcpp/grpcpp.h>
+#include "gtest/gtest.h"
+#include "openelm/v1/inference.grpc.pb.h"
+#include "tests/e2e/client_e2e_util.h"
+#include "tests/server/server_test_util.h"
+#include "tests/testing/status_matchers.h"
+
+namespace openelm::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kStartTimeout = absl::Seconds(60);
+// Bytes of one 16-token KV block of the tiny model in bf16:
+// sum over layers of 2 (K,V) * kv_heads(l) * head_dim * 2 bytes, times 16,
+// with kv_heads = {1, 2, 3} and head_dim 32.
+constexpr int64_t kTinyBlockBytes = int64_t{2} * (1 + 2 + 3) * 32 * 2 * 16;
+
+std::string TokenizerFlag() {
+  return absl::StrCat("--tokenizer=", OPENELM_TOKENIZER_MODEL);
+}
+
+class ServerFaultsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_dir_ = dir_.path() + "/model";
+    ASSERT_OK(WriteTinyCheckpoint(model_dir_));
+  }
+
+  // Runs the server binary with `args` and expects it to exit by itself.
+  e2e::CommandResult RunServer(const std::vector<std::string>& args,
+                               absl::Duration timeout = absl::Seconds(30)) {
+    std::vector<std::string> argv = {OPENELM_SERVER_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    absl::StatusOr<e2e::CommandResult> result = e2e::RunAndCapture(argv, timeout);
+    EXPECT_OK(result.status());
+    return result.ok() ? *result : e2e::CommandResult{};
+  }
+
+  // Starts a server that keeps running; `extra` is appended to the usual flags.
+  void StartServer(e2e::ServerChild& server, const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {absl::StrCat("--model_dir=", model_dir_),
+                                     TokenizerFlag(), "--port=0", "--metrics_port=0",
+                                     "--threads=1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ASSERT_OK(server.Start(OPENELM_SERVER_BINARY, args,
+                           dir_.path() + "/server" + std::to_string(num_servers_++) + ".log",
+                           kStartTimeout));
+  }
+
+  TempDir dir_;
+  std::string model_dir_;
+  int num_servers_ = 0;
+};
+
+v1::ServerLoad GetLoad(v1::InferenceService::Stub& stub) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ServerLoad load;
+  grpc::Status status = stub.GetServerLoad(&ctx, v1::GetServerLoadRequest(), &load);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return load;
+}
+
+double CancelledCount(int metrics_port) {
+  absl::StatusOr<std::string> text = e2e::HttpGet(metrics_port, "/metrics");
+  EXPECT_OK(text.status());
+  if (!text.ok()) return -1;
+  const std::map<std::string, double> samples = e2e::ParsePrometheusText(*text);
+  auto it = samples.find("openelm_requests_finished_total{finish_reason=\"cancelled\"}");
+  return it == samples.end() ? 0 : it->second;
+}
+
+v1::GenerateRequest LongRequest() {
+  v1::GenerateRequest req;
+  req.set_text("Once upon a time there was");
+  req.mutable_options()->set_max_tokens(2000);
+  req.mutable_options()->set_temperature(0.0f);
+  req.mutable_options()->set_ignore_eos(true);
+  return req;
+}
+
+TEST_F(ServerFaultsTest, MissingModelDirIsNotFoundNamingConfigJson) {
+  const std::string missing = dir_.path() + "/no_such_model";
+  e2e::CommandResult r = RunServer({absl::StrCat("--model_dir=", missing), TokenizerFlag(),
+                                    "--port=0", "--metrics_port=-1"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(r.err, HasSubstr(missing));
+  EXPECT_THAT(r.err, HasSubstr("config.json"));
+}
+
+TEST_F(ServerFaultsTest, TruncatedSafetensorsIsRejectedNamingTheFile) {
+  const std::string file = model_dir_ + "/model.safetensors";
+  const auto size = std::filesystem::file_size(file);
+  // Keep the header, drop part of the tensor data.
+  std::filesystem::resize_file(file, size - 4096);
+  e2e::CommandResult r = RunServer({absl::StrCat("--model_dir=", model_dir_),
+                                    TokenizerFlag(), "--port=0", "--metrics_port=-1"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(r.err, HasSubstr(file));
+  EXPECT_THAT(r.err, HasSubstr("truncated"));
+}
+
+TEST_F(ServerFaultsTest, MissingTokenizerIsNotFoundNamingThePath) {
+  const std::string missing = dir_.path() + "/no_such_tokenizer.model";
+  e2e::CommandResult r =
+      RunServer({absl::StrCat("--model_dir=", model_dir_),
+                 absl::StrCat("--tokenizer=", missing), "--port=0", "--metrics_port=-1"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(r.err, HasSubstr(missing));
+}
+
+TEST_F(ServerFaultsTest, PortHeldByPlainListenerFails) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 4), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = ntohs(addr.sin_port);
+
+  e2e::CommandResult r =
+      RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(),
+                 "--host=127.0.0.1", absl::StrCat("--port=", port), "--metrics_port=-1"});
+  close(fd);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", port)));
+}
+
+TEST_F(ServerFaultsTest, PortHeldByAnotherServerFails) {
+  e2e::ServerChild first;
+  ASSERT_NO_FATAL_FAILURE(StartServer(first, {}));
+  // A server that wrongly shares the port keeps running; the timeout bounds it.
+  e2e::CommandResult r = RunServer(
+      {absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--host=127.0.0.1",
+       absl::StrCat("--port=", first.port()), "--metrics_port=-1", "--threads=1"},
+      absl::Seconds(10));
+  EXPECT_EQ(r.exit_code, 1) << "second server on port " << first.port()
+                            << " did not fail; its stderr:\n"
+                            << r.err;
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", first.port())));
+}
+
+TEST_F(ServerFaultsTest, KvBudgetBelowOneBlockFailsPrecondition) {
+  e2e::CommandResult r = RunServer(
+      {absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--port=0",
+       "--metrics_port=-1", "--block_size=16",
+       absl::StrCat("--kv_cache_bytes=", kTinyBlockBytes - 1)});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(r.err, HasSubstr("KV budget"));
+}
+
+TEST_F(ServerFaultsTest, RequestLargerThanKvPoolIsInvalidArgument) {
+  e2e::ServerChild server;
+  ASSERT_NO_FATAL_FAILURE(StartServer(
+      server, {"--block_size=16", absl::StrCat("--kv_cache_bytes=", 2 * kTinyBlockBytes)}));
+  auto stub = v1::InferenceService::NewStub(
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+  const v1::ServerLoad load = GetLoad(*stub);
+  ASSERT_EQ(load.kv_blocks_total(), 2);
+
+  // 4 prompt tokens (BOS + 3) + 100 new ones need ceil(104 / 16) = 7 blocks.
+  v1::GenerateRequest req;
+  req.mutable_token_ids()->add_ids(1);
+  req.mutable_token_ids()->add_ids(15043);
+  req.mutable_token_ids()->add_ids(3186);
+  req.mutable_token_ids()->add_ids(29892);
+  req.mutable_options()->set_max_tokens(100);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  v1::GenerateResponse resp;
+  grpc::Status status = stub->Generate(&ctx, req, &resp);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("request needs 7 KV blocks"));
+  EXPECT_THAT(status.error_message(), HasSubstr("the pool has 2"));
+  // The refusal took no block.
+  EXPECT_EQ(GetLoad(*stub).kv_blocks_free(), 2);
+}
+
+TEST_F(ServerFaultsTest, DeadlineExpiringInQueueEndsOkWithDeadlineReason) {
+  e2e::ServerChild server;
+  ASSERT_NO_FATAL_FAILURE(
+      StartServer(server, {"--max_num_seqs=1", "--kv_cache_bytes=33554432"}));
+  auto stub = v1::InferenceService::NewStub(
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+
+  // The long request holds the only sequence slot.
+  grpc::ClientContext long_ctx;
+  long_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto long_reader = stub->StreamGenerate(&long_ctx, LongRequest());
+  v1::GenerateResponse msg;
+  ASSERT_TRUE(long_reader->Read(&msg));
+
+  v1::GenerateRequest req;
+  req.set_text("Hello world");
+  req.mutable_options()->set_max_tokens(8);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  auto reader = stub->StreamGenerate(&ctx, req);
+  int num_tokens = 0;
+  v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+  v1::GenerateResponse part;
+  while (reader->Read(&part)) {
+    for (const v1::Choice& c : part.choices()) {
+      num_tokens += c.token_ids_size();
+      if (c.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) reason = c.finish_reason();
+    }
+  }
+  grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  EXPECT_EQ(reason, v1::FINISH_REASON_DEADLINE);
+  EXPECT_EQ(num_tokens, 0);
+
+  // The long request was still running all along.
+  EXPECT_EQ(GetLoad(*stub).requests_running(), 1);
+  long_ctx.TryCancel();
+  while (long_reader->Read(&msg)) {
+  }
+  EXPECT_EQ(long_reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(ServerFaultsTest, ClientDisconnectFreesKvBlocksAndCountsCancelled) {
+  e2e::ServerChild server;
+  ASSERT_NO_FATAL_FAILURE(StartServer(server, {"--kv_cache_bytes=33554432"}));
+  auto control = v1::InferenceService::NewStub(
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+  const int32_t total = GetLoad(*control).kv_blocks_total();
+  ASSERT_GT(total, 0);
+  const double cancelled_before = CancelledCount(server.metrics_port());
+
+  {
+    // A channel of its own (own subchannel, so its own TCP connection).
+    grpc::ChannelArguments channel_args;
+    channel_args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    auto channel = grpc::CreateCustomChannel(
+        server.target(), grpc::InsecureChannelCredentials(), channel_args);
+    auto stub = v1::InferenceService::NewStub(channel);
+    grpc::ClientContext ctx;
+    auto reader = stub->StreamGenerate(&ctx, LongRequest());
+    v1::GenerateResponse msg;
+    ASSERT_TRUE(reader->Read(&msg));
+    ASSERT_TRUE(reader->Read(&msg));
+    EXPECT_LT(GetLoad(*control).kv_blocks_free(), total);
+    // The client goes away mid-stream: the call is cancelled (RST_STREAM)
+    // and the reader, stub and channel are destroyed without reading on.
+    ctx.TryCancel();
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  v1::ServerLoad load;
+  double cancelled = 0;
+  do {
+    absl::SleepFor(absl::Milliseconds(50));
+    load = GetLoad(*control);
+    cancelled = CancelledCount(server.metrics_port());
+  } while ((load.kv_blocks_free() != total || load.requests_running() != 0 ||
+            cancelled != cancelled_before + 1) &&
+           absl::Now() < deadline);
+  EXPECT_EQ(load.kv_blocks_free(), total);
+  EXPECT_EQ(load.requests_running(), 0);
+  EXPECT_EQ(load.requests_waiting(), 0);
+  EXPECT_EQ(cancelled, cancelled_before + 1);
+}
+
+}  // namespace
+}  // namespace openelm::testing
