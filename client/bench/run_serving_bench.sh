@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Serving benchmark series for docs/bench-serving.md: openelm_bench_serve at
+# Serving benchmark series for BENCHMARKS.md (section 3): openelm_bench_serve at
 # several max-concurrency levels against openelm_server with continuous
 # batching (default --max_num_seqs) and with --max_num_seqs=1, RUNS runs per
 # point, all in one session. Prints a Markdown table (min and median over the

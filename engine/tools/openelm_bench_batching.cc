@@ -462,7 +462,15 @@ absl::Status Run() {
   for (const Row& row : rows) {
     const Summary b = Summarize(field(row.batched, &Measurement::tokens_per_s));
     const Summary u = Summarize(field(row.baseline, &Measurement::tokens_per_s));
-    std::printf("| %d | %.1f, %.1f | %s | %s | %.1f | %.1f | %s | %.0f / %.0f | %s |\n", row.c, b.min,
+    // A median TTFT of 0 means no request submitted in the window got its
+    // first token before the window closed (the queue wait exceeds it).
+    auto ttft_tpot = [&](const std::vector<Measurement>& ms) {
+      const double ttft = Median(field(ms, &Measurement::ttft_ms));
+      const double tpot = Median(field(ms, &Measurement::tpot_ms));
+      return ttft > 0 ? absl::StrFormat("%.0f / %.0f", ttft, tpot)
+                      : absl::StrFormat("> window / %.0f", tpot);
+    };
+    std::printf("| %d | %.1f, %.1f | %s | %s | %.1f | %.1f | %s | %s | %s |\n", row.c, b.min,
                 b.median,
                 baseline ? absl::StrFormat("%.1f, %.1f", u.min, u.median).c_str() : "-",
                 baseline && u.median > 0 ? absl::StrFormat("%.2fx", b.median / u.median).c_str()
@@ -473,13 +481,8 @@ absl::Status Run() {
                                                                 &Measurement::cpu_tokens_per_s)))
                                .c_str()
                          : "-",
-                Median(field(row.batched, &Measurement::ttft_ms)),
-                Median(field(row.batched, &Measurement::tpot_ms)),
-                baseline ? absl::StrFormat("%.0f / %.0f",
-                                           Median(field(row.baseline, &Measurement::ttft_ms)),
-                                           Median(field(row.baseline, &Measurement::tpot_ms)))
-                               .c_str()
-                         : "-");
+                ttft_tpot(row.batched).c_str(),
+                baseline ? ttft_tpot(row.baseline).c_str() : "-");
   }
   getloadavg(load, 3);
   std::printf("\n- load average at end: %.1f %.1f %.1f\n", load[0], load[1], load[2]);
