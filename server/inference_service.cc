@@ -186,12 +186,10 @@ absl::StatusOr<GenerateSpec> InferenceService::MakeSpec(
   return spec;
 }
 
-template <typename Request>
-grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StartStream(
+template <typename Reactor, typename Request>
+Reactor* InferenceService::AdmitAndSubmit(
+    Reactor* reactor, const absl::StatusOr<const ReadyState*>& ready,
     grpc::CallbackServerContext* context, const Request& request) {
-  absl::StatusOr<const ReadyState*> ready = GetReady();
-  auto* reactor = new GenerateStreamReactor(
-      EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1));
   if (!ready.ok()) {
     reactor->FinishNow(Reject(ready.status()));
     return reactor;
@@ -211,28 +209,22 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StartStream(
 }
 
 template <typename Request>
+grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StartStream(
+    grpc::CallbackServerContext* context, const Request& request) {
+  absl::StatusOr<const ReadyState*> ready = GetReady();
+  auto* reactor = new GenerateStreamReactor(
+      EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1));
+  return AdmitAndSubmit(reactor, ready, context, request);
+}
+
+template <typename Request>
 grpc::ServerUnaryReactor* InferenceService::StartUnary(
     grpc::CallbackServerContext* context, const Request& request,
     v1::GenerateResponse* response) {
   absl::StatusOr<const ReadyState*> ready = GetReady();
   auto* reactor = new GenerateUnaryReactor(EnvFor(ready.ok() ? *ready : nullptr),
                                            next_request_id_.fetch_add(1), response);
-  if (!ready.ok()) {
-    reactor->FinishNow(Reject(ready.status()));
-    return reactor;
-  }
-  GenerateSpec spec;
-  QuotaTicket ticket;
-  std::string tenant;
-  if (absl::Status s = Admit(**ready, context, request, &spec, &ticket, &tenant);
-      !s.ok()) {
-    reactor->FinishNow(Reject(s, tenant));
-    return reactor;
-  }
-  if (absl::Status s = reactor->Submit(std::move(spec), std::move(ticket)); !s.ok()) {
-    reactor->FinishNow(Reject(s, tenant));
-  }
-  return reactor;
+  return AdmitAndSubmit(reactor, ready, context, request);
 }
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StreamGenerate(

@@ -128,6 +128,13 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   grpc::ServerUnaryReactor* StartUnary(grpc::CallbackServerContext* context,
                                        const Request& request,
                                        v1::GenerateResponse* response);
+  // The admission sequence shared by both reactor kinds: readiness, auth,
+  // quota, validation, Submit. Finishes `reactor` on any failure.
+  template <typename Reactor, typename Request>
+  Reactor* AdmitAndSubmit(Reactor* reactor,
+                          const absl::StatusOr<const ReadyState*>& ready,
+                          grpc::CallbackServerContext* context,
+                          const Request& request);
   ReactorEnv EnvFor(const ReadyState* ready);
 
   Metrics* const metrics_;
