@@ -81,6 +81,20 @@ struct Request {
 
   int32_t num_prompt_tokens() const { return static_cast<int32_t>(spec.prompt.size()); }
   bool wants_prompt_logprobs() const { return spec.params.prompt_logprobs >= 0; }
+  // Completions that have not finished: the batch rows (seats) the request
+  // holds while running (n before the first token).
+  int32_t num_live_sequences() const {
+    int32_t live = 0;
+    for (const Sequence& s : seqs) live += s.finished ? 0 : 1;
+    return live;
+  }
+  // KV blocks referenced by the request's tables (a block shared between
+  // its completions counts once per table).
+  int32_t num_blocks_held() const {
+    size_t held = root.table.blocks.size();
+    for (const Sequence& s : seqs) held += s.table.blocks.size();
+    return static_cast<int32_t>(held);
+  }
 };
 
 }  // namespace openelm

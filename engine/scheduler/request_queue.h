@@ -6,6 +6,7 @@
 #include <map>
 
 #include "absl/functional/function_ref.h"
+#include "absl/types/span.h"
 #include "engine/scheduler/request.h"
 
 namespace openelm {
@@ -34,6 +35,32 @@ class RequestQueue {
   // charges it to the request's tenant; FCFS ignores it.
   virtual void OnScheduled(const Request& /*request*/, int32_t /*prefill_tokens*/,
                            int32_t /*decode_tokens*/) {}
+  // What the running requests hold, reported by the scheduler before it
+  // asks for Front() or ChooseVictim(), and again whenever the running set
+  // changed (admissions are reported by PopFront()). A fair policy uses it
+  // to share the seats and the KV blocks between tenants; FCFS ignores it.
+  struct Capacity {
+    int32_t max_num_seqs = 0;
+    int32_t num_blocks = 0;
+  };
+  virtual void SetRunning(absl::Span<Request* const> /*running*/,
+                          const Capacity& /*capacity*/) {}
+  // Fairness preemption. Called at the start of a step, after SetRunning(),
+  // when `front` (the current Front()) does not fit beside the running
+  // requests: it lacks seats and/or KV blocks (it needs `front_blocks` for
+  // its first chunk). Returns the running request whose place it should
+  // take, or nullptr to let it wait. None of `running` is scheduled yet in
+  // this step. FCFS never preempts for admission.
+  struct Shortage {
+    bool seats = false;
+    bool blocks = false;
+    int32_t front_blocks = 0;
+  };
+  virtual Request* ChooseVictim(const Request& /*front*/,
+                                absl::Span<Request* const> /*running*/,
+                                const Shortage& /*shortage*/) {
+    return nullptr;
+  }
 };
 
 // First come, first served by arrival; a preempted request gets its original

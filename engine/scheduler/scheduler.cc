@@ -114,10 +114,50 @@ int32_t Scheduler::ChunkSize(int32_t num_computed, int32_t remaining,
   return chunk;
 }
 
-int32_t Scheduler::LiveSequences(const Request& r) {
-  int32_t live = 0;
-  for (const Sequence& s : r.seqs) live += s.finished ? 0 : 1;
-  return live;
+int32_t Scheduler::DecodeBlocksNeeded() const {
+  int32_t needed = 0;
+  for (const Request* r : running_) {
+    if (r->in_prompt_phase) continue;
+    for (const Sequence& s : r->seqs) {
+      if (s.finished || s.num_uncomputed_tokens() != 1) continue;
+      needed += kv_->NumBlocksNeeded(s.table, s.num_computed_tokens,
+                                     s.num_computed_tokens + 1, nullptr);
+    }
+  }
+  return needed;
+}
+
+void Scheduler::PreemptForFairness() {
+  const RequestQueue::Capacity capacity{config_.max_num_seqs, kv_->num_blocks()};
+  // Bounded: every preemption removes one running request.
+  while (!queue_->empty() && !running_.empty()) {
+    queue_->SetRunning(running_, capacity);
+    Request* front = queue_->Front();
+    int32_t running_seqs = 0;
+    for (const Request* r : running_) running_seqs += r->num_live_sequences();
+    RequestQueue::Shortage shortage;
+    shortage.seats = running_seqs + front->num_live_sequences() > config_.max_num_seqs;
+    // The blocks its first chunk takes, as admission would compute them.
+    const int32_t p = front->num_prompt_tokens();
+    hit_.Clear();
+    if (kv_->prefix_caching_enabled() && !front->wants_prompt_logprobs()) {
+      kv_->FindCachedPrefix(front->root.tokens, front->salt_hash, p - 1, &hit_);
+    }
+    const int32_t nc = hit_.num_tokens;
+    const int32_t chunk = ChunkSize(nc, p - nc, config_.max_num_batched_tokens);
+    shortage.front_blocks = kv_->NumBlocksNeeded(front->root.table, nc, nc + chunk, &hit_);
+    shortage.blocks =
+        shortage.front_blocks + DecodeBlocksNeeded() > kv_->num_free_blocks();
+    if (!shortage.seats && !shortage.blocks) return;
+    Request* victim = queue_->ChooseVictim(*front, running_, shortage);
+    if (victim == nullptr) return;
+    OPENELM_CHECK(victim != front && victim->state == RequestState::kRunning);
+    Preempt(victim);
+    // The victim is queued again; if the policy now puts it first, stop
+    // rather than trade places back and forth.
+    queue_->SetRunning(running_, capacity);
+    if (queue_->Front() != front) return;
+  }
 }
 
 bool Scheduler::MakeRoom(int32_t needed, const Request* keep) {
@@ -193,6 +233,7 @@ const ScheduledStep& Scheduler::Schedule(absl::Time now) {
   step_.Clear();
   ++step_id_;
   ExpireDeadlines(now);
+  PreemptForFairness();
   int32_t budget = config_.max_num_batched_tokens;
   auto rows = [this] { return static_cast<int32_t>(step_.rows.size()); };
 
@@ -256,13 +297,14 @@ const ScheduledStep& Scheduler::Schedule(absl::Time now) {
     }
   }
 
-  // 3. Admit waiting requests in queue order; admission never preempts, and
-  // the running sequences (live completions) stay within max_num_seqs.
+  // 3. Admit waiting requests in queue order while the running sequences
+  // (live completions) stay within max_num_seqs.
   int32_t running_seqs = 0;
-  for (const Request* r : running_) running_seqs += LiveSequences(*r);
+  for (const Request* r : running_) running_seqs += r->num_live_sequences();
+  queue_->SetRunning(running_, {config_.max_num_seqs, kv_->num_blocks()});
   while (budget > 0 && rows() < config_.max_num_seqs && !queue_->empty()) {
     Request* r = queue_->Front();
-    if (running_seqs + LiveSequences(*r) > config_.max_num_seqs) break;
+    if (running_seqs + r->num_live_sequences() > config_.max_num_seqs) break;
     Sequence& root = r->root;
     OPENELM_DCHECK(root.table.empty() && root.num_computed_tokens == 0);
     const int32_t p = r->num_prompt_tokens();
@@ -289,7 +331,7 @@ const ScheduledStep& Scheduler::Schedule(absl::Time now) {
       r->cache_counted = true;
     }
     queue_->PopFront();
-    running_seqs += LiveSequences(*r);
+    running_seqs += r->num_live_sequences();
     r->state = RequestState::kRunning;
     r->in_prompt_phase = true;
     running_.push_back(r);

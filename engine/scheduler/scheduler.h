@@ -60,7 +60,12 @@ struct ScheduledStep {
 //   4. waiting requests are admitted in RequestQueue order (FCFS by default)
 //      with a prefill chunk each, reusing prefix-cache blocks, while their
 //      blocks fit and the running completions stay within max_num_seqs
-//      (admission never preempts; the first that does not fit stops it).
+//      (the first that does not fit stops it).
+// Before 2., when the queue's front does not fit, the queue's policy may name
+// running requests to preempt in its favour (RequestQueue::ChooseVictim: the
+// fair queue does so when the front's tenant holds less than its weighted
+// share of the seats and another tenant more), so a light tenant's request
+// starts at the next step instead of waiting for a heavy tenant's to finish.
 // Non-final chunks end on a block boundary when the budget allows. When a
 // running request cannot get blocks, the most recently admitted running
 // request with no rows in this step is preempted (its blocks freed; it is
@@ -121,7 +126,10 @@ class Scheduler {
   // Frees blocks until `needed` fit, preempting victims (never `keep`).
   bool MakeRoom(int32_t needed, const Request* keep);
   // Completions of `r` that have not finished (n before the first token).
-  static int32_t LiveSequences(const Request& r);
+  // Blocks the running requests' decode rows would take in this step.
+  int32_t DecodeBlocksNeeded() const;
+  // Preempts running requests the queue's policy names for its front.
+  void PreemptForFairness();
   void Preempt(Request* request);
   void AddRow(Request* request, Sequence* seq, bool is_root, int32_t num_tokens,
               BatchRow::Logits logits);

@@ -34,7 +34,8 @@ bool FairQueue::Enqueue(RequestId id, absl::string_view tenant, int32_t priority
     const double floor =
         backlog_.empty() ? last_departed_counter_ : backlog_.begin()->counter;
     state->counter = std::max(state->counter, floor);
-    backlog_.insert(BacklogKey{state->counter, state});
+    state->join_seq = ++next_join_seq_;
+    backlog_.insert(BacklogKey{state->counter, state->join_seq, state});
   }
   FairQueueEntry entry{id, state->id, priority, arrival_seq};
   state->queue.insert(KeyOf(entry));
@@ -53,6 +54,17 @@ const FairQueueEntry* FairQueue::PeekNext() const {
   return &it->second;
 }
 
+const FairQueueEntry* FairQueue::PeekNextWhere(
+    absl::FunctionRef<bool(const FairQueueEntry&)> eligible) const {
+  for (const BacklogKey& key : backlog_) {
+    const TenantState* state = key.tenant;
+    auto it = state->entries.find(std::get<2>(*state->queue.begin()));
+    OPENELM_DCHECK(it != state->entries.end());
+    if (eligible(it->second)) return &it->second;
+  }
+  return nullptr;
+}
+
 std::optional<FairQueueEntry> FairQueue::PopNext() {
   const FairQueueEntry* next = PeekNext();
   if (next == nullptr) return std::nullopt;
@@ -63,7 +75,7 @@ std::optional<FairQueueEntry> FairQueue::PopNext() {
 
 void FairQueue::LeaveBacklogIfIdle(TenantState* state) {
   if (!state->queue.empty()) return;
-  backlog_.erase(BacklogKey{state->counter, state});
+  backlog_.erase(BacklogKey{state->counter, state->join_seq, state});
   last_departed_counter_ = state->counter;
 }
 
@@ -90,9 +102,9 @@ void FairQueue::Charge(absl::string_view tenant, int64_t prefill_tokens,
                        static_cast<double>(decode_tokens) * options_.decode_token_cost) /
                       state->weight;
   const bool backlogged = !state->queue.empty();
-  if (backlogged) backlog_.erase(BacklogKey{state->counter, state});
+  if (backlogged) backlog_.erase(BacklogKey{state->counter, state->join_seq, state});
   state->counter += cost;
-  if (backlogged) backlog_.insert(BacklogKey{state->counter, state});
+  if (backlogged) backlog_.insert(BacklogKey{state->counter, state->join_seq, state});
 }
 
 void FairQueue::SetWeights(const absl::flat_hash_map<std::string, double>& weights) {

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/string_view.h"
 #include "engine/base/types.h"
 
@@ -44,7 +45,8 @@ struct FairQueueEntry {
 //   counter += (prefill_tokens * prefill_token_cost
 //               + decode_tokens * decode_token_cost) / weight
 // The next request to admit is the head of the *backlogged* tenant (one with
-// queued requests) whose counter is smallest (ties: tenant id). Inside a
+// queued requests) whose counter is smallest (ties: the tenant that joined
+// the backlog last). Inside a
 // tenant, requests leave by priority (higher first, optional) and then by
 // arrival_seq (FCFS).
 //
@@ -80,6 +82,10 @@ class FairQueue {
   // The request to admit next, or nullptr when the queue is empty. The
   // pointer is valid until the next non-const call.
   const FairQueueEntry* PeekNext() const;
+  // The head of the first backlogged tenant, in PeekNext() order, whose head
+  // request satisfies `eligible`; nullptr when none does.
+  const FairQueueEntry* PeekNextWhere(
+      absl::FunctionRef<bool(const FairQueueEntry&)> eligible) const;
   // Removes and returns the request PeekNext() names; nullopt when empty.
   std::optional<FairQueueEntry> PopNext();
 
@@ -104,6 +110,10 @@ class FairQueue {
   // The tenant's virtual counter; 0 for a tenant never seen.
   double counter(absl::string_view tenant) const;
   double weight(absl::string_view tenant) const;
+  // Visits every backlogged tenant's id (valid while the queue is unchanged).
+  void ForEachBackloggedTenant(absl::FunctionRef<void(absl::string_view)> fn) const {
+    for (const BacklogKey& key : backlog_) fn(key.tenant->id);
+  }
 
  private:
   // Order inside a tenant: (-priority, arrival_seq, id) ascending.
@@ -113,17 +123,21 @@ class FairQueue {
     std::string id;
     double weight = 1.0;
     double counter = 0.0;
+    uint64_t join_seq = 0;  // when it last joined the backlog
     std::set<RequestKey> queue;
     absl::flat_hash_map<RequestId, FairQueueEntry> entries;  // by request id
   };
 
-  // Backlog order: (counter, tenant id); the pointer is stable (unique_ptr).
+  // Backlog order: counter, then the most recent to join the backlog first
+  // (a tenant lifted to the minimum ties with the tenants already there, and
+  // they have just been served up to it); the pointer is stable (unique_ptr).
   struct BacklogKey {
     double counter;
+    uint64_t join_seq;
     const TenantState* tenant;
     bool operator<(const BacklogKey& other) const {
       if (counter != other.counter) return counter < other.counter;
-      return tenant->id < other.tenant->id;
+      return join_seq > other.join_seq;
     }
   };
 
@@ -138,6 +152,7 @@ class FairQueue {
   std::set<BacklogKey> backlog_;  // tenants with at least one queued request
   absl::flat_hash_map<RequestId, TenantState*> entries_;  // queued requests
   double last_departed_counter_ = 0.0;
+  uint64_t next_join_seq_ = 0;
 };
 
 }  // namespace openelm

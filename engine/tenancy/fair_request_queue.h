@@ -8,6 +8,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "engine/base/check.h"
 #include "engine/scheduler/request.h"
 #include "engine/scheduler/request_queue.h"
@@ -38,14 +40,23 @@ class FairRequestQueue final : public RequestQueue {
     if (added) by_arrival_[request->arrival_seq] = request;
   }
 
+  // VTC order, except that a tenant holding its weighted share of the seats
+  // (see SetRunning) goes after the tenants below theirs.
   Request* Front() const override {
-    const FairQueueEntry* next = fair_.PeekNext();
+    const FairQueueEntry* next = Next();
     return next == nullptr ? nullptr : by_arrival_.at(next->arrival_seq);
   }
 
   void PopFront() override {
-    std::optional<FairQueueEntry> next = fair_.PopNext();
-    if (next.has_value()) by_arrival_.erase(next->arrival_seq);
+    const FairQueueEntry* next = Next();
+    if (next == nullptr) return;
+    Request* r = by_arrival_.at(next->arrival_seq);
+    const bool removed = fair_.Remove(next->id);
+    OPENELM_DCHECK(removed);
+    by_arrival_.erase(r->arrival_seq);
+    if (!usage_.empty()) {  // the admitted request now holds its seats
+      usage_[r->spec.tenant].seats += r->num_live_sequences();
+    }
   }
 
   bool Remove(Request* request) override {
@@ -67,6 +78,62 @@ class FairRequestQueue final : public RequestQueue {
     Charge(request, prefill_tokens, decode_tokens);
   }
 
+  // The active tenants (running or queued) share the seats and the KV
+  // blocks in proportion to their weights.
+  void SetRunning(absl::Span<Request* const> running,
+                  const Capacity& capacity) override {
+    usage_.clear();
+    for (const Request* r : running) {
+      Usage& u = usage_[r->spec.tenant];
+      u.seats += r->num_live_sequences();
+      u.blocks += r->num_blocks_held();
+    }
+    fair_.ForEachBackloggedTenant([this](absl::string_view t) { usage_[t]; });
+    double total_weight = 0;
+    for (const auto& [tenant, u] : usage_) total_weight += fair_.weight(tenant);
+    for (auto& [tenant, u] : usage_) {
+      const double fraction = fair_.weight(tenant) / total_weight;
+      u.seat_share = capacity.max_num_seqs * fraction;
+      u.block_share = capacity.num_blocks * fraction;
+    }
+  }
+
+  // Share-based preemption, for each resource the front lacks:
+  //   * its tenant, with the front admitted, must stay within its share;
+  //   * seats: the victim's tenant, without the victim, must still hold at
+  //     least its share, so two tenants at their shares never trade seats;
+  //   * blocks: the victim's tenant must hold more than its share.
+  // The victim is the most recently admitted eligible request of the tenant
+  // furthest over its share (least work lost on recomputation).
+  Request* ChooseVictim(const Request& front, absl::Span<Request* const> running,
+                        const Shortage& shortage) override {
+    const Usage& mine = UsageOf(front.spec.tenant);
+    if (shortage.seats &&
+        mine.seats + front.num_live_sequences() > mine.seat_share + kSlack) {
+      return nullptr;
+    }
+    if (shortage.blocks && mine.blocks + shortage.front_blocks > mine.block_share + kSlack) {
+      return nullptr;
+    }
+    Request* victim = nullptr;
+    double worst = 0;
+    for (auto it = running.rbegin(); it != running.rend(); ++it) {
+      Request* r = *it;
+      if (r->spec.tenant == front.spec.tenant) continue;
+      const Usage& u = UsageOf(r->spec.tenant);
+      if (shortage.seats && u.seats - r->num_live_sequences() < u.seat_share - kSlack) {
+        continue;
+      }
+      if (shortage.blocks && u.blocks <= u.block_share + kSlack) continue;
+      const double over = shortage.seats ? u.seats / u.seat_share : u.blocks / u.block_share;
+      if (over > worst) {  // strict: the newest request of the worst tenant
+        worst = over;
+        victim = r;
+      }
+    }
+    return victim;
+  }
+
   // Service given to `request` in one step (see the class comment).
   void Charge(const Request& request, int32_t prefill_tokens, int32_t decode_tokens) {
     fair_.Charge(request.spec.tenant, prefill_tokens, decode_tokens);
@@ -81,8 +148,34 @@ class FairRequestQueue final : public RequestQueue {
   const FairQueue& policy() const { return fair_; }
 
  private:
+  struct Usage {
+    double seats = 0;   // live sequences running
+    double blocks = 0;  // KV blocks held by running requests
+    double seat_share = 0;
+    double block_share = 0;
+  };
+  static constexpr double kSlack = 1e-9;
+
+  const Usage& UsageOf(absl::string_view tenant) const {
+    static const Usage kNone;
+    auto it = usage_.find(tenant);
+    return it == usage_.end() ? kNone : it->second;
+  }
+  // The VTC head among tenants below their seat share; the plain VTC head
+  // when there is none (or SetRunning was never called).
+  const FairQueueEntry* Next() const {
+    if (usage_.empty()) return fair_.PeekNext();
+    const FairQueueEntry* below = fair_.PeekNextWhere([this](const FairQueueEntry& e) {
+      const Usage& u = UsageOf(e.tenant);
+      return u.seats + by_arrival_.at(e.arrival_seq)->num_live_sequences() <=
+             u.seat_share + kSlack;
+    });
+    return below != nullptr ? below : fair_.PeekNext();
+  }
+
   FairQueue fair_;
   std::map<uint64_t, Request*> by_arrival_;  // arrival_seq -> request
+  absl::flat_hash_map<std::string, Usage> usage_;  // from SetRunning()
 };
 
 }  // namespace openelm

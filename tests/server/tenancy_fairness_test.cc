@@ -1,8 +1,7 @@
 // Fair scheduling between tenants through the real server: a heavy tenant
 // sending 10x the light tenant's load cannot take more than its weighted share
-// of the generated tokens (asserted), and the light tenant's time to first
-// token under that load is measured against its value when alone (printed;
-// see the note at the check).
+// of the generated tokens, and the light tenant's median time to first token
+// under that load stays within 2x of its value when alone.
 //
 // The engine runs 4 sequences at a time, so both tenants are backlogged
 // (requests waiting in the engine) during the measurement windows; tokens are
@@ -211,12 +210,12 @@ TEST_F(TenancyFairnessTest, WeightedSharesAndLightTenantLatency) {
               absl::FormatDuration(ttft_alone).c_str(),
               absl::FormatDuration(ttft_loaded).c_str(),
               absl::FDivDuration(ttft_loaded, ttft_alone));
-  // Measured, not asserted: issue 7 asks for <= 2x, which this engine does
-  // not meet yet (about 10x on the 2-core CI machine). Admission never
-  // preempts, so a light request arriving while all max_num_seqs slots run
-  // heavy requests waits for one of them to finish, whatever its VTC
-  // counter; closing the gap needs fairness preemption or reserved slots.
-  EXPECT_LT(ttft_loaded, absl::Seconds(5));  // the light tenant is not starved
+  // A light request arriving while every seat runs a heavy request takes the
+  // seat of the heavy tenant's newest request at the next step (seat-share
+  // preemption, engine/tenancy/fair_request_queue.h), so its TTFT stays
+  // close to its value alone (1.1x measured on the 2-core CI machine; about
+  // 10x before that preemption existed).
+  EXPECT_LE(absl::FDivDuration(ttft_loaded, ttft_alone), 2.0);
   RecordProperty("light_ttft_alone_us",
                  static_cast<int>(absl::ToInt64Microseconds(ttft_alone)));
   RecordProperty("light_ttft_loaded_us",

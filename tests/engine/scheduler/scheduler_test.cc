@@ -143,6 +143,99 @@ TEST(SchedulerTest, PreemptionAndResumeGiveIdenticalOutput) {
   EXPECT_EQ(big, small);
 }
 
+GenerateSpec TenantSpec(const char* tenant, std::vector<TokenId> prompt,
+                        int32_t max_tokens) {
+  GenerateSpec spec = Spec(std::move(prompt), max_tokens);
+  spec.tenant = tenant;
+  return spec;
+}
+
+bool StepHasRequest(const std::vector<FakeDecoder::RecordedRow>& step, RequestId id) {
+  return std::any_of(step.begin(), step.end(),
+                     [id](const auto& row) { return row.request_id == id; });
+}
+
+// A light tenant's request arriving while a heavy tenant holds every seat
+// starts in the very next step: the heavy tenant's newest request yields its
+// seat (and is recomputed later with identical output).
+TEST(SchedulerTest, FairnessPreemptionSeatsALightTenantAtOnce) {
+  EngineHarness h(Options(256, 4, /*budget=*/64, /*max_seqs=*/2));
+  for (RequestId id = 1; id <= 4; ++id) {
+    ASSERT_OK(h.Submit(id, TenantSpec("heavy", Prompt(6, id), 30)));
+  }
+  h.Step(3);
+  ASSERT_EQ(h.engine().load().num_running, 2);
+  ASSERT_OK(h.Submit(10, TenantSpec("light", Prompt(5, 10), 5)));
+  h.Step();
+  const auto& last = h.fake().steps().back();
+  ASSERT_TRUE(StepHasRequest(last, 10)) << "the light request waited";
+  EXPECT_EQ(last.size(), 2u);  // one heavy decode row + the light prefill
+  EXPECT_EQ(h.observer().steps().back().num_preemptions, 1);
+  ASSERT_TRUE(h.RunUntilDone());
+  int heavy_preemptions = 0;
+  for (RequestId id = 1; id <= 4; ++id) {
+    heavy_preemptions += h.sink(id).info().num_preemptions;
+    EXPECT_EQ(h.sink(id).tokens(), h.fake().ReferenceGreedy(Prompt(6, id), 30, false));
+  }
+  EXPECT_EQ(heavy_preemptions, 1);
+  EXPECT_EQ(h.sink(10).info().num_preemptions, 0);
+  EXPECT_EQ(h.sink(10).tokens(), h.fake().ReferenceGreedy(Prompt(5, 10), 5, false));
+  h.ExpectNoViolations();
+  h.ExpectPoolFull();
+}
+
+// Seats are only taken up to the weighted share: requests of the tenant that
+// already holds every seat never preempt each other, and a tenant at its
+// share waits instead of preempting one that is also at its share.
+TEST(SchedulerTest, FairnessPreemptionStopsAtTheShare) {
+  EngineHarness h(Options(256, 4, /*budget=*/64, /*max_seqs=*/2));
+  ASSERT_OK(h.Submit(1, TenantSpec("a", Prompt(6, 1), 40)));
+  ASSERT_OK(h.Submit(2, TenantSpec("a", Prompt(6, 2), 40)));
+  h.Step(2);
+  ASSERT_OK(h.Submit(3, TenantSpec("a", Prompt(6, 3), 40)));
+  h.Step();
+  EXPECT_FALSE(StepHasRequest(h.fake().steps().back(), 3));  // same tenant: waits
+  ASSERT_OK(h.Submit(4, TenantSpec("b", Prompt(6, 4), 40)));
+  h.Step();
+  EXPECT_TRUE(StepHasRequest(h.fake().steps().back(), 4));  // b below its share
+  ASSERT_OK(h.Submit(5, TenantSpec("b", Prompt(6, 5), 40)));
+  h.Step(5);
+  for (const auto& step : std::vector(h.fake().steps().end() - 5, h.fake().steps().end())) {
+    EXPECT_FALSE(StepHasRequest(step, 5));  // b at its share (1 of 2): waits
+  }
+  ASSERT_TRUE(h.RunUntilDone());
+  int preemptions = 0;
+  for (RequestId id = 1; id <= 5; ++id) {
+    preemptions += h.sink(id).info().num_preemptions;
+    EXPECT_EQ(h.sink(id).tokens(), h.fake().ReferenceGreedy(Prompt(6, id), 40, false));
+  }
+  EXPECT_EQ(preemptions, 1);
+  h.ExpectNoViolations();
+  h.ExpectPoolFull();
+}
+
+// The same holds when KV blocks, not seats, are what the light request lacks.
+TEST(SchedulerTest, FairnessPreemptionAlsoFreesKvBlocks) {
+  // 12 blocks of 4 tokens: two heavy requests of 6 + 18 tokens fill them.
+  EngineHarness h(Options(12, 4, /*budget=*/64, /*max_seqs=*/8));
+  ASSERT_OK(h.Submit(1, TenantSpec("heavy", Prompt(6, 1), 18)));
+  ASSERT_OK(h.Submit(2, TenantSpec("heavy", Prompt(6, 2), 18)));
+  h.Step(12);
+  ASSERT_EQ(h.engine().load().num_running, 2);
+  ASSERT_LE(h.engine().load().num_free_blocks, 2);
+  ASSERT_OK(h.Submit(10, TenantSpec("light", Prompt(11, 10), 3)));
+  h.Step();
+  EXPECT_TRUE(StepHasRequest(h.fake().steps().back(), 10));
+  ASSERT_TRUE(h.RunUntilDone());
+  EXPECT_EQ(h.sink(1).info().num_preemptions + h.sink(2).info().num_preemptions, 1);
+  for (RequestId id = 1; id <= 2; ++id) {
+    EXPECT_EQ(h.sink(id).tokens(), h.fake().ReferenceGreedy(Prompt(6, id), 18, false));
+  }
+  EXPECT_EQ(h.sink(10).tokens(), h.fake().ReferenceGreedy(Prompt(11, 10), 3, false));
+  h.ExpectNoViolations();
+  h.ExpectPoolFull();
+}
+
 TEST(SchedulerTest, CancellationFinishesAndFreesBlocksWithinOneStep) {
   EngineHarness h(Options());
   ASSERT_OK(h.Submit(1, Spec(Prompt(20), 100)));
@@ -447,8 +540,9 @@ TEST(SchedulerTest, ThreadedEngineServesConcurrentRequests) {
 }
 
 // The engine's waiting queue is weighted-fair between tenants (VTC): with one
-// slot, a tenant that queued after another tenant's burst runs right after
-// the first request of that burst, not after all of it (FCFS would).
+// slot, a tenant that queued after another tenant's burst runs before the
+// rest of that burst (equal counters: the last tenant to join goes first),
+// not after all of it (FCFS would).
 TEST(SchedulerTest, TenantsShareSlotsFairlyAndWeightsApply) {
   auto first_rows = [](EngineHarness& h) {
     std::vector<RequestId> order;
@@ -472,7 +566,7 @@ TEST(SchedulerTest, TenantsShareSlotsFairlyAndWeightsApply) {
     b.tenant = "b";
     ASSERT_OK(h.Submit(5, std::move(b)));
     ASSERT_TRUE(h.RunUntilDone());
-    EXPECT_THAT(first_rows(h), ElementsAre(1, 5, 2, 3, 4));
+    EXPECT_THAT(first_rows(h), ElementsAre(5, 1, 2, 3, 4));
     h.ExpectNoViolations();
   }
   {
