@@ -106,6 +106,7 @@ class LlmEngineImpl final : public LlmEngine {
   EngineLoad load() const override;
   const ModelInfo& model_info() const override { return model_->info(); }
   void SetTenantWeights(absl::flat_hash_map<std::string, double> weights) override;
+  void SetSharedPrefixes(std::vector<SharedPrefixSpec> prefixes) override;
   int32_t TenantKvBlocks(const std::string& tenant) const override;
   absl::Status StepForTesting() override;
 
@@ -138,6 +139,9 @@ class LlmEngineImpl final : public LlmEngine {
   // Latest weights posted by SetTenantWeights(), applied by DrainInbox().
   std::optional<absl::flat_hash_map<std::string, double>> pending_weights_
       ABSL_GUARDED_BY(inbox_mu_);
+  // Latest prefixes posted by SetSharedPrefixes(), applied by DrainInbox().
+  std::optional<std::vector<SharedPrefixSpec>> pending_prefixes_
+      ABSL_GUARDED_BY(inbox_mu_);
 
   absl::Mutex shutdown_mu_;  // serialises Shutdown() (join once)
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
@@ -146,6 +150,7 @@ class LlmEngineImpl final : public LlmEngine {
   std::atomic<int32_t> num_waiting_{0};
   std::atomic<int32_t> num_running_{0};
   std::atomic<int32_t> num_free_blocks_{0};
+  std::atomic<int32_t> num_pinned_blocks_{0};
   // Blocks held per tenant by running requests, published each step.
   mutable absl::Mutex tenant_blocks_mu_;
   absl::flat_hash_map<std::string, int32_t> tenant_blocks_
@@ -231,6 +236,12 @@ void LlmEngineImpl::SetTenantWeights(absl::flat_hash_map<std::string, double> we
   inbox_.push_back(InboxMessage{0, nullptr, /*wake_only=*/true});
 }
 
+void LlmEngineImpl::SetSharedPrefixes(std::vector<SharedPrefixSpec> prefixes) {
+  absl::MutexLock lock(&inbox_mu_);
+  pending_prefixes_ = std::move(prefixes);
+  inbox_.push_back(InboxMessage{0, nullptr, /*wake_only=*/true});
+}
+
 void LlmEngineImpl::Cancel(RequestId id) {
   absl::MutexLock lock(&inbox_mu_);
   if (!live_ids_.contains(id)) return;
@@ -260,6 +271,7 @@ EngineLoad LlmEngineImpl::load() const {
   load.num_free_blocks = num_free_blocks_.load(std::memory_order_relaxed);
   load.num_blocks = num_blocks_;
   load.block_size_tokens = options_.block_size_tokens;
+  load.num_pinned_blocks = num_pinned_blocks_.load(std::memory_order_relaxed);
   return load;
 }
 
@@ -289,16 +301,25 @@ void LlmEngineImpl::RunLoop() {
 void LlmEngineImpl::DrainInbox(absl::Time now) {
   drained_.clear();
   std::optional<absl::flat_hash_map<std::string, double>> weights;
+  std::optional<std::vector<SharedPrefixSpec>> prefixes;
   {
     absl::MutexLock lock(&inbox_mu_);
     drained_.swap(inbox_);
     weights.swap(pending_weights_);
+    prefixes.swap(pending_prefixes_);
     // Count the drained submits as waiting until the exact number is
     // published below, so Submit()'s queue bound never undercounts.
     num_waiting_.fetch_add(num_queued_submits_, std::memory_order_relaxed);
     num_queued_submits_ = 0;
   }
   if (weights.has_value()) fair_queue_->SetWeights(*weights);
+  if (prefixes.has_value()) {
+    std::vector<KvCacheManager::SharedPrefix> kv_prefixes;
+    for (SharedPrefixSpec& p : *prefixes) {
+      kv_prefixes.push_back({std::move(p.tokens), p.pinned});
+    }
+    kv_.SetSharedPrefixes(std::move(kv_prefixes));
+  }
   for (InboxMessage& message : drained_) {
     if (message.wake_only) continue;
     if (message.request != nullptr) {
@@ -382,6 +403,7 @@ void LlmEngineImpl::PublishLoad() {
   num_waiting_.store(scheduler_.num_waiting(), std::memory_order_relaxed);
   num_running_.store(scheduler_.num_running(), std::memory_order_relaxed);
   num_free_blocks_.store(kv_.num_free_blocks(), std::memory_order_relaxed);
+  num_pinned_blocks_.store(kv_.num_pinned_blocks(), std::memory_order_relaxed);
   scratch_tenant_blocks_.clear();
   for (const Request* r : scheduler_.running()) {
     int32_t blocks = static_cast<int32_t>(r->root.table.blocks.size());

@@ -147,6 +147,16 @@ struct EngineLoad {
   int32_t num_free_blocks = 0;
   int32_t num_blocks = 0;
   int32_t block_size_tokens = 0;
+  int32_t num_pinned_blocks = 0;  // held by pinned shared prefixes (not free)
+};
+
+// A prompt prefix declared shared by all tenants (e.g. the deployment's
+// system prompt), as token ids that prompts start with. Its full KV blocks
+// are shared across cache salts; `pinned` ones are never evicted.
+struct SharedPrefixSpec {
+  std::string name;
+  std::vector<TokenId> tokens;
+  bool pinned = false;
 };
 
 // Runs continuous batching on a dedicated thread.
@@ -180,6 +190,9 @@ class LlmEngine {
   // listed get weight 1. Posted to the engine thread and applied before its
   // next step. Callable from any thread. The default ignores them.
   virtual void SetTenantWeights(absl::flat_hash_map<std::string, double> /*weights*/) {}
+  // Replaces the declared shared prefixes. Posted to the engine thread like
+  // the weights. The default ignores them.
+  virtual void SetSharedPrefixes(std::vector<SharedPrefixSpec> /*prefixes*/) {}
   // KV blocks held by `tenant`'s running requests (block references summed
   // over their sequences), as of the last step. Callable from any thread.
   // The default reports 0.

@@ -110,6 +110,9 @@ class Metrics::LoadCollectable : public prometheus::Collectable {
               load.num_free_blocks),
         Gauge("openelm_kv_cache_blocks_total", "KV cache blocks in the pool.",
               load.num_blocks),
+        Gauge("openelm_kv_cache_pinned_blocks",
+              "KV cache blocks held by pinned shared prefixes (never free).",
+              load.num_pinned_blocks),
     };
   }
 

@@ -11,12 +11,38 @@
 #include <grpcpp/health_check_service_interface.h>
 #include "engine/base/logging.h"
 #include "engine/base/status_macros.h"
+#include "engine/chat/chat_template.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/openelm_model.h"
 #include "server/tls.h"
 
 namespace openelm::server {
 namespace {
+
+// The declared shared prefixes as token ids, encoded the way prompts are:
+// "text" like a completion prompt (with BOS), "chat_system" as the chat
+// template rendered with that system message and an empty user turn (a
+// chat prompt with the same system message starts with its tokens up to
+// the user's text; the longest common prefix is what counts). A prefix that cannot be
+// encoded is skipped with a warning (the config itself stays valid).
+std::vector<SharedPrefixSpec> EncodeSharedPrefixes(const TenantsConfig& config,
+                                                   const Tokenizer& tokenizer) {
+  std::vector<SharedPrefixSpec> out;
+  for (const SharedPrefix& prefix : config.shared_prefixes) {
+    absl::StatusOr<std::vector<TokenId>> tokens =
+        prefix.chat_system
+            ? RenderChat(tokenizer, {ChatMessage{ChatRole::kSystem, prefix.text},
+                                     ChatMessage{ChatRole::kUser, ""}})
+            : tokenizer.Encode(prefix.text, /*add_bos=*/true);
+    if (!tokens.ok()) {
+      OPENELM_LOG(WARNING) << "shared prefix \"" << prefix.name
+                           << "\" skipped: " << tokens.status();
+      continue;
+    }
+    out.push_back(SharedPrefixSpec{prefix.name, *std::move(tokens), prefix.pinned});
+  }
+  return out;
+}
 
 constexpr char kServiceName[] = "openelm.v1.InferenceService";
 // How long grpc::Server::Shutdown waits for RPCs after the engine stopped
@@ -81,11 +107,15 @@ absl::Status Server::Start() {
   {
     // Fair-scheduling weights now and after every reload (the listener runs
     // on the reloading thread; SetTenantWeights only posts to the inbox).
+    // The same for the declared shared prefixes.
     LlmEngine* engine = engine_.get();
+    const Tokenizer* tokenizer = tokenizer_.get();
     engine->SetTenantWeights(TenantRegistry::Weights(*tenants_->config()));
+    engine->SetSharedPrefixes(EncodeSharedPrefixes(*tenants_->config(), *tokenizer));
     tenants_->AddReloadListener(
-        [engine](const std::shared_ptr<const TenantsConfig>& config) {
+        [engine, tokenizer](const std::shared_ptr<const TenantsConfig>& config) {
           engine->SetTenantWeights(TenantRegistry::Weights(*config));
+          engine->SetSharedPrefixes(EncodeSharedPrefixes(*config, *tokenizer));
         });
   }
   if (!options_.tenants_config.empty()) {

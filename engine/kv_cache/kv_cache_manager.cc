@@ -35,6 +35,66 @@ uint64_t KvCacheManager::SaltHash(absl::string_view cache_salt) {
   return h;
 }
 
+namespace {
+// Root of the chain of declared shared prefixes: the same for every salt.
+constexpr uint64_t kSharedRoot = 0x5a17c0ffee5eed01ULL;
+}  // namespace
+
+uint64_t KvCacheManager::Parent(int32_t i, uint64_t prev, uint64_t salt_hash,
+                                int32_t shared_blocks) {
+  if (i == 0) return shared_blocks > 0 ? kSharedRoot : salt_hash;
+  if (i == shared_blocks) return Mix(prev ^ Mix(salt_hash));  // back to private
+  return prev;
+}
+
+void KvCacheManager::SetSharedPrefixes(std::vector<SharedPrefix> prefixes) {
+  shared_prefixes_ = std::move(prefixes);
+  pinned_hashes_.clear();
+  if (!enable_prefix_caching_) return;
+  for (const SharedPrefix& prefix : shared_prefixes_) {
+    if (!prefix.pinned) continue;
+    const int32_t n = static_cast<int32_t>(prefix.tokens.size()) / block_size_tokens_;
+    uint64_t prev = 0;
+    for (int32_t i = 0; i < n; ++i) {
+      const uint64_t parent = Parent(i, prev, 0, n);
+      prev = BlockHash(parent, absl::MakeConstSpan(prefix.tokens)
+                                   .subspan(static_cast<size_t>(i) * block_size_tokens_,
+                                            block_size_tokens_));
+      pinned_hashes_.emplace(prev, parent);
+    }
+  }
+  // Unpin what is no longer declared; pin what is already cached.
+  for (auto it = pinned_.begin(); it != pinned_.end();) {
+    if (pinned_hashes_.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    pool_.Free({&it->second, 1});
+    pinned_.erase(it++);
+  }
+  for (const auto& [hash, parent] : pinned_hashes_) MaybePin(hash);
+}
+
+int32_t KvCacheManager::SharedBlocks(absl::Span<const TokenId> tokens) const {
+  size_t best = 0;
+  for (const SharedPrefix& prefix : shared_prefixes_) {
+    const size_t n = std::min(tokens.size(), prefix.tokens.size());
+    size_t common = 0;
+    while (common < n && tokens[common] == prefix.tokens[common]) ++common;
+    best = std::max(best, common);
+  }
+  return static_cast<int32_t>(best / block_size_tokens_);
+}
+
+void KvCacheManager::MaybePin(uint64_t hash) {
+  auto want = pinned_hashes_.find(hash);
+  if (want == pinned_hashes_.end() || pinned_.contains(hash)) return;
+  std::optional<BlockId> b = pool_.LookUp(hash);
+  if (!b.has_value() || cached_parent_[*b] != want->second) return;
+  pool_.Touch(*b);
+  pinned_.emplace(hash, *b);
+}
+
 uint64_t KvCacheManager::BlockHash(uint64_t parent,
                                    absl::Span<const TokenId> tokens) const {
   uint64_t h = Mix(parent);
@@ -51,22 +111,23 @@ bool KvCacheManager::Matches(BlockId block, uint64_t parent,
 }
 
 void KvCacheManager::FindCachedPrefix(absl::Span<const TokenId> tokens,
-                                      uint64_t salt_hash, int32_t max_tokens,
-                                      PrefixHit* hit) const {
+                                      uint64_t salt_hash, int32_t shared_blocks,
+                                      int32_t max_tokens, PrefixHit* hit) const {
   hit->Clear();
   if (!enable_prefix_caching_) return;
   const int32_t limit = std::min<int32_t>(max_tokens, tokens.size());
   const int32_t max_blocks = std::max(limit, 0) / block_size_tokens_;
-  uint64_t parent = salt_hash;
+  uint64_t prev = 0;
   for (int32_t i = 0; i < max_blocks; ++i) {
     absl::Span<const TokenId> block_tokens =
         tokens.subspan(static_cast<size_t>(i) * block_size_tokens_, block_size_tokens_);
+    const uint64_t parent = Parent(i, prev, salt_hash, shared_blocks);
     const uint64_t h = BlockHash(parent, block_tokens);
     std::optional<BlockId> b = pool_.LookUp(h);
     if (!b.has_value() || !Matches(*b, parent, block_tokens)) break;
     hit->blocks.push_back(*b);
     hit->hashes.push_back(h);
-    parent = h;
+    prev = h;
   }
   hit->num_tokens = static_cast<int32_t>(hit->blocks.size()) * block_size_tokens_;
 }
@@ -125,14 +186,17 @@ bool KvCacheManager::Allocate(BlockTable* table, int32_t num_computed_tokens,
 }
 
 void KvCacheManager::CommitComputed(BlockTable* table, absl::Span<const TokenId> tokens,
-                                    int32_t num_computed_tokens, uint64_t salt_hash) {
+                                    int32_t num_computed_tokens, uint64_t salt_hash,
+                                    int32_t shared_blocks) {
   if (!enable_prefix_caching_) return;
   const size_t num_full =
       std::min<size_t>(num_computed_tokens / block_size_tokens_, table->blocks.size());
-  uint64_t parent = table->block_hashes.empty() ? salt_hash : table->block_hashes.back();
+  uint64_t prev = table->block_hashes.empty() ? 0 : table->block_hashes.back();
   for (size_t i = table->block_hashes.size(); i < num_full; ++i) {
     absl::Span<const TokenId> block_tokens =
         tokens.subspan(i * block_size_tokens_, block_size_tokens_);
+    const uint64_t parent =
+        Parent(static_cast<int32_t>(i), prev, salt_hash, shared_blocks);
     const uint64_t h = BlockHash(parent, block_tokens);
     const BlockId b = table->blocks[i];
     if (pool_.SetHash(b, h)) {
@@ -140,8 +204,9 @@ void KvCacheManager::CommitComputed(BlockTable* table, absl::Span<const TokenId>
       std::copy(block_tokens.begin(), block_tokens.end(),
                 cached_tokens_.begin() + static_cast<size_t>(b) * block_size_tokens_);
     }
+    if (static_cast<int32_t>(i) < shared_blocks && !pinned_hashes_.empty()) MaybePin(h);
     table->block_hashes.push_back(h);
-    parent = h;
+    prev = h;
   }
 }
 

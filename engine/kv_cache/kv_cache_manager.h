@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "engine/base/types.h"
@@ -49,6 +51,15 @@ struct PrefixHit {
 // step that wrote them has finished (CommitComputed()). Unreferenced cached
 // blocks stay in the pool's free list and are evicted LRU (BlockPool).
 //
+// Declared shared prefixes (SetSharedPrefixes(): e.g. a deployment's system
+// prompt, public by declaration) are shared across salts: a sequence's
+// leading full blocks that lie inside one (SharedBlocks()) are chained from
+// one public root instead of its salt, and the chain is re-salted right
+// after them, so everything a tenant adds to the public text stays private.
+// Blocks of a prefix declared `pinned` hold one extra reference from the
+// moment they are computed (or found cached) until the declaration goes
+// away: they are never on the free list, so eviction never drops them.
+//
 // Copy-on-write: Fork() shares every block. Before a sequence writes into a
 // block it shares (only a partial last block can be written), Allocate()
 // gives it a fresh block and queues a (src, dst) copy that must run before the
@@ -65,11 +76,25 @@ class KvCacheManager {
   // The salt root of the hash chain.
   static uint64_t SaltHash(absl::string_view cache_salt);
 
+  // Replaces the declared shared prefixes (token sequences as prompts start
+  // with them). Only their full blocks are shared. Pins the cached blocks of
+  // newly pinned prefixes and unpins those no longer declared pinned.
+  struct SharedPrefix {
+    std::vector<TokenId> tokens;
+    bool pinned = false;
+  };
+  void SetSharedPrefixes(std::vector<SharedPrefix> prefixes);
+  // Leading full blocks of `tokens` inside a declared shared prefix (the
+  // longest common prefix with any of them, whole blocks only).
+  int32_t SharedBlocks(absl::Span<const TokenId> tokens) const;
+  int32_t num_pinned_blocks() const { return static_cast<int32_t>(pinned_.size()); }
+
   // Longest run of leading full blocks of `tokens` found in the cache, at most
   // max_tokens / block_size_tokens blocks (callers pass len - 1 so the last
   // token is always computed). No side effects. Fills `hit` (cleared first).
+  // `shared_blocks` is SharedBlocks(tokens) (0: all blocks under the salt).
   void FindCachedPrefix(absl::Span<const TokenId> tokens, uint64_t salt_hash,
-                        int32_t max_tokens, PrefixHit* hit) const;
+                        int32_t shared_blocks, int32_t max_tokens, PrefixHit* hit) const;
 
   // Free-list blocks that Allocate(table, ...) with the same arguments would
   // consume (new blocks, a copy-on-write block, and hit blocks that are
@@ -87,7 +112,8 @@ class KvCacheManager {
   // `num_computed_tokens` of `tokens` (the sequence's whole token list) in the
   // prefix cache. No-op when caching is off.
   void CommitComputed(BlockTable* table, absl::Span<const TokenId> tokens,
-                      int32_t num_computed_tokens, uint64_t salt_hash);
+                      int32_t num_computed_tokens, uint64_t salt_hash,
+                      int32_t shared_blocks = 0);
 
   // `dst` (must be empty) shares all of `src`'s blocks.
   void Fork(const BlockTable& src, BlockTable* dst);
@@ -121,6 +147,13 @@ class KvCacheManager {
 
  private:
   uint64_t BlockHash(uint64_t parent, absl::Span<const TokenId> tokens) const;
+  // The parent hash of block i given the previous block's hash (`prev`,
+  // unused for i == 0): the chain's root, or the re-salting after the
+  // shared blocks.
+  static uint64_t Parent(int32_t i, uint64_t prev, uint64_t salt_hash, int32_t shared_blocks);
+  // Pins the block registered under `hash` if it is cached, valid and not
+  // pinned yet.
+  void MaybePin(uint64_t hash);
   // Whether cached block `block` really holds (parent, tokens) (guards
   // against hash collisions).
   bool Matches(BlockId block, uint64_t parent, absl::Span<const TokenId> tokens) const;
@@ -132,6 +165,11 @@ class KvCacheManager {
   std::vector<uint64_t> cached_parent_;
   std::vector<TokenId> cached_tokens_;  // [num_blocks, block_size_tokens]
   std::vector<std::pair<BlockId, BlockId>> pending_copies_;
+  std::vector<SharedPrefix> shared_prefixes_;
+  // Hashes of the full blocks of pinned prefixes -> (parent, block index)
+  // for the collision check; and the blocks pinned now, by hash.
+  absl::flat_hash_map<uint64_t, uint64_t> pinned_hashes_;  // hash -> parent
+  absl::flat_hash_map<uint64_t, BlockId> pinned_;
   int64_t query_tokens_ = 0;
   int64_t hit_tokens_ = 0;
 };

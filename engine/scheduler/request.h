@@ -62,6 +62,7 @@ struct Request {
   TokenSink* sink = nullptr;  // not owned
   uint64_t arrival_seq = 0;   // order of arrival (FCFS key)
   uint64_t salt_hash = 0;
+  int32_t shared_blocks = 0;  // leading blocks in a declared shared prefix
   uint64_t seed = 0;  // the completion i stream is seeded with seed + i
 
   RequestState state = RequestState::kWaiting;

@@ -44,6 +44,7 @@ void Scheduler::AddRequest(std::unique_ptr<Request> request, uint64_t seed,
   OPENELM_CHECK(!requests_.contains(r->id)) << "duplicate request " << r->id;
   r->arrival_seq = next_arrival_seq_++;
   r->salt_hash = KvCacheManager::SaltHash(r->spec.cache_salt);
+  r->shared_blocks = kv_->SharedBlocks(r->spec.prompt);
   r->seed = r->spec.params.seed.value_or(seed);
   if (r->timings.arrival == absl::Time()) r->timings.arrival = now;
   r->state = RequestState::kWaiting;
@@ -141,7 +142,8 @@ void Scheduler::PreemptForFairness() {
     const int32_t p = front->num_prompt_tokens();
     hit_.Clear();
     if (kv_->prefix_caching_enabled() && !front->wants_prompt_logprobs()) {
-      kv_->FindCachedPrefix(front->root.tokens, front->salt_hash, p - 1, &hit_);
+      kv_->FindCachedPrefix(front->root.tokens, front->salt_hash, front->shared_blocks,
+                            p - 1, &hit_);
     }
     const int32_t nc = hit_.num_tokens;
     const int32_t chunk = ChunkSize(nc, p - nc, config_.max_num_batched_tokens);
@@ -311,7 +313,7 @@ const ScheduledStep& Scheduler::Schedule(absl::Time now) {
     hit_.Clear();
     if (kv_->prefix_caching_enabled() && !r->wants_prompt_logprobs()) {
       // At least the last prompt token is computed (its logits are needed).
-      kv_->FindCachedPrefix(root.tokens, r->salt_hash, p - 1, &hit_);
+      kv_->FindCachedPrefix(root.tokens, r->salt_hash, r->shared_blocks, p - 1, &hit_);
     }
     const int32_t nc = hit_.num_tokens;
     const int32_t chunk = ChunkSize(nc, p - nc, budget);

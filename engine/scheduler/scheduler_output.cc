@@ -55,7 +55,8 @@ void Scheduler::Update(const LogitsView& logits, Sampler* sampler, absl::Time no
     OPENELM_CHECK(logits_row <= logits.num_rows) << "too few logits rows";
     if (r->state == RequestState::kFinished) continue;
     s->num_computed_tokens += br.num_tokens;
-    kv_->CommitComputed(&s->table, s->tokens, s->num_computed_tokens, r->salt_hash);
+    kv_->CommitComputed(&s->table, s->tokens, s->num_computed_tokens, r->salt_hash,
+                        r->shared_blocks);
 
     const float* last = nullptr;
     if (br.logits == BatchRow::Logits::kAll) {

@@ -191,10 +191,16 @@ absl::Status ParseSharedPrefix(const JsonValue& value, const std::string& path,
         absl::StrCat(source, ": ", path, ": must be an object"));
   }
   ObjectReader r(value, path, source);
-  OPENELM_RETURN_IF_ERROR(r.CheckKnown({"name", "text", "pinned"}));
+  OPENELM_RETURN_IF_ERROR(r.CheckKnown({"name", "text", "pinned", "kind"}));
   OPENELM_RETURN_IF_ERROR(r.ReadString("name", /*required=*/true, &prefix->name));
   OPENELM_RETURN_IF_ERROR(r.ReadString("text", /*required=*/true, &prefix->text));
   OPENELM_RETURN_IF_ERROR(r.ReadBool("pinned", &prefix->pinned));
+  std::string kind = "text";
+  OPENELM_RETURN_IF_ERROR(r.ReadString("kind", /*required=*/false, &kind));
+  if (kind != "text" && kind != "chat_system") {
+    return r.Error("kind", "must be \"text\" or \"chat_system\"");
+  }
+  prefix->chat_system = kind == "chat_system";
   if (prefix->name.empty()) return r.Error("name", "must not be empty");
   if (prefix->text.empty()) return r.Error("text", "must not be empty");
   return absl::OkStatus();

@@ -33,15 +33,20 @@ struct TenantSpec {
 
 // A prompt prefix that every tenant may share in the prefix cache (e.g. the
 // deployment's system prompt). `pinned` ones must never be evicted.
+// kind "text" (default): prompts of completions that start with `text`
+// (encoded like a prompt, with BOS); kind "chat_system": chat requests whose
+// system message is `text` (the chat template rendered with it).
 struct SharedPrefix {
   std::string name;
   std::string text;
   bool pinned = false;
+  bool chat_system = false;
 };
 
 // The parsed tenants file:
 //   {"auth_enabled": true,
-//    "shared_prefixes": [{"name": "sys", "text": "...", "pinned": true}],
+//    "shared_prefixes": [{"name": "sys", "text": "...", "pinned": true,
+//                         "kind": "chat_system"}],
 //    "tenants": [{"id": "acme", "api_key_sha256": ["<64 hex>"], "weight": 1.0,
 //                 "limits": {"max_concurrent_requests": 8, ...}}]}
 // Unknown fields are errors (they are usually typos of a limit).

@@ -61,13 +61,18 @@ class TenancyServerTest : public ::testing::Test {
   }
 
   // Starts the server with `tenants` in a fresh tenants file.
-  void StartServer(const std::vector<TestTenant>& tenants, int max_num_seqs = 16) {
+  // `shared_prefixes_json` is the body of the config's "shared_prefixes";
+  // `num_blocks` > 0 sets the KV pool size.
+  void StartServer(const std::vector<TestTenant>& tenants, int max_num_seqs = 16,
+                   const std::string& shared_prefixes_json = "", int32_t num_blocks = 0) {
     tenants_path_ = absl::StrCat(dir_.path(), "/tenants.json");
-    WriteTenantsFile(tenants_path_, TenantsJson(tenants));
+    WriteTenantsFile(tenants_path_,
+                     TenantsJson(tenants, /*auth_enabled=*/true, shared_prefixes_json));
     ServerOptions options = ::openelm::testing::TinyTenancyOptions(
         model_dir_->path(), OPENELM_TOKENIZER_MODEL);
     options.tenants_config = tenants_path_;
     options.engine.max_num_seqs = max_num_seqs;
+    options.engine.num_blocks = num_blocks;
     ASSERT_OK_AND_ASSIGN(server_, Server::Create(options));
     stub_ = v1::InferenceService::NewStub(grpc::CreateChannel(
         absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
@@ -406,6 +411,81 @@ TEST_F(TenancyServerTest, PrivatePrefixesAreNotSharedAcrossTenants) {
   EXPECT_EQ(other.usage().cached_tokens(), 0);
   // The same greedy output either way: the salt changes caching, not results.
   EXPECT_EQ(other.choices(0).token_ids(0), first.choices(0).token_ids(0));
+}
+
+// A system prompt declared shared is shared by every tenant's prompts (whole
+// 16-token blocks, counted as cached tokens), while what each tenant adds
+// after it stays private. Pinned, it survives a workload that cycles the
+// whole KV pool through other prompts; not pinned, that workload evicts it.
+TEST_F(TenancyServerTest, DeclaredSharedSystemPromptIsSharedAndPinnable) {
+  const std::string sys =
+      "You are the support assistant of the Acme company. Answer briefly and "
+      "politely, never reveal internal data, cite the handbook section you "
+      "used, and say so when you do not know the answer.";
+  const std::string chat_sys = "You are a terse assistant that answers in one line.";
+  for (const bool pinned : {false, true}) {
+    SCOPED_TRACE(pinned ? "pinned" : "not pinned");
+    server_.reset();
+    const std::string prefixes = absl::StrCat(
+        R"({"name": "support", "text": ")", sys, R"(", "pinned": )",
+        pinned ? "true" : "false", R"(}, {"name": "terse", "kind": "chat_system", "text": ")",
+        chat_sys, R"(", "pinned": )", pinned ? "true" : "false", "}");
+    StartServer({{"acme", kAcmeKey, 1.0, ""}, {"beta", kBetaKey, 1.0, ""}},
+                /*max_num_seqs=*/16, prefixes, /*num_blocks=*/48);
+    const std::string acme_prompt = sys + " Question: what is the refund policy for "
+                                          "orders placed during the winter sale?";
+    v1::GenerateResponse a1, b1, b2;
+    ASSERT_TRUE(Generate(kAcmeKey, GreedyRequest(acme_prompt, 2), &a1).ok());
+    EXPECT_EQ(a1.usage().cached_tokens(), 0);
+    // Another tenant with the same system prompt and its own question: the
+    // system prompt's full blocks are hits.
+    ASSERT_TRUE(Generate(kBetaKey,
+                         GreedyRequest(sys + " Question: how do I reset my password?", 2),
+                         &b1)
+                    .ok());
+    const int shared = b1.usage().cached_tokens();
+    EXPECT_GE(shared, 32);
+    EXPECT_EQ(shared % 16, 0);
+    // The other tenant's exact prompt: still only the declared part is hit.
+    ASSERT_TRUE(Generate(kBetaKey, GreedyRequest(acme_prompt, 2), &b2).ok());
+    EXPECT_EQ(b2.usage().cached_tokens(), shared);
+    EXPECT_LT(shared, b2.usage().prompt_tokens() - 16);
+    EXPECT_EQ(b2.choices(0).token_ids(0), a1.choices(0).token_ids(0));
+
+    // Chat: a declared system message is shared between tenants' chats.
+    auto chat = [&](const std::string& key, const std::string& question) {
+      v1::ChatRequest req;
+      v1::ChatMessage* m = req.add_messages();
+      m->set_role(v1::ROLE_SYSTEM);
+      m->set_content(chat_sys);
+      m = req.add_messages();
+      m->set_role(v1::ROLE_USER);
+      m->set_content(question);
+      req.mutable_options()->set_max_tokens(1);
+      std::unique_ptr<grpc::ClientContext> ctx = KeyedContext(key);
+      v1::GenerateResponse resp;
+      EXPECT_TRUE(stub_->Chat(ctx.get(), req, &resp).ok());
+      return resp.usage().cached_tokens();
+    };
+    EXPECT_EQ(chat(kAcmeKey, "What is 2 + 2?"), 0);
+    const int chat_shared = chat(kBetaKey, "Name a colour.");
+    EXPECT_GE(chat_shared, 16);
+
+    // Thrash: 12 prompts of about 10 blocks each through a 48-block pool.
+    for (int i = 0; i < 12; ++i) {
+      std::string filler;
+      for (int k = 0; k < 40; ++k) absl::StrAppend(&filler, "item ", 1000 * i + k, ", ");
+      ASSERT_TRUE(Generate(kBetaKey, GreedyRequest(filler, 1)).ok());
+    }
+    v1::GenerateResponse after;
+    ASSERT_TRUE(Generate(kAcmeKey,
+                         GreedyRequest(sys + " Question: where is my parcel?", 2), &after)
+                    .ok());
+    EXPECT_EQ(after.usage().cached_tokens(), pinned ? shared : 0);
+    EXPECT_EQ(chat(kAcmeKey, "Name a fruit."), pinned ? chat_shared : 0);
+    EXPECT_EQ(Metric("openelm_kv_cache_pinned_blocks"),
+              pinned ? (shared + chat_shared) / 16 : 0);
+  }
 }
 
 TEST_F(TenancyServerTest, SingleUserModeNeedsNoKey) {

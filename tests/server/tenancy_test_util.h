@@ -29,8 +29,10 @@ struct TestTenant {
   std::string limits_json;
 };
 
+// `shared_prefixes_json`: the body of the "shared_prefixes" array, if any.
 inline std::string TenantsJson(const std::vector<TestTenant>& tenants,
-                               bool auth_enabled = true) {
+                               bool auth_enabled = true,
+                               const std::string& shared_prefixes_json = "") {
   std::vector<std::string> items;
   for (const TestTenant& t : tenants) {
     items.push_back(absl::StrCat(
@@ -39,6 +41,7 @@ inline std::string TenantsJson(const std::vector<TestTenant>& tenants,
         R"(, "limits": {)", t.limits_json, "}}"));
   }
   return absl::StrCat(R"({"auth_enabled": )", auth_enabled ? "true" : "false",
+                      R"(, "shared_prefixes": [)", shared_prefixes_json, "]",
                       R"(, "tenants": [)", absl::StrJoin(items, ", "), "]}");
 }
 
