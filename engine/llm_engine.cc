@@ -359,8 +359,11 @@ void LlmEngineImpl::RunOneStep() {
   stats.num_preemptions = step.num_preemptions;
   stats.prefix_cache_queries = step.prefix_query_tokens;
   stats.prefix_cache_hits = step.prefix_hit_tokens;
-  Emit();
+  // Publish before delivering: a client that has seen this step's output
+  // must not then read an older load (e.g. its own request still counted
+  // as waiting against the queue bound).
   PublishLoad();
+  Emit();
   stats.num_waiting = scheduler_.num_waiting();
   stats.num_running = scheduler_.num_running();
   stats.num_free_blocks = kv_.num_free_blocks();
@@ -374,8 +377,8 @@ void LlmEngineImpl::FinishEverything() {
   DrainInbox(now);  // accepted requests still get their OnFinish
   scheduler_.AbortAll(FinishReason::kShutdown, absl::UnavailableError("engine shut down"),
                       now);
+  PublishLoad();  // before delivering, as in RunOneStep()
   Emit();
-  PublishLoad();
 }
 
 void LlmEngineImpl::Emit() {

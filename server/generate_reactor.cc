@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/base/logging.h"
 #include "server/proto_convert.h"
 #include "server/status_util.h"
 
@@ -41,10 +43,78 @@ absl::Time EngineDeadline(absl::Time grpc_deadline, absl::Time now) {
   return grpc_deadline - std::min(margin, left / 2);
 }
 
+// ---- Access log ----
+
+void AccessRecord::RecordFinish(const FinishInfo& info) {
+  ran = true;
+  reason = info.completions.empty() ? FinishReason::kError
+                                    : info.completions.front().reason;
+  prompt_tokens = info.num_prompt_tokens;
+  cached_tokens = info.num_cached_tokens;
+  output_tokens = info.num_output_tokens;
+  preemptions = info.num_preemptions;
+  timings = info.timings;
+}
+
+namespace {
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    default: return "UNKNOWN";
+  }
+}
+
+// Milliseconds with 0.1 ms resolution, or "-" when either end is unknown.
+std::string Millis(absl::Time from, absl::Time to) {
+  if (from == absl::Time() || to == absl::Time() || to < from) return "-";
+  return absl::StrFormat("%.1f", absl::ToDoubleMilliseconds(to - from));
+}
+
+}  // namespace
+
+std::string FormatAccessLine(const AccessRecord& r, absl::Time end) {
+  std::string line = absl::StrCat("access method=", r.method, " id=", r.id,
+                                  " tenant=", r.tenant.empty() ? "-" : r.tenant,
+                                  " peer=", r.peer.empty() ? "-" : r.peer,
+                                  " code=", CodeName(r.code));
+  if (r.ran) {
+    const RequestTimings& t = r.timings;
+    absl::StrAppend(&line, " finish=", FinishReasonName(r.reason),
+                    " prompt_tokens=", r.prompt_tokens, " cached_tokens=", r.cached_tokens,
+                    " output_tokens=", r.output_tokens, " preemptions=", r.preemptions,
+                    " queue_ms=", Millis(t.arrival, t.first_scheduled),
+                    " ttft_ms=", Millis(r.start, t.first_token));
+  }
+  absl::StrAppend(&line, " total_ms=", Millis(r.start, end));
+  return line;
+}
+
 // ---- GenerateStreamReactor ----
 
-GenerateStreamReactor::GenerateStreamReactor(const ReactorEnv& env, RequestId id)
+GenerateStreamReactor::GenerateStreamReactor(const ReactorEnv& env, RequestId id,
+                                             const char* method, std::string peer)
     : env_(env), id_(id) {
+  access_.method = method;
+  access_.id = id;
+  access_.peer = std::move(peer);
+  access_.start = absl::Now();
   env_.tracker->Begin();
 }
 
@@ -53,6 +123,7 @@ void GenerateStreamReactor::FinishNow(const grpc::Status& status) {
     absl::MutexLock lock(&mu_);
     finish_called_ = true;
   }
+  access_.code = status.error_code();
   Finish(status);
 }
 
@@ -103,7 +174,7 @@ void GenerateStreamReactor::OnOutput(const OutputDelta& delta) {
     absl::MutexLock lock(&mu_);
     if (!broken_) {
       tail_bytes_ += AppendDelta(delta, env_.tokenizer, TailLocked());
-      if (tail_bytes_ > kMaxStreamBacklogBytes) {
+      if (tail_bytes_ > env_.max_stream_backlog_bytes) {
         // The client is not reading: drop what waits and stop the request.
         overflowed_ = true;
         broken_ = true;
@@ -121,6 +192,7 @@ void GenerateStreamReactor::OnOutput(const OutputDelta& delta) {
 
 void GenerateStreamReactor::OnFinish(const FinishInfo& info) {
   ticket_.Finish(info.num_output_tokens);
+  access_.RecordFinish(info);
   Action next;
   {
     absl::MutexLock lock(&mu_);
@@ -128,7 +200,7 @@ void GenerateStreamReactor::OnFinish(const FinishInfo& info) {
     if (overflowed_) {
       final_status_ = grpc::Status(
           grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("stream backlog exceeded ", kMaxStreamBacklogBytes,
+          absl::StrCat("stream backlog exceeded ", env_.max_stream_backlog_bytes,
                        " bytes: the client is not reading its stream"));
     } else {
       final_status_ = ToGrpcStatus(info.status);
@@ -161,6 +233,9 @@ void GenerateStreamReactor::OnCancel() {
 }
 
 void GenerateStreamReactor::OnDone() {
+  if (env_.access_log) {
+    OPENELM_LOG(INFO) << FormatAccessLine(access_, absl::Now());
+  }
   RpcTracker* tracker = env_.tracker;
   delete this;
   tracker->End();
@@ -168,16 +243,23 @@ void GenerateStreamReactor::OnDone() {
 
 GenerateStreamReactor::Action GenerateStreamReactor::NextActionLocked() {
   Action a;
-  if (write_in_flight_ || finish_called_) return a;
+  if (finish_called_) return a;
+  if (broken_ && !cancel_sent_ && !engine_done_) {
+    // Stop the request at once, even while a write is stuck in flight (a
+    // client that stopped reading never completes it). The engine still
+    // calls OnFinish.
+    cancel_sent_ = true;
+    a.cancel = true;
+    return a;
+  }
+  if (write_in_flight_) return a;
   if (!pending_.empty()) {
     write_in_flight_ = true;
     a.write = &pending_.front();  // deque keeps element addresses stable
   } else if (engine_done_) {
     finish_called_ = true;
     a.finish = final_status_;
-  } else if (broken_ && !cancel_sent_) {
-    cancel_sent_ = true;
-    a.cancel = true;  // the engine will still call OnFinish
+    access_.code = final_status_.error_code();
   }
   return a;
 }
@@ -195,12 +277,18 @@ void GenerateStreamReactor::Perform(const Action& action) {
 // ---- GenerateUnaryReactor ----
 
 GenerateUnaryReactor::GenerateUnaryReactor(const ReactorEnv& env, RequestId id,
-                                           v1::GenerateResponse* response)
+                                           v1::GenerateResponse* response,
+                                           const char* method, std::string peer)
     : env_(env), id_(id), response_(response) {
+  access_.method = method;
+  access_.id = id;
+  access_.peer = std::move(peer);
+  access_.start = absl::Now();
   env_.tracker->Begin();
 }
 
 void GenerateUnaryReactor::FinishNow(const grpc::Status& status) {
+  access_.code = status.error_code();
   Finish(status);
 }
 
@@ -225,7 +313,10 @@ void GenerateUnaryReactor::OnOutput(const OutputDelta& delta) {
 void GenerateUnaryReactor::OnFinish(const FinishInfo& info) {
   ticket_.Finish(info.num_output_tokens);
   AppendFinish(info, prompt_, env_.tokenizer, response_);
-  Finish(ToGrpcStatus(info.status));  // last use of `this`
+  access_.RecordFinish(info);
+  const grpc::Status status = ToGrpcStatus(info.status);
+  access_.code = status.error_code();
+  Finish(status);  // last use of `this`
 }
 
 void GenerateUnaryReactor::OnCancel() {
@@ -233,6 +324,9 @@ void GenerateUnaryReactor::OnCancel() {
 }
 
 void GenerateUnaryReactor::OnDone() {
+  if (env_.access_log) {
+    OPENELM_LOG(INFO) << FormatAccessLine(access_, absl::Now());
+  }
   RpcTracker* tracker = env_.tracker;
   delete this;
   tracker->End();

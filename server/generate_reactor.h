@@ -5,10 +5,12 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include <grpcpp/grpcpp.h>
@@ -36,6 +38,12 @@ class RpcTracker {
   int active_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// Default bound on output queued for a client that does not read: once the
+// message waiting behind the one being written grows past it, the request is
+// cancelled and the stream ends with RESOURCE_EXHAUSTED
+// (ServerOptions::max_stream_backlog_bytes).
+inline constexpr int64_t kMaxStreamBacklogBytes = 1 << 20;
+
 // What a generation reactor uses; everything outlives every reactor (the
 // Server shuts gRPC down before destroying them).
 struct ReactorEnv {
@@ -43,12 +51,34 @@ struct ReactorEnv {
   const Tokenizer* tokenizer = nullptr;
   Metrics* metrics = nullptr;  // may be null
   RpcTracker* tracker = nullptr;
+  int64_t max_stream_backlog_bytes = kMaxStreamBacklogBytes;
+  bool access_log = false;
 };
 
-// Bound on output queued for a client that does not read: once the message
-// waiting behind the one being written grows past this, the request is
-// cancelled and the stream ends with RESOURCE_EXHAUSTED.
-inline constexpr int64_t kMaxStreamBacklogBytes = 1 << 20;
+// The facts of one generation RPC that its access log line reports.
+struct AccessRecord {
+  const char* method = "";
+  RequestId id = 0;
+  std::string tenant;  // "" before authentication (or single-user mode)
+  std::string peer;
+  absl::Time start;
+  grpc::StatusCode code = grpc::StatusCode::OK;
+  bool ran = false;  // reached the engine's OnFinish
+  FinishReason reason = FinishReason::kUnspecified;
+  int32_t prompt_tokens = 0;
+  int32_t cached_tokens = 0;
+  int32_t output_tokens = 0;
+  int32_t preemptions = 0;
+  RequestTimings timings;
+
+  void RecordFinish(const FinishInfo& info);
+};
+
+// One logfmt line: `access method=Generate id=7 tenant=acme peer=... code=OK
+// finish=length prompt_tokens=9 cached_tokens=0 output_tokens=16
+// preemptions=0 queue_ms=0.2 ttft_ms=3.1 total_ms=41.0` (the engine fields
+// only when the request ran).
+std::string FormatAccessLine(const AccessRecord& record, absl::Time end);
 
 // One StreamGenerate / StreamChat RPC: a gRPC write reactor fed by the engine
 // as its TokenSink.
@@ -70,8 +100,12 @@ class GenerateStreamReactor final
     : public grpc::ServerWriteReactor<v1::GenerateResponse>,
       public TokenSink {
  public:
-  GenerateStreamReactor(const ReactorEnv& env, RequestId id);
+  // `method` (a literal) and `peer` are for the access log.
+  GenerateStreamReactor(const ReactorEnv& env, RequestId id, const char* method,
+                        std::string peer);
 
+  // The authenticated tenant, for the access log (before Submit/FinishNow).
+  void NoteTenant(absl::string_view tenant) { access_.tenant = std::string(tenant); }
   // Ends the RPC before anything was submitted.
   void FinishNow(const grpc::Status& status);
   // Hands the request to the engine. On error nothing was submitted, the
@@ -110,6 +144,9 @@ class GenerateStreamReactor final
   // The tenant's admission: the handler until Submit succeeds, then the
   // engine thread (OnOutput / OnFinish).
   QuotaTicket ticket_;
+  // Written by the handler, then OnFinish, then the thread that calls
+  // Finish(); read in OnDone (gRPC orders OnDone after Finish).
+  AccessRecord access_;
 
   absl::Mutex mu_;
   std::deque<v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
@@ -134,8 +171,10 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
  public:
   // `response` is owned by gRPC and valid until OnDone().
   GenerateUnaryReactor(const ReactorEnv& env, RequestId id,
-                       v1::GenerateResponse* response);
+                       v1::GenerateResponse* response, const char* method,
+                       std::string peer);
 
+  void NoteTenant(absl::string_view tenant) { access_.tenant = std::string(tenant); }
   void FinishNow(const grpc::Status& status);
   // As GenerateStreamReactor::Submit.
   absl::Status Submit(GenerateSpec spec, QuotaTicket ticket = QuotaTicket());
@@ -153,6 +192,7 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
   std::atomic<bool> submitted_{false};
   std::vector<TokenId> prompt_;
   QuotaTicket ticket_;  // as in GenerateStreamReactor
+  AccessRecord access_;  // as in GenerateStreamReactor
 };
 
 // The engine deadline for a request whose gRPC deadline is `grpc_deadline`:

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -172,6 +173,8 @@ ReactorEnv InferenceService::EnvFor(const ReadyState* ready) {
   env.tokenizer = ready == nullptr ? nullptr : ready->tokenizer;
   env.metrics = metrics_;
   env.tracker = &tracker_;
+  env.max_stream_backlog_bytes = max_stream_backlog_bytes_;
+  env.access_log = access_log_;
   return env;
 }
 
@@ -197,9 +200,10 @@ Reactor* InferenceService::AdmitAndSubmit(
   GenerateSpec spec;
   QuotaTicket ticket;
   std::string tenant;
-  if (absl::Status s = Admit(**ready, context, request, &spec, &ticket, &tenant);
-      !s.ok()) {
-    reactor->FinishNow(Reject(s, tenant));
+  absl::Status admitted = Admit(**ready, context, request, &spec, &ticket, &tenant);
+  reactor->NoteTenant(tenant);
+  if (!admitted.ok()) {
+    reactor->FinishNow(Reject(admitted, tenant));
     return reactor;
   }
   if (absl::Status s = reactor->Submit(std::move(spec), std::move(ticket)); !s.ok()) {
@@ -213,7 +217,9 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StartStream(
     grpc::CallbackServerContext* context, const Request& request) {
   absl::StatusOr<const ReadyState*> ready = GetReady();
   auto* reactor = new GenerateStreamReactor(
-      EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1));
+      EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1),
+      std::is_same_v<Request, v1::ChatRequest> ? "StreamChat" : "StreamGenerate",
+      access_log_ ? context->peer() : std::string());
   return AdmitAndSubmit(reactor, ready, context, request);
 }
 
@@ -222,8 +228,10 @@ grpc::ServerUnaryReactor* InferenceService::StartUnary(
     grpc::CallbackServerContext* context, const Request& request,
     v1::GenerateResponse* response) {
   absl::StatusOr<const ReadyState*> ready = GetReady();
-  auto* reactor = new GenerateUnaryReactor(EnvFor(ready.ok() ? *ready : nullptr),
-                                           next_request_id_.fetch_add(1), response);
+  auto* reactor = new GenerateUnaryReactor(
+      EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1), response,
+      std::is_same_v<Request, v1::ChatRequest> ? "Chat" : "Generate",
+      access_log_ ? context->peer() : std::string());
   return AdmitAndSubmit(reactor, ready, context, request);
 }
 

@@ -58,6 +58,11 @@ class InferenceService final : public v1::InferenceService::CallbackService {
                 const EngineOptions& engine_options);
   void StartDrain();
   bool draining() const;
+  // Options of the generation reactors; call before the server starts.
+  void SetStreamOptions(int64_t max_stream_backlog_bytes, bool access_log) {
+    max_stream_backlog_bytes_ = max_stream_backlog_bytes;
+    access_log_ = access_log;
+  }
 
   // Live generation RPCs (for Drain()).
   RpcTracker& tracker() { return tracker_; }
@@ -142,6 +147,8 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   TenantRegistry* const tenants_;
   QuotaManager* const quotas_;
   RpcTracker tracker_;
+  int64_t max_stream_backlog_bytes_ = kMaxStreamBacklogBytes;
+  bool access_log_ = false;
   std::atomic<RequestId> next_request_id_{1};
 
   mutable absl::Mutex mu_;

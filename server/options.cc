@@ -46,6 +46,12 @@ ABSL_FLAG(std::string, activation_dtype, "bf16",
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM/SIGINT: how long running requests may continue before "
           "they are ended with UNAVAILABLE (e.g. 30s, 500ms).");
+ABSL_FLAG(int64_t, max_stream_backlog_bytes, int64_t{1} << 20,
+          "Output queued for a stream whose client stops reading before the "
+          "request is cancelled (RESOURCE_EXHAUSTED).");
+ABSL_FLAG(bool, access_log, true,
+          "Log one line per generation RPC when it ends (tenant, status, "
+          "tokens, latency).");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain for the gRPC listener. With --tls_key, the "
           "listener speaks TLS only; empty: plaintext.");
@@ -135,6 +141,13 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   if (o.drain_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--drain_timeout must not be negative");
   }
+  o.max_stream_backlog_bytes = absl::GetFlag(FLAGS_max_stream_backlog_bytes);
+  if (absl::Status s = CheckRange("max_stream_backlog_bytes", o.max_stream_backlog_bytes,
+                                  1024, int64_t{1} << 30);
+      !s.ok()) {
+    return s;
+  }
+  o.access_log = absl::GetFlag(FLAGS_access_log);
 
   o.engine.kv_memory_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
   if (absl::Status s = CheckRange("kv_cache_bytes", o.engine.kv_memory_bytes,

@@ -38,6 +38,12 @@ struct ServerOptions {
   absl::Duration keepalive_timeout = absl::Seconds(20);
   // Largest text prompt / Tokenize input accepted.
   int64_t max_prompt_bytes = 1 << 20;
+  // Output allowed to queue for a stream whose client does not read; past
+  // it the request is cancelled and the stream ends RESOURCE_EXHAUSTED.
+  int64_t max_stream_backlog_bytes = 1 << 20;
+  // One INFO line per generation RPC when it ends (method, id, tenant, peer,
+  // status, finish reason, token counts, queue/TTFT/total times).
+  bool access_log = true;
 
   // TLS for the gRPC listener; plaintext when tls.cert_path is empty.
   TlsServerOptions tls;

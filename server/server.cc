@@ -98,6 +98,7 @@ absl::Status Server::Start() {
   OPENELM_ASSIGN_OR_RETURN(tokenizer_, Tokenizer::Load(options_.tokenizer_path));
   service_ = std::make_unique<InferenceService>(
       metrics_.get(), options_.max_prompt_bytes, tenants_.get(), quotas_.get());
+  service_->SetStreamOptions(options_.max_stream_backlog_bytes, options_.access_log);
   OPENELM_RETURN_IF_ERROR(StartGrpc());
   OPENELM_LOG(INFO) << "gRPC listening on " << address()
                     << " (health NOT_SERVING until the model is warm)";

@@ -33,6 +33,7 @@ using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 using ::openelm::testing::HttpGet;
 using ::openelm::testing::MetricValue;
+using ::testing::HasSubstr;
 using ::openelm::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -618,6 +619,63 @@ TEST(ServerStartupTest, QueueFullIsResourceExhausted) {
   }
   EXPECT_EQ(running->Finish().error_code(), grpc::StatusCode::CANCELLED);
   EXPECT_EQ(queued->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+// A client that stops reading is cut off after a bounded backlog: the
+// request is cancelled (its KV blocks return at once), the stream ends with
+// RESOURCE_EXHAUSTED naming the bound, and the server stays healthy. The
+// client's HTTP/2 window is kept small (no BDP growth) so that the backlog
+// forms on the server rather than in the client's transport buffers.
+TEST(ServerSlowReaderTest, ClientThatStopsReadingIsCutOffAndItsBlocksFreed) {
+  TempDir dir;
+  ASSERT_OK(::openelm::testing::WriteTinyCheckpoint(dir.path()));
+  ServerOptions options = TinyOptions(dir.path());
+  options.max_stream_backlog_bytes = 16 << 10;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Server> server, Server::Create(options));
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 10);
+  auto stub = v1::InferenceService::NewStub(grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", server->port()), grpc::InsecureChannelCredentials(),
+      args));
+
+  grpc::ClientContext ctx;
+  v1::GenerateRequest req = TextRequest("Once upon a time", 1800);
+  req.mutable_options()->set_logprobs(10);  // ~1 KiB of output per token
+  auto reader = stub->StreamGenerate(&ctx, req);
+  v1::GenerateResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  // Stop reading: the server must give up on its own, long before the 1800
+  // tokens are done (the whole output would be about 2 MB).
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  EngineLoad load = server->engine().load();
+  do {
+    absl::SleepFor(absl::Milliseconds(20));
+    load = server->engine().load();
+  } while ((load.num_running > 0 || load.num_free_blocks < load.num_blocks) &&
+           absl::Now() < until);
+  EXPECT_EQ(load.num_running, 0);
+  EXPECT_EQ(load.num_free_blocks, load.num_blocks);
+  const std::string metrics = server->metrics().Serialize();
+  EXPECT_EQ(MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"cancelled\"}"),
+            1) << metrics.substr(0, 3000);
+
+  // What was already in flight can still be read, then the final status.
+  int tokens = msg.choices(0).token_ids_size();
+  while (reader->Read(&msg)) {
+    for (const v1::Choice& c : msg.choices()) tokens += c.token_ids_size();
+  }
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("stream backlog exceeded 16384 bytes"));
+  EXPECT_LT(tokens, 1800);
+  std::printf("[slow reader] %d tokens reached the client\n", tokens);
+
+  // The server still serves.
+  grpc::ClientContext ok_ctx;
+  v1::GenerateResponse resp;
+  EXPECT_TRUE(stub->Generate(&ok_ctx, TextRequest("Hello", 3), &resp).ok());
+  EXPECT_EQ(resp.usage().completion_tokens(), 3);
 }
 
 }  // namespace

@@ -280,6 +280,42 @@ FinishInfo Finished(FinishReason reason, int prompt, int output) {
   return info;
 }
 
+TEST(AccessLogTest, FormatsOneLogfmtLinePerRpc) {
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  AccessRecord r;
+  r.method = "StreamChat";
+  r.id = 42;
+  r.tenant = "acme";
+  r.peer = "ipv4:127.0.0.1:5000";
+  r.start = t0;
+  FinishInfo info;
+  CompletionFinish done;
+  done.reason = FinishReason::kLength;
+  done.num_output_tokens = 16;
+  info.completions.push_back(done);
+  info.num_prompt_tokens = 9;
+  info.num_cached_tokens = 4;
+  info.num_output_tokens = 16;
+  info.num_preemptions = 1;
+  info.timings.arrival = t0 + absl::Microseconds(100);
+  info.timings.first_scheduled = t0 + absl::Microseconds(350);
+  info.timings.first_token = t0 + absl::Microseconds(3100);
+  r.RecordFinish(info);
+  EXPECT_EQ(FormatAccessLine(r, t0 + absl::Milliseconds(41)),
+            "access method=StreamChat id=42 tenant=acme peer=ipv4:127.0.0.1:5000 code=OK "
+            "finish=length prompt_tokens=9 cached_tokens=4 output_tokens=16 "
+            "preemptions=1 queue_ms=0.2 ttft_ms=3.1 total_ms=41.0");
+  // Refused before the engine: no engine fields, unknown tenant as "-".
+  AccessRecord refused;
+  refused.method = "Generate";
+  refused.id = 7;
+  refused.start = t0;
+  refused.code = grpc::StatusCode::UNAUTHENTICATED;
+  EXPECT_EQ(FormatAccessLine(refused, t0 + absl::Microseconds(250)),
+            "access method=Generate id=7 tenant=- peer=- code=UNAUTHENTICATED "
+            "total_ms=0.2");
+}
+
 TEST(MetricsTest, CountsFinishedRequestsAndRejections) {
   Metrics metrics;
   metrics.OnRequestFinished(GenerateSpec(), Finished(FinishReason::kLength, 7, 5));

@@ -40,6 +40,7 @@ using ::openelm::testing::TenantsJson;
 using ::openelm::testing::TestTenant;
 using ::openelm::testing::Trailer;
 using ::openelm::testing::WriteTenantsFile;
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 
 constexpr char kAcmeKey[] = "acme-secret-key-1";
@@ -486,6 +487,27 @@ TEST_F(TenancyServerTest, DeclaredSharedSystemPromptIsSharedAndPinnable) {
     EXPECT_EQ(Metric("openelm_kv_cache_pinned_blocks"),
               pinned ? (shared + chat_shared) / 16 : 0);
   }
+}
+
+// Every generation RPC leaves one access log line naming its tenant (or "-"
+// when it was refused before authentication succeeded).
+TEST_F(TenancyServerTest, AccessLogNamesTheTenant) {
+  StartServer({{"acme", kAcmeKey, 1.0, ""}, {"beta", kBetaKey, 1.0, ""}});
+  ::testing::internal::CaptureStderr();
+  EXPECT_TRUE(Generate(kAcmeKey, GreedyRequest("Hello there", 3)).ok());
+  EXPECT_EQ(Generate("wrong-key", GreedyRequest("Hello there", 3)).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  server_->Drain(absl::Seconds(2));  // every OnDone (and its line) has run
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, ContainsRegex("access method=Generate id=[0-9]+ tenant=acme "
+                                 "peer=ipv4:127.0.0.1:[0-9]+ code=OK finish=length "
+                                 "prompt_tokens=[0-9]+ cached_tokens=0 output_tokens=3 "
+                                 "preemptions=0 queue_ms=[0-9.]+ ttft_ms=[0-9.]+ "
+                                 "total_ms=[0-9.]+"))
+      << log;
+  EXPECT_THAT(log, ContainsRegex("access method=Generate id=[0-9]+ tenant=- "
+                                 "peer=[^ ]+ code=UNAUTHENTICATED total_ms=[0-9.]+"))
+      << log;
 }
 
 TEST_F(TenancyServerTest, SingleUserModeNeedsNoKey) {
