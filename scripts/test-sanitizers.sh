@@ -10,8 +10,9 @@
 #         replayers. The libraries also carry libFuzzer coverage
 #         (-fsanitize=fuzzer-no-link), so the same tree builds the fuzzers.
 #   fuzz  every libFuzzer target in build-asan for FUZZ_SECONDS (default 20)
-#         each (scripts/run-fuzzers.sh: a finding fails and is saved under
-#         tests/fuzz/regressions/ for the replay tests).
+#         each, FUZZ_JOBS (default JOBS) at a time (scripts/run-fuzzers.sh: a
+#         finding fails and is saved under tests/fuzz/regressions/ for the
+#         replay tests).
 #   tsan  build-tsan: clang, -DOPENELM_SANITIZE=thread, -O1; builds and runs
 #         the engine, scheduler, KV-cache, tenancy and server tests
 #         (TSAN_TESTS) with tests/tsan.supp and, in LD_PRELOAD, the shim that
@@ -59,16 +60,17 @@ run_asan() {
 run_fuzz() {
   local start=$SECONDS
   [ -f "$asan_dir/CMakeCache.txt" ] || run_asan
-  bash "$root/scripts/run-fuzzers.sh" "$asan_dir" "${FUZZ_SECONDS:-20}"
+  FUZZ_JOBS=${FUZZ_JOBS:-$jobs} bash "$root/scripts/run-fuzzers.sh" "$asan_dir" "${FUZZ_SECONDS:-20}"
   echo "fuzz: $((SECONDS - start)) s"
 }
 
 # Engine, scheduler, KV cache, tenancy and server tests: the multi-threaded
-# parts (engine thread, gRPC threads, config watcher).
-TSAN_TESTS=${TSAN_TESTS:-'(Engine|Scheduler|KvCache|BlockPool|Server|TenantRegistry|Quota)[A-Za-z]*Test\.'}
+# parts (engine thread, gRPC threads, config watcher); and the probe that
+# shows the stage reports a real race (tests/testing/tsan_shim_probe.cc).
+TSAN_TESTS=${TSAN_TESTS:-'(TsanShim|Engine|Scheduler|KvCache|BlockPool|Server|TenantRegistry|Quota)[A-Za-z]*Test\.'}
 TSAN_TARGETS=(openelm_scheduler_test openelm_engine_model_test server_unit_test
               server_integration_test tenancy_integration_test tenants_test
-              openelm_server openelm_tsan_absl_shim)
+              openelm_server openelm_tsan_absl_shim tsan_shim_probe)
 
 run_tsan() {
   local start=$SECONDS
@@ -77,7 +79,7 @@ run_tsan() {
   local built=$SECONDS
   # exitcode: a process with a report exits 66 even when its tests passed.
   LD_PRELOAD="$tsan_dir/lib/libopenelm_tsan_absl_shim.so" \
-  TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$root/tests/tsan.supp:halt_on_error=0:exitcode=66:second_deadlock_stack=1:report_signal_unsafe=0} \
+  TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$root/tests/tsan.supp:ignore_noninstrumented_modules=1:halt_on_error=0:exitcode=66:second_deadlock_stack=1:report_signal_unsafe=0} \
     ctest --test-dir "$tsan_dir" -R "$TSAN_TESTS" -j"$jobs" \
       --output-on-failure --timeout "${CTEST_TIMEOUT:-600}"
   echo "tsan: build $((built - start)) s, tests $((SECONDS - built)) s"

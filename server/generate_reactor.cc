@@ -187,7 +187,7 @@ void GenerateStreamReactor::OnOutput(const OutputDelta& delta) {
     }
     next = NextActionLocked();
   }
-  Perform(next);
+  Perform(this, next);
 }
 
 void GenerateStreamReactor::OnFinish(const FinishInfo& info) {
@@ -208,7 +208,7 @@ void GenerateStreamReactor::OnFinish(const FinishInfo& info) {
     if (!broken_) AppendFinish(info, prompt_, env_.tokenizer, TailLocked());
     next = NextActionLocked();
   }
-  Perform(next);  // may Finish(): the engine does not touch us afterwards
+  Perform(this, next);  // may Finish(): the engine does not touch us afterwards
 }
 
 void GenerateStreamReactor::OnWriteDone(bool ok) {
@@ -223,7 +223,7 @@ void GenerateStreamReactor::OnWriteDone(bool ok) {
     }
     next = NextActionLocked();
   }
-  Perform(next);
+  Perform(this, next);
 }
 
 void GenerateStreamReactor::OnCancel() {
@@ -249,7 +249,8 @@ GenerateStreamReactor::Action GenerateStreamReactor::NextActionLocked() {
     // client that stopped reading never completes it). The engine still
     // calls OnFinish.
     cancel_sent_ = true;
-    a.cancel = true;
+    a.cancel_engine = env_.engine;
+    a.cancel_id = id_;
     return a;
   }
   if (write_in_flight_) return a;
@@ -264,13 +265,13 @@ GenerateStreamReactor::Action GenerateStreamReactor::NextActionLocked() {
   return a;
 }
 
-void GenerateStreamReactor::Perform(const Action& action) {
+void GenerateStreamReactor::Perform(GenerateStreamReactor* self, const Action& action) {
   if (action.write != nullptr) {
-    StartWrite(action.write);
-  } else if (action.cancel) {
-    env_.engine->Cancel(id_);
+    self->StartWrite(action.write);
+  } else if (action.cancel_engine != nullptr) {
+    action.cancel_engine->Cancel(action.cancel_id);
   } else if (action.finish.has_value()) {
-    Finish(*action.finish);  // `this` may be deleted from here on
+    self->Finish(*action.finish);  // `self` may be deleted from here on
   }
 }
 

@@ -124,15 +124,22 @@ class GenerateStreamReactor final
   void OnDone() override;
 
  private:
-  struct Action {  // at most one is set
+  // What to do after unlocking mu_. At most one is set. A cancel carries
+  // what it needs, because by the time it runs the engine may have finished
+  // the request and the RPC may be gone (`this` deleted).
+  struct Action {
     const v1::GenerateResponse* write = nullptr;
-    bool cancel = false;
+    LlmEngine* cancel_engine = nullptr;
+    RequestId cancel_id = 0;
     std::optional<grpc::Status> finish;
   };
 
   v1::GenerateResponse* TailLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Action NextActionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Perform(const Action& action);
+  // Static: an empty action or a cancel must not touch `self`, which may
+  // already be deleted; a write or a finish is only decided while `self` is
+  // certain to be alive (no other path can call Finish()).
+  static void Perform(GenerateStreamReactor* self, const Action& action);
 
   const ReactorEnv env_;
   const RequestId id_;
