@@ -2,12 +2,16 @@
 // the real Llama-2 tokenizer and the real generated gRPC stubs.
 #include <chrono>
 #include <memory>
+#include <set>
 #include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -318,6 +322,85 @@ TEST_F(ServerTest, CancelMidStreamFreesTheRequestsBlocks) {
   EXPECT_EQ(after.requests_running(), 0);
   const std::string metrics = server_->metrics().Serialize();
   EXPECT_EQ(MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"cancelled\"}"), 1);
+}
+
+// A cancel storm: 24 streams and 8 unary calls, each cancelled by its
+// client after 5 to 65 ms (some before any output, some mid-decode, some
+// maybe after the end). Every call ends once with CANCELLED or (when it won
+// the race) OK, the server logs each call once, every call that reached the
+// engine is one of its finished requests, and every KV block is back.
+TEST_F(ServerTest, CancelStormEndsEveryCallOnceAndFreesThePool) {
+  constexpr int kStreams = 24;
+  constexpr int kUnary = 8;
+  std::vector<grpc::StatusCode> codes(kStreams + kUnary, grpc::StatusCode::UNKNOWN);
+  ::testing::internal::CaptureStderr();
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kStreams + kUnary; ++i) {
+    clients.emplace_back([this, i, &codes] {
+      grpc::ClientContext ctx;
+      const v1::GenerateRequest req = TextRequest("Once upon a time", 400 + 37 * i);
+      std::thread canceller([&ctx, i] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5 + (i * 7) % 60));
+        ctx.TryCancel();
+      });
+      if (i < kStreams) {
+        auto reader = stub_->StreamGenerate(&ctx, req);
+        v1::GenerateResponse msg;
+        while (reader->Read(&msg)) {
+        }
+        codes[i] = reader->Finish().error_code();
+      } else {
+        v1::GenerateResponse resp;
+        codes[i] = stub_->Generate(&ctx, req, &resp).error_code();
+      }
+      canceller.join();
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  int cancelled = 0;
+  for (grpc::StatusCode code : codes) {
+    EXPECT_TRUE(code == grpc::StatusCode::CANCELLED || code == grpc::StatusCode::OK)
+        << "status " << code;
+    cancelled += code == grpc::StatusCode::CANCELLED ? 1 : 0;
+  }
+  EXPECT_GT(cancelled, kStreams / 2);
+  const v1::ServerLoad after = WaitForLoad([](const v1::ServerLoad& l) {
+    return l.kv_blocks_free() == l.kv_blocks_total() && l.requests_running() == 0 &&
+           l.requests_waiting() == 0;
+  });
+  EXPECT_EQ(after.kv_blocks_free(), after.kv_blocks_total());
+  EXPECT_EQ(after.requests_running(), 0);
+  EXPECT_EQ(after.requests_waiting(), 0);
+  // Exactly once, seen from the server: one access log line per call (gRPC's
+  // OnDone), and the calls that reached the engine (their line has a
+  // finish reason) are exactly the engine's finished requests, less the
+  // warm-up.
+  server_->Drain(absl::Seconds(2));  // every OnDone has run
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  int lines = 0, ran = 0;
+  std::set<std::string> ids;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    const size_t at = line.find("access method=");
+    if (at == absl::string_view::npos) continue;
+    ++lines;
+    if (absl::StrContains(line, " finish=")) ++ran;
+    const size_t id = line.find(" id=", at);
+    ASSERT_NE(id, absl::string_view::npos) << line;
+    EXPECT_TRUE(ids.insert(std::string(line.substr(id, line.find(' ', id + 1) - id))).second)
+        << "two lines for one call: " << line;
+  }
+  // A call cancelled before the server saw it has no line; nearly all did.
+  EXPECT_LE(lines, kStreams + kUnary);
+  EXPECT_GE(lines, (kStreams + kUnary) * 3 / 4);
+  const std::string metrics = server_->metrics().Serialize();
+  double finished = 0;
+  for (const char* reason : {"cancelled", "length", "eos", "deadline", "error"}) {
+    finished += MetricValue(metrics, absl::StrCat("openelm_requests_finished_total{finish_reason=\"",
+                                                  reason, "\"}"))
+                    .value_or(0);
+  }
+  EXPECT_EQ(finished, ran + 1);
+  EXPECT_EQ(MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"error\"}"), 0);
 }
 
 TEST_F(ServerTest, DeadlineEndsTheStreamOkWithPartialOutput) {
