@@ -174,11 +174,22 @@ class FieldReader {
   }
 
   // A positive number or a list of positive numbers.
+  // Multipliers: positive and at most kMaxMultiplier (the published models
+  // use 0.5 to 4.0; a larger one would overflow the derived sizes).
+  static constexpr double kMaxMultiplier = 64.0;
+  absl::StatusOr<double> Multiplier(absl::string_view field, const JsonValue& v) const {
+    OPENELM_ASSIGN_OR_RETURN(double x, PositiveNumber(field, v));
+    if (!(x <= kMaxMultiplier)) {
+      return Error(field, absl::StrCat("must be at most ", kMaxMultiplier, ", got ", Shown(v)));
+    }
+    return x;
+  }
+
   absl::StatusOr<std::vector<double>> NumberOrList(absl::string_view field) const {
     OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
     std::vector<double> out;
     if (v->is_number()) {
-      OPENELM_ASSIGN_OR_RETURN(double x, PositiveNumber(field, *v));
+      OPENELM_ASSIGN_OR_RETURN(double x, Multiplier(field, *v));
       out.push_back(x);
       return out;
     }
@@ -188,7 +199,7 @@ class FieldReader {
     }
     for (size_t i = 0; i < v->as_array().size(); ++i) {
       OPENELM_ASSIGN_OR_RETURN(
-          double x, PositiveNumber(absl::StrCat(field, "[", i, "]"), v->as_array()[i]));
+          double x, Multiplier(absl::StrCat(field, "[", i, "]"), v->as_array()[i]));
       out.push_back(x);
     }
     return out;

@@ -294,6 +294,16 @@ MATCHER_P(InvalidWith, text, "") {
       arg, result_listener);
 }
 
+// Found by fuzz_config in CI: a huge multiplier overflowed the derived
+// sizes (UBSan float-cast-overflow). Multipliers are bounded now.
+TEST_F(ConfigErrorTest, HugeMultipliersAreRefused) {
+  EXPECT_THAT(ParseWith("qkv_multipliers",
+                        JsonValue::Array({JsonValue::Number(0.5), JsonValue::Number(6.7e41)})),
+              InvalidWith("field 'qkv_multipliers[1]' must be at most 64, got 6.7e+41"));
+  EXPECT_THAT(ParseWith("ffn_multipliers", JsonValue::Number(65.0)),
+              InvalidWith("field 'ffn_multipliers' must be at most 64, got 65"));
+}
+
 TEST_F(ConfigErrorTest, MissingFieldsAreNamed) {
   for (const char* field :
        {"model_type", "num_transformer_layers", "model_dim", "head_dim", "num_gqa_groups",
