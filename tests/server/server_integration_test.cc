@@ -1,5 +1,6 @@
 // The real server in-process on 127.0.0.1:0 with the generated tiny model,
 // the real Llama-2 tokenizer and the real generated gRPC stubs.
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <set>
@@ -333,10 +334,12 @@ TEST_F(ServerTest, CancelStormEndsEveryCallOnceAndFreesThePool) {
   constexpr int kStreams = 24;
   constexpr int kUnary = 8;
   std::vector<grpc::StatusCode> codes(kStreams + kUnary, grpc::StatusCode::UNKNOWN);
+  // Calls certainly seen by the server: output arrived, or it ended OK.
+  std::vector<char> reached(kStreams + kUnary, 0);
   ::testing::internal::CaptureStderr();
   std::vector<std::thread> clients;
   for (int i = 0; i < kStreams + kUnary; ++i) {
-    clients.emplace_back([this, i, &codes] {
+    clients.emplace_back([this, i, &codes, &reached] {
       grpc::ClientContext ctx;
       const v1::GenerateRequest req = TextRequest("Once upon a time", 400 + 37 * i);
       std::thread canceller([&ctx, i] {
@@ -346,13 +349,13 @@ TEST_F(ServerTest, CancelStormEndsEveryCallOnceAndFreesThePool) {
       if (i < kStreams) {
         auto reader = stub_->StreamGenerate(&ctx, req);
         v1::GenerateResponse msg;
-        while (reader->Read(&msg)) {
-        }
+        while (reader->Read(&msg)) reached[i] = 1;
         codes[i] = reader->Finish().error_code();
       } else {
         v1::GenerateResponse resp;
         codes[i] = stub_->Generate(&ctx, req, &resp).error_code();
       }
+      if (codes[i] == grpc::StatusCode::OK) reached[i] = 1;
       canceller.join();
     });
   }
@@ -389,9 +392,10 @@ TEST_F(ServerTest, CancelStormEndsEveryCallOnceAndFreesThePool) {
     EXPECT_TRUE(ids.insert(std::string(line.substr(id, line.find(' ', id + 1) - id))).second)
         << "two lines for one call: " << line;
   }
-  // A call cancelled before the server saw it has no line; nearly all did.
+  // A call cancelled before the server saw it has no line.
   EXPECT_LE(lines, kStreams + kUnary);
-  EXPECT_GE(lines, (kStreams + kUnary) * 3 / 4);
+  EXPECT_GE(lines, std::count(reached.begin(), reached.end(), 1));
+  EXPECT_GT(lines, 0);
   const std::string metrics = server_->metrics().Serialize();
   double finished = 0;
   for (const char* reason : {"cancelled", "length", "eos", "deadline", "error"}) {
