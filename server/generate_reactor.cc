@@ -45,6 +45,14 @@ absl::Time EngineDeadline(absl::Time grpc_deadline, absl::Time now) {
 
 // ---- Access log ----
 
+void AccessRecord::Start(const char* rpc_method, RequestId request_id,
+                         std::string client_peer) {
+  method = rpc_method;
+  id = request_id;
+  peer = std::move(client_peer);
+  start = absl::Now();
+}
+
 void AccessRecord::RecordFinish(const FinishInfo& info) {
   ran = true;
   reason = info.completions.empty() ? FinishReason::kError
@@ -111,10 +119,7 @@ std::string FormatAccessLine(const AccessRecord& r, absl::Time end) {
 GenerateStreamReactor::GenerateStreamReactor(const ReactorEnv& env, RequestId id,
                                              const char* method, std::string peer)
     : env_(env), id_(id) {
-  access_.method = method;
-  access_.id = id;
-  access_.peer = std::move(peer);
-  access_.start = absl::Now();
+  access_.Start(method, id, std::move(peer));
   env_.tracker->Begin();
 }
 
@@ -281,10 +286,7 @@ GenerateUnaryReactor::GenerateUnaryReactor(const ReactorEnv& env, RequestId id,
                                            v1::GenerateResponse* response,
                                            const char* method, std::string peer)
     : env_(env), id_(id), response_(response) {
-  access_.method = method;
-  access_.id = id;
-  access_.peer = std::move(peer);
-  access_.start = absl::Now();
+  access_.Start(method, id, std::move(peer));
   env_.tracker->Begin();
 }
 

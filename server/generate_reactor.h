@@ -71,6 +71,8 @@ struct AccessRecord {
   int32_t preemptions = 0;
   RequestTimings timings;
 
+  // The reactor was created: the call's facts and its start time.
+  void Start(const char* rpc_method, RequestId request_id, std::string client_peer);
   void RecordFinish(const FinishInfo& info);
 };
 

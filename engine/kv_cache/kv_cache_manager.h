@@ -166,8 +166,8 @@ class KvCacheManager {
   std::vector<TokenId> cached_tokens_;  // [num_blocks, block_size_tokens]
   std::vector<std::pair<BlockId, BlockId>> pending_copies_;
   std::vector<SharedPrefix> shared_prefixes_;
-  // Hashes of the full blocks of pinned prefixes -> (parent, block index)
-  // for the collision check; and the blocks pinned now, by hash.
+  // Hash of each full block of the pinned prefixes -> its parent hash (for
+  // the collision check in MaybePin); and the blocks pinned now, by hash.
   absl::flat_hash_map<uint64_t, uint64_t> pinned_hashes_;  // hash -> parent
   absl::flat_hash_map<uint64_t, BlockId> pinned_;
   int64_t query_tokens_ = 0;
