@@ -447,6 +447,13 @@ int Run() {
   const int32_t concurrency = std::max(1, absl::GetFlag(FLAGS_concurrency));
   const int32_t max_tokens = std::max(1, absl::GetFlag(FLAGS_max_tokens));
   const pid_t server_pid = absl::GetFlag(FLAGS_server_pid);
+  if (server_pid > 0 &&
+      absl::GetFlag(FLAGS_warmup) + absl::Seconds(3) > absl::GetFlag(FLAGS_duration)) {
+    std::fprintf(stderr,
+                 "openelm_soak: --duration must exceed --warmup by 3 s or more so that RSS "
+                 "is sampled after the warm-up\n");
+    return 2;
+  }
 
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
@@ -500,7 +507,11 @@ int Run() {
   const RssReport rss_report = rss.Report();
   if (server_pid > 0) {
     if (!rss_report.valid) {
-      results.Violation("RSS: not enough samples after the warm-up");
+      results.Violation(absl::StrFormat(
+          "RSS: %d samples after the warm-up, 6 needed (the load ended %.1f s after the "
+          "start, the warm-up is %.1f s): raise --requests/--duration or lower --warmup",
+          rss_report.samples, absl::ToDoubleSeconds(load_time),
+          absl::ToDoubleSeconds(absl::GetFlag(FLAGS_warmup))));
     } else if (rss_report.growth > absl::GetFlag(FLAGS_max_rss_growth)) {
       results.Violation(absl::StrFormat("RSS grew %.2f%% after warm-up (limit %.2f%%)",
                                         100 * rss_report.growth,
