@@ -155,7 +155,6 @@ class LlmEngineImpl final : public LlmEngine {
   mutable absl::Mutex tenant_blocks_mu_;
   absl::flat_hash_map<std::string, int32_t> tenant_blocks_
       ABSL_GUARDED_BY(tenant_blocks_mu_);
-  absl::flat_hash_map<std::string, int32_t> scratch_tenant_blocks_;  // engine thread
 
   // ---- Engine-thread state (no lock; see the class comment) ----
   FairRequestQueue* fair_queue_ = nullptr;  // owned by scheduler_
@@ -407,14 +406,17 @@ void LlmEngineImpl::PublishLoad() {
   num_running_.store(scheduler_.num_running(), std::memory_order_relaxed);
   num_free_blocks_.store(kv_.num_free_blocks(), std::memory_order_relaxed);
   num_pinned_blocks_.store(kv_.num_pinned_blocks(), std::memory_order_relaxed);
-  scratch_tenant_blocks_.clear();
-  for (const Request* r : scheduler_.running()) {
-    int32_t blocks = static_cast<int32_t>(r->root.table.blocks.size());
-    for (const Sequence& s : r->seqs) blocks += static_cast<int32_t>(s.table.blocks.size());
-    if (blocks > 0) scratch_tenant_blocks_[r->spec.tenant] += blocks;
-  }
+  // Counts are rewritten in place: a tenant's entry, once made, stays (at 0
+  // when idle), so that a step allocates nothing once every tenant was seen.
   absl::MutexLock lock(&tenant_blocks_mu_);
-  tenant_blocks_.swap(scratch_tenant_blocks_);
+  for (auto& [tenant, blocks] : tenant_blocks_) blocks = 0;
+  for (const Request* r : scheduler_.running()) {
+    const int32_t blocks = r->num_blocks_held();
+    if (blocks == 0) continue;
+    auto it = tenant_blocks_.find(r->spec.tenant);
+    if (it == tenant_blocks_.end()) it = tenant_blocks_.emplace(r->spec.tenant, 0).first;
+    it->second += blocks;
+  }
 }
 
 int32_t LlmEngineImpl::TenantKvBlocks(const std::string& tenant) const {

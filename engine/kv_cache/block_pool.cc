@@ -14,6 +14,9 @@ BlockPool::BlockPool(int32_t num_blocks)
       hash_(num_blocks, 0),
       has_hash_(num_blocks, false) {
   OPENELM_CHECK(num_blocks >= 0);
+  // At most one hash per block; twice that leaves room for the tombstones of
+  // erased hashes, so registering a hash never rehashes into a new array.
+  index_.reserve(2 * static_cast<size_t>(num_blocks));
   const int32_t sentinel = num_blocks;
   prev_[sentinel] = sentinel;
   next_[sentinel] = sentinel;

@@ -116,9 +116,15 @@ void Scheduler::StartCompletions(Request* r, const float* logits, Sampler* sampl
 }
 
 void Scheduler::ForkFromRoot(Request* r) {
+  // Room for every block the completion can reach, so that its decode steps
+  // never grow the table (the step path allocates nothing).
+  const int32_t bs = kv_->block_size_tokens();
+  const size_t max_blocks = (r->num_prompt_tokens() + r->spec.params.max_tokens + bs - 1) / bs;
   for (Sequence& s : r->seqs) {
     if (s.finished) continue;
     OPENELM_CHECK(s.table.empty());
+    s.table.blocks.reserve(max_blocks);
+    s.table.block_hashes.reserve(max_blocks);
     kv_->Fork(r->root.table, &s.table);
     s.num_computed_tokens = r->num_prompt_tokens();
   }

@@ -14,11 +14,15 @@ FairQueue::TenantState* FairQueue::GetOrCreate(absl::string_view tenant) {
   if (it != tenants_.end()) return it->second.get();
   auto state = std::make_unique<TenantState>();
   state->id = std::string(tenant);
+  state->slot = static_cast<int32_t>(by_slot_.size());
   state->weight = weight(tenant);
   TenantState* raw = state.get();
+  by_slot_.push_back(raw);
   tenants_.emplace(state->id, std::move(state));
   return raw;
 }
+
+int32_t FairQueue::TenantSlot(absl::string_view tenant) { return GetOrCreate(tenant)->slot; }
 
 FairQueue::RequestKey FairQueue::KeyOf(const FairQueueEntry& entry) const {
   const int64_t rank = options_.use_priority ? -static_cast<int64_t>(entry.priority) : 0;
@@ -37,7 +41,7 @@ bool FairQueue::Enqueue(RequestId id, absl::string_view tenant, int32_t priority
     state->join_seq = ++next_join_seq_;
     backlog_.insert(BacklogKey{state->counter, state->join_seq, state});
   }
-  FairQueueEntry entry{id, state->id, priority, arrival_seq};
+  FairQueueEntry entry{id, state->id, state->slot, priority, arrival_seq};
   state->queue.insert(KeyOf(entry));
   state->entries.emplace(id, std::move(entry));
   entries_.emplace(id, state);
@@ -94,17 +98,30 @@ bool FairQueue::Remove(RequestId id) {
 
 void FairQueue::Charge(absl::string_view tenant, int64_t prefill_tokens,
                        int64_t decode_tokens) {
+  if (prefill_tokens <= 0 && decode_tokens <= 0) return;  // creates no tenant
+  ChargeSlot(GetOrCreate(tenant)->slot, prefill_tokens, decode_tokens);
+}
+
+void FairQueue::ChargeSlot(int32_t slot, int64_t prefill_tokens, int64_t decode_tokens) {
   prefill_tokens = std::max<int64_t>(prefill_tokens, 0);
   decode_tokens = std::max<int64_t>(decode_tokens, 0);
   if (prefill_tokens == 0 && decode_tokens == 0) return;
-  TenantState* state = GetOrCreate(tenant);
+  OPENELM_DCHECK(slot >= 0 && slot < num_tenant_slots());
+  TenantState* state = by_slot_[slot];
   const double cost = (static_cast<double>(prefill_tokens) * options_.prefill_token_cost +
                        static_cast<double>(decode_tokens) * options_.decode_token_cost) /
                       state->weight;
-  const bool backlogged = !state->queue.empty();
-  if (backlogged) backlog_.erase(BacklogKey{state->counter, state->join_seq, state});
+  if (state->queue.empty()) {
+    state->counter += cost;
+    return;
+  }
+  // Re-key the backlog entry in place: moving the node keeps Charge()
+  // allocation-free (it runs for every row of every step).
+  auto node = backlog_.extract(BacklogKey{state->counter, state->join_seq, state});
+  OPENELM_DCHECK(!node.empty());
   state->counter += cost;
-  if (backlogged) backlog_.insert(BacklogKey{state->counter, state->join_seq, state});
+  node.value().counter = state->counter;
+  backlog_.insert(std::move(node));
 }
 
 void FairQueue::SetWeights(const absl::flat_hash_map<std::string, double>& weights) {

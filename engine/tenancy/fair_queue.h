@@ -9,6 +9,7 @@
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
@@ -34,6 +35,7 @@ struct FairQueueOptions {
 struct FairQueueEntry {
   RequestId id = 0;
   std::string tenant;
+  int32_t tenant_slot = 0;  // FairQueue::TenantSlot(tenant)
   int32_t priority = 0;
   uint64_t arrival_seq = 0;
 };
@@ -64,7 +66,8 @@ struct FairQueueEntry {
 // Complexity: Enqueue/PopNext/Remove/Charge are O(log T + log R_t) (T
 // backlogged tenants, R_t requests of that tenant); PeekNext is O(1).
 // Tenant state is kept for every tenant ever seen (tenants come from a
-// bounded config).
+// bounded config); each gets a dense slot number, so per-step callers can
+// index arrays instead of hashing names. Charge() allocates nothing.
 //
 // Thread-compatible: only the engine thread uses it.
 class FairQueue {
@@ -95,6 +98,14 @@ class FairQueue {
   // Adds served tokens to `tenant`'s counter (see the class comment). Unknown
   // tenants are created (idle). Negative counts are ignored.
   void Charge(absl::string_view tenant, int64_t prefill_tokens, int64_t decode_tokens);
+  // The same for the tenant in `slot` (< num_tenant_slots()).
+  void ChargeSlot(int32_t slot, int64_t prefill_tokens, int64_t decode_tokens);
+
+  // The dense slot of `tenant` (0, 1, ... in order of first sight), creating
+  // its (idle) state when new. Slots are never reused.
+  int32_t TenantSlot(absl::string_view tenant);
+  int32_t num_tenant_slots() const { return static_cast<int32_t>(by_slot_.size()); }
+  double slot_weight(int32_t slot) const { return by_slot_[slot]->weight; }
 
   // Replaces the weights (> 0; non-positive or non-finite values fall back to
   // default_weight). Tenants not in the map get default_weight. Affects only
@@ -110,9 +121,9 @@ class FairQueue {
   // The tenant's virtual counter; 0 for a tenant never seen.
   double counter(absl::string_view tenant) const;
   double weight(absl::string_view tenant) const;
-  // Visits every backlogged tenant's id (valid while the queue is unchanged).
-  void ForEachBackloggedTenant(absl::FunctionRef<void(absl::string_view)> fn) const {
-    for (const BacklogKey& key : backlog_) fn(key.tenant->id);
+  // Visits every backlogged tenant's slot.
+  void ForEachBackloggedTenant(absl::FunctionRef<void(int32_t slot)> fn) const {
+    for (const BacklogKey& key : backlog_) fn(key.tenant->slot);
   }
 
  private:
@@ -121,6 +132,7 @@ class FairQueue {
 
   struct TenantState {
     std::string id;
+    int32_t slot = 0;
     double weight = 1.0;
     double counter = 0.0;
     uint64_t join_seq = 0;  // when it last joined the backlog
@@ -148,6 +160,7 @@ class FairQueue {
 
   const FairQueueOptions options_;
   absl::flat_hash_map<std::string, std::unique_ptr<TenantState>> tenants_;
+  std::vector<TenantState*> by_slot_;  // slot -> tenant
   absl::flat_hash_map<std::string, double> weights_;
   std::set<BacklogKey> backlog_;  // tenants with at least one queued request
   absl::flat_hash_map<RequestId, TenantState*> entries_;  // queued requests

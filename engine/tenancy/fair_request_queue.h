@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
@@ -34,6 +35,10 @@ class FairRequestQueue final : public RequestQueue {
   explicit FairRequestQueue(FairQueueOptions options = {}) : fair_(options) {}
 
   void Add(Request* request) override {
+    request->tenant_slot = fair_.TenantSlot(request->spec.tenant);
+    if (usage_.size() < static_cast<size_t>(fair_.num_tenant_slots())) {
+      usage_.resize(fair_.num_tenant_slots());  // only for a tenant never seen
+    }
     const bool added = fair_.Enqueue(request->id, request->spec.tenant,
                                      request->spec.priority, request->arrival_seq);
     OPENELM_DCHECK(added);
@@ -54,8 +59,8 @@ class FairRequestQueue final : public RequestQueue {
     const bool removed = fair_.Remove(next->id);
     OPENELM_DCHECK(removed);
     by_arrival_.erase(r->arrival_seq);
-    if (!usage_.empty()) {  // the admitted request now holds its seats
-      usage_[r->spec.tenant].seats += r->num_live_sequences();
+    if (have_usage_) {  // the admitted request now holds its seats
+      usage_[r->tenant_slot].seats += r->num_live_sequences();
     }
   }
 
@@ -79,23 +84,31 @@ class FairRequestQueue final : public RequestQueue {
   }
 
   // The active tenants (running or queued) share the seats and the KV
-  // blocks in proportion to their weights.
+  // blocks in proportion to their weights. O(running + tenants), no
+  // allocation (the table is an array by tenant slot, sized in Add()).
   void SetRunning(absl::Span<Request* const> running,
                   const Capacity& capacity) override {
-    usage_.clear();
+    for (Usage& u : usage_) u = Usage{};
     for (const Request* r : running) {
-      Usage& u = usage_[r->spec.tenant];
+      OPENELM_CHECK(r->tenant_slot >= 0) << "request " << r->id << " never queued";
+      Usage& u = usage_[r->tenant_slot];
+      u.active = true;
       u.seats += r->num_live_sequences();
       u.blocks += r->num_blocks_held();
     }
-    fair_.ForEachBackloggedTenant([this](absl::string_view t) { usage_[t]; });
+    fair_.ForEachBackloggedTenant([this](int32_t slot) { usage_[slot].active = true; });
     double total_weight = 0;
-    for (const auto& [tenant, u] : usage_) total_weight += fair_.weight(tenant);
-    for (auto& [tenant, u] : usage_) {
-      const double fraction = fair_.weight(tenant) / total_weight;
+    for (size_t slot = 0; slot < usage_.size(); ++slot) {
+      if (usage_[slot].active) total_weight += fair_.slot_weight(slot);
+    }
+    for (size_t slot = 0; slot < usage_.size(); ++slot) {
+      Usage& u = usage_[slot];
+      if (!u.active) continue;
+      const double fraction = fair_.slot_weight(slot) / total_weight;
       u.seat_share = capacity.max_num_seqs * fraction;
       u.block_share = capacity.num_blocks * fraction;
     }
+    have_usage_ = true;
   }
 
   // Share-based preemption, for each resource the front lacks:
@@ -107,7 +120,7 @@ class FairRequestQueue final : public RequestQueue {
   // furthest over its share (least work lost on recomputation).
   Request* ChooseVictim(const Request& front, absl::Span<Request* const> running,
                         const Shortage& shortage) override {
-    const Usage& mine = UsageOf(front.spec.tenant);
+    const Usage& mine = usage_[front.tenant_slot];
     if (shortage.seats &&
         mine.seats + front.num_live_sequences() > mine.seat_share + kSlack) {
       return nullptr;
@@ -119,8 +132,8 @@ class FairRequestQueue final : public RequestQueue {
     double worst = 0;
     for (auto it = running.rbegin(); it != running.rend(); ++it) {
       Request* r = *it;
-      if (r->spec.tenant == front.spec.tenant) continue;
-      const Usage& u = UsageOf(r->spec.tenant);
+      if (r->tenant_slot == front.tenant_slot) continue;
+      const Usage& u = usage_[r->tenant_slot];
       if (shortage.seats && u.seats - r->num_live_sequences() < u.seat_share - kSlack) {
         continue;
       }
@@ -136,7 +149,11 @@ class FairRequestQueue final : public RequestQueue {
 
   // Service given to `request` in one step (see the class comment).
   void Charge(const Request& request, int32_t prefill_tokens, int32_t decode_tokens) {
-    fair_.Charge(request.spec.tenant, prefill_tokens, decode_tokens);
+    if (request.tenant_slot >= 0) {
+      fair_.ChargeSlot(request.tenant_slot, prefill_tokens, decode_tokens);
+    } else {  // never queued here
+      fair_.Charge(request.spec.tenant, prefill_tokens, decode_tokens);
+    }
   }
 
   // New weights after a tenants-config reload (TenantRegistry::Weights()).
@@ -149,24 +166,20 @@ class FairRequestQueue final : public RequestQueue {
 
  private:
   struct Usage {
-    double seats = 0;   // live sequences running
+    bool active = false;  // running or queued requests
+    double seats = 0;     // live sequences running
     double blocks = 0;  // KV blocks held by running requests
     double seat_share = 0;
     double block_share = 0;
   };
   static constexpr double kSlack = 1e-9;
 
-  const Usage& UsageOf(absl::string_view tenant) const {
-    static const Usage kNone;
-    auto it = usage_.find(tenant);
-    return it == usage_.end() ? kNone : it->second;
-  }
   // The VTC head among tenants below their seat share; the plain VTC head
   // when there is none (or SetRunning was never called).
   const FairQueueEntry* Next() const {
-    if (usage_.empty()) return fair_.PeekNext();
+    if (!have_usage_) return fair_.PeekNext();
     const FairQueueEntry* below = fair_.PeekNextWhere([this](const FairQueueEntry& e) {
-      const Usage& u = UsageOf(e.tenant);
+      const Usage& u = usage_[e.tenant_slot];
       return u.seats + by_arrival_.at(e.arrival_seq)->num_live_sequences() <=
              u.seat_share + kSlack;
     });
@@ -175,7 +188,8 @@ class FairRequestQueue final : public RequestQueue {
 
   FairQueue fair_;
   std::map<uint64_t, Request*> by_arrival_;  // arrival_seq -> request
-  absl::flat_hash_map<std::string, Usage> usage_;  // from SetRunning()
+  std::vector<Usage> usage_;  // by tenant slot, from SetRunning()
+  bool have_usage_ = false;   // SetRunning() was called
 };
 
 }  // namespace openelm
