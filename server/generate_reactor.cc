@@ -114,6 +114,13 @@ std::string FormatAccessLine(const AccessRecord& r, absl::Time end) {
   return line;
 }
 
+void WriteAccessLine(const ReactorEnv& env, const AccessRecord& record) {
+  if (env.access_log == nullptr) return;
+  // Formatted here, written by the access log's own thread.
+  env.access_log->Write(absl::StrCat(LogLinePrefix(LogSeverity::kInfo, __FILE__, __LINE__),
+                                     FormatAccessLine(record, absl::Now())));
+}
+
 // ---- GenerateStreamReactor ----
 
 GenerateStreamReactor::GenerateStreamReactor(const ReactorEnv& env, RequestId id,
@@ -238,9 +245,7 @@ void GenerateStreamReactor::OnCancel() {
 }
 
 void GenerateStreamReactor::OnDone() {
-  if (env_.access_log) {
-    OPENELM_LOG(INFO) << FormatAccessLine(access_, absl::Now());
-  }
+  WriteAccessLine(env_, access_);
   RpcTracker* tracker = env_.tracker;
   delete this;
   tracker->End();
@@ -327,9 +332,7 @@ void GenerateUnaryReactor::OnCancel() {
 }
 
 void GenerateUnaryReactor::OnDone() {
-  if (env_.access_log) {
-    OPENELM_LOG(INFO) << FormatAccessLine(access_, absl::Now());
-  }
+  WriteAccessLine(env_, access_);
   RpcTracker* tracker = env_.tracker;
   delete this;
   tracker->End();

@@ -17,6 +17,7 @@
 #include "engine/llm_engine.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "openelm/v1/inference.pb.h"
+#include "server/access_log.h"
 #include "server/metrics.h"
 #include "server/tenants/quota.h"
 
@@ -52,7 +53,7 @@ struct ReactorEnv {
   Metrics* metrics = nullptr;  // may be null
   RpcTracker* tracker = nullptr;
   int64_t max_stream_backlog_bytes = kMaxStreamBacklogBytes;
-  bool access_log = false;
+  AccessLog* access_log = nullptr;  // null: no access log
 };
 
 // The facts of one generation RPC that its access log line reports.
@@ -81,6 +82,8 @@ struct AccessRecord {
 // preemptions=0 queue_ms=0.2 ttft_ms=3.1 total_ms=41.0` (the engine fields
 // only when the request ran).
 std::string FormatAccessLine(const AccessRecord& record, absl::Time end);
+// Queues the record's line on env.access_log (nothing when it is null).
+void WriteAccessLine(const ReactorEnv& env, const AccessRecord& record);
 
 // One StreamGenerate / StreamChat RPC: a gRPC write reactor fed by the engine
 // as its TokenSink.

@@ -219,7 +219,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StartStream(
   auto* reactor = new GenerateStreamReactor(
       EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1),
       std::is_same_v<Request, v1::ChatRequest> ? "StreamChat" : "StreamGenerate",
-      access_log_ ? context->peer() : std::string());
+      access_log_ != nullptr ? context->peer() : std::string());
   return AdmitAndSubmit(reactor, ready, context, request);
 }
 
@@ -231,7 +231,7 @@ grpc::ServerUnaryReactor* InferenceService::StartUnary(
   auto* reactor = new GenerateUnaryReactor(
       EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1), response,
       std::is_same_v<Request, v1::ChatRequest> ? "Chat" : "Generate",
-      access_log_ ? context->peer() : std::string());
+      access_log_ != nullptr ? context->peer() : std::string());
   return AdmitAndSubmit(reactor, ready, context, request);
 }
 

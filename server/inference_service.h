@@ -59,7 +59,8 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   void StartDrain();
   bool draining() const;
   // Options of the generation reactors; call before the server starts.
-  void SetStreamOptions(int64_t max_stream_backlog_bytes, bool access_log) {
+  // `access_log` (null = none) must outlive every reactor.
+  void SetStreamOptions(int64_t max_stream_backlog_bytes, AccessLog* access_log) {
     max_stream_backlog_bytes_ = max_stream_backlog_bytes;
     access_log_ = access_log;
   }
@@ -148,7 +149,7 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   QuotaManager* const quotas_;
   RpcTracker tracker_;
   int64_t max_stream_backlog_bytes_ = kMaxStreamBacklogBytes;
-  bool access_log_ = false;
+  AccessLog* access_log_ = nullptr;
   std::atomic<RequestId> next_request_id_{1};
 
   mutable absl::Mutex mu_;

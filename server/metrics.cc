@@ -162,6 +162,12 @@ Metrics::Metrics()
       AddHistogram(r, "openelm_step_duration_seconds",
                    "Duration of one engine step (schedule + forward + sample).",
                    ShortLatencyBuckets());
+  step_forward_ = AddHistogram(r, "openelm_step_forward_seconds",
+                               "Model forward pass of one engine step.",
+                               ShortLatencyBuckets());
+  step_sample_ = AddHistogram(r, "openelm_step_sample_seconds",
+                              "Sampling and output bookkeeping of one engine step.",
+                              ShortLatencyBuckets());
   step_batch_size_ = AddHistogram(r, "openelm_step_batch_size",
                                   "Sequences (rows) in one engine step.",
                                   BatchSizeBuckets());
@@ -196,6 +202,11 @@ Metrics::Metrics()
   rejected_resource_exhausted_ = &rejected.Add({{"reason", "resource_exhausted"}});
   rejected_unavailable_ = &rejected.Add({{"reason", "unavailable"}});
   rejected_unauthenticated_ = &rejected.Add({{"reason", "unauthenticated"}});
+  access_log_dropped_ = &prometheus::BuildCounter()
+                             .Name("openelm_access_log_dropped_total")
+                             .Help("Access log lines dropped because the log's buffer was full.")
+                             .Register(r)
+                             .Add({});
 
   // Per-tenant families (label "tenant"); series appear on a tenant's first
   // request.
@@ -315,6 +326,10 @@ std::string Metrics::Serialize() const {
 void Metrics::OnStep(const StepStats& stats) {
   step_duration_->Observe(Seconds(stats.duration));
   step_batch_size_->Observe(stats.num_rows);
+  if (stats.num_rows > 0) {  // steps that ran the model
+    step_forward_->Observe(Seconds(stats.forward_duration));
+    step_sample_->Observe(Seconds(stats.sample_duration));
+  }
   if (stats.num_preemptions > 0) preemptions_total_->Increment(stats.num_preemptions);
   if (stats.prefix_cache_queries > 0) {
     prefix_cache_queries_total_->Increment(stats.prefix_cache_queries);
@@ -359,6 +374,8 @@ void Metrics::OnRequestFinished(const GenerateSpec& spec, const FinishInfo& info
                    (info.num_output_tokens - 1));
   }
 }
+
+void Metrics::CountAccessLogDropped() { access_log_dropped_->Increment(); }
 
 void Metrics::CountRejected(absl::StatusCode code) {
   switch (code) {

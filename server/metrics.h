@@ -69,6 +69,8 @@ class Metrics : public EngineObserver {
   // The same, also counted per tenant in openelm_tenant_requests_rejected_total
   // (`tenant` "" = not authenticated: label "unauthenticated").
   void CountRejected(absl::StatusCode code, absl::string_view tenant);
+  // An access log line dropped because the log's buffer was full.
+  void CountAccessLogDropped();
   // The gap between two consecutive output messages of one completion that
   // carried `num_tokens` new tokens: observed once per token, gap / num_tokens.
   void ObserveInterTokenLatency(absl::Duration gap, int num_tokens);
@@ -104,6 +106,8 @@ class Metrics : public EngineObserver {
   prometheus::Histogram* generation_tokens_hist_;
   prometheus::Histogram* step_duration_;
   prometheus::Histogram* step_batch_size_;
+  prometheus::Histogram* step_forward_;
+  prometheus::Histogram* step_sample_;
   prometheus::Counter* prompt_tokens_total_;
   prometheus::Counter* generated_tokens_total_;
   prometheus::Counter* cached_prompt_tokens_total_;
@@ -116,6 +120,7 @@ class Metrics : public EngineObserver {
   prometheus::Counter* rejected_resource_exhausted_;
   prometheus::Counter* rejected_unavailable_;
   prometheus::Counter* rejected_unauthenticated_;
+  prometheus::Counter* access_log_dropped_;
 
   prometheus::Family<prometheus::Counter>* tenant_finished_family_;
   prometheus::Family<prometheus::Counter>* tenant_rejected_family_;

@@ -48,6 +48,7 @@ constexpr char kServiceName[] = "openelm.v1.InferenceService";
 // How long grpc::Server::Shutdown waits for RPCs after the engine stopped
 // (they only need to flush their last messages) before cancelling them.
 constexpr absl::Duration kGrpcShutdownGrace = absl::Seconds(2);
+constexpr absl::Duration kAccessLogFlushTimeout = absl::Seconds(2);
 constexpr absl::Duration kWarmUpTimeout = absl::Minutes(5);
 
 std::string HostPort(const std::string& host, int port) {
@@ -98,7 +99,13 @@ absl::Status Server::Start() {
   OPENELM_ASSIGN_OR_RETURN(tokenizer_, Tokenizer::Load(options_.tokenizer_path));
   service_ = std::make_unique<InferenceService>(
       metrics_.get(), options_.max_prompt_bytes, tenants_.get(), quotas_.get());
-  service_->SetStreamOptions(options_.max_stream_backlog_bytes, options_.access_log);
+  if (options_.access_log) {
+    Metrics* metrics = metrics_.get();
+    AccessLog::Options log_options;
+    log_options.on_drop = [metrics] { metrics->CountAccessLogDropped(); };
+    access_log_ = std::make_unique<AccessLog>(std::move(log_options));
+  }
+  service_->SetStreamOptions(options_.max_stream_backlog_bytes, access_log_.get());
   OPENELM_RETURN_IF_ERROR(StartGrpc());
   OPENELM_LOG(INFO) << "gRPC listening on " << address()
                     << " (health NOT_SERVING until the model is warm)";
@@ -296,6 +303,11 @@ void Server::Drain(absl::Duration timeout) {
     grpc_server_->Wait();
   }
   if (metrics_ != nullptr) metrics_->StopExposer();
+  // Every reactor is gone: their access lines are queued; write them out.
+  if (access_log_ != nullptr && !access_log_->Flush(kAccessLogFlushTimeout)) {
+    OPENELM_LOG(WARNING) << "access log: lines still unwritten after "
+                         << absl::FormatDuration(kAccessLogFlushTimeout);
+  }
   OPENELM_LOG(INFO) << "drained in " << absl::FormatDuration(absl::Now() - start);
 }
 

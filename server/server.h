@@ -82,6 +82,7 @@ class Server {
   // Destroyed bottom-up: gRPC before the service, the engine before the
   // model-independent pieces it reports to.
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<AccessLog> access_log_;  // null with --access_log=false
   std::unique_ptr<TenantRegistry> tenants_;
   std::unique_ptr<QuotaManager> quotas_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -23,8 +23,7 @@ LogSeverity MinLogSeverity() {
   return static_cast<LogSeverity>(g_min_severity.load(std::memory_order_relaxed));
 }
 
-LogMessage::LogMessage(LogSeverity severity, const char* file, int line)
-    : severity_(severity) {
+std::string LogLinePrefix(LogSeverity severity, const char* file, int line) {
   const auto now = std::chrono::system_clock::now();
   const std::time_t secs = std::chrono::system_clock::to_time_t(now);
   const long micros = static_cast<long>(
@@ -32,17 +31,21 @@ LogMessage::LogMessage(LogSeverity severity, const char* file, int line)
           .count() % 1000000);
   std::tm tm_utc;
   gmtime_r(&secs, &tm_utc);
-  char stamp[64];
-  std::snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
-                tm_utc.tm_year + 1900, tm_utc.tm_mon + 1, tm_utc.tm_mday,
-                tm_utc.tm_hour, tm_utc.tm_min, tm_utc.tm_sec, micros);
   const char* base = file;
   for (const char* p = file; *p != '\0'; ++p) {
     if (*p == '/') base = p + 1;
   }
-  stream_ << kNames[static_cast<int>(severity)] << ' ' << stamp << ' '
-          << static_cast<long>(syscall(SYS_gettid)) << ' ' << base << ':' << line
-          << "] ";
+  char prefix[320];
+  std::snprintf(prefix, sizeof(prefix), "%s %04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %ld %.200s:%d] ",
+                kNames[static_cast<int>(severity)], tm_utc.tm_year + 1900, tm_utc.tm_mon + 1,
+                tm_utc.tm_mday, tm_utc.tm_hour, tm_utc.tm_min, tm_utc.tm_sec, micros,
+                static_cast<long>(syscall(SYS_gettid)), base, line);
+  return prefix;
+}
+
+LogMessage::LogMessage(LogSeverity severity, const char* file, int line)
+    : severity_(severity) {
+  stream_ << LogLinePrefix(severity, file, line);
 }
 
 LogMessage::~LogMessage() {

@@ -2,6 +2,7 @@
 #define OPENELM_ENGINE_BASE_LOGGING_H_
 
 #include <sstream>
+#include <string>
 
 // Minimal stream logger (Abseil 20220623 has no absl/log).
 //   OPENELM_LOG(INFO) << "loaded " << n << " tensors";
@@ -14,6 +15,10 @@ enum class LogSeverity { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3, kFatal
 // Messages below this level are dropped. Default kInfo.
 void SetMinLogSeverity(LogSeverity severity);
 LogSeverity MinLogSeverity();
+
+// The prefix OPENELM_LOG puts before a message ("I <UTC time> <tid>
+// <file>:<line>] "), for lines written by other means (the access log).
+std::string LogLinePrefix(LogSeverity severity, const char* file, int line);
 
 class LogMessage {
  public:

@@ -579,6 +579,8 @@ TEST_F(ServerTest, MetricsEndpointMovesByTheExactWorkload) {
         "openelm_e2e_request_latency_seconds_count", "openelm_queue_time_seconds_count",
         "openelm_request_prompt_tokens_count", "openelm_request_generation_tokens_count",
         "openelm_step_duration_seconds_count", "openelm_step_batch_size_count",
+        "openelm_step_forward_seconds_count", "openelm_step_sample_seconds_count",
+        "openelm_access_log_dropped_total",
         "openelm_cached_prompt_tokens_total", "openelm_preemptions_total",
         "openelm_prefix_cache_queries_total", "openelm_prefix_cache_hits_total",
         "openelm_requests_rejected_total{reason=\"unauthenticated\"}",

@@ -1,14 +1,23 @@
 // Pure parts of the server: status conversion, request validation, chat
 // shape checks, metrics bookkeeping, deadline margin. No files, no network.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <ostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "engine/chat/chat_template.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/access_log.h"
 #include "server/generate_reactor.h"
 #include "server/metrics.h"
 #include "server/request_parser.h"
@@ -316,6 +325,85 @@ TEST(AccessLogTest, FormatsOneLogfmtLinePerRpc) {
             "total_ms=0.2");
 }
 
+// Reads `fd` to EOF.
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+TEST(AccessLogTest, WritesEveryLineInOrderAndFlushes) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::string got;
+  std::thread reader([&] { got = ReadAll(fds[0]); });
+  {
+    AccessLog::Options options;
+    options.fd = fds[1];
+    AccessLog log(options);
+    for (int i = 0; i < 500; ++i) log.Write(absl::StrCat("line ", i));
+    EXPECT_TRUE(log.Flush(absl::Seconds(10)));
+    EXPECT_EQ(log.lines_written(), 500);
+    EXPECT_EQ(log.lines_dropped(), 0);
+    log.Write("after the flush");  // written by the destructor
+  }
+  close(fds[1]);
+  reader.join();
+  close(fds[0]);
+  std::vector<std::string> lines = absl::StrSplit(got, '\n');
+  ASSERT_EQ(lines.size(), 502u);  // and "" after the last newline
+  for (int i = 0; i < 500; ++i) EXPECT_EQ(lines[i], absl::StrCat("line ", i));
+  EXPECT_EQ(lines[500], "after the flush");
+  EXPECT_EQ(lines[501], "");
+}
+
+// A log pipe nobody reads never blocks Write(): past the buffer bound lines
+// are dropped and counted, and what is written is whole lines in order.
+TEST(AccessLogTest, StuckPipeDropsLinesInsteadOfBlockingTheWriter) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  ASSERT_GT(fcntl(fds[1], F_SETPIPE_SZ, 4096), 0);  // one page: fills at once
+  std::atomic<int> on_drop{0};
+  constexpr int kLines = 2000;
+  const std::string pad(90, 'x');
+  std::string got;
+  int64_t written = 0, dropped = 0;
+  {
+    AccessLog::Options options;
+    options.fd = fds[1];
+    options.max_buffered_bytes = 16 << 10;
+    options.on_drop = [&] { ++on_drop; };
+    AccessLog log(options);
+    // Nobody reads yet: the writer thread is stuck in write() after ~4 KiB,
+    // and these calls would hang here if Write() waited for it.
+    for (int i = 0; i < kLines; ++i) log.Write(absl::StrCat(i, " ", pad));
+    EXPECT_FALSE(log.Flush(absl::Milliseconds(50)));
+    dropped = log.lines_dropped();
+    EXPECT_GT(dropped, kLines / 2);
+    EXPECT_EQ(on_drop.load(), dropped);
+    std::thread reader([&] { got = ReadAll(fds[0]); });
+    EXPECT_TRUE(log.Flush(absl::Seconds(10)));
+    written = log.lines_written();
+    EXPECT_EQ(written + dropped, kLines);
+    EXPECT_EQ(log.lines_dropped(), dropped);
+    close(fds[1]);
+    reader.join();
+  }
+  close(fds[0]);
+  std::vector<absl::string_view> lines = absl::StrSplit(got, '\n', absl::SkipEmpty());
+  ASSERT_EQ(static_cast<int64_t>(lines.size()), written);
+  int last = -1;
+  for (absl::string_view line : lines) {
+    int index = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(line.substr(0, line.find(' ')), &index)) << line;
+    EXPECT_GT(index, last);
+    EXPECT_EQ(line.size(), absl::StrCat(index, " ", pad).size());
+    last = index;
+  }
+}
+
 TEST(MetricsTest, CountsFinishedRequestsAndRejections) {
   Metrics metrics;
   metrics.OnRequestFinished(GenerateSpec(), Finished(FinishReason::kLength, 7, 5));
@@ -327,6 +415,8 @@ TEST(MetricsTest, CountsFinishedRequestsAndRejections) {
   metrics.CountRejected(absl::StatusCode::kInternal);  // not a rejection reason
   StepStats step;
   step.duration = absl::Milliseconds(3);
+  step.forward_duration = absl::Milliseconds(2);
+  step.sample_duration = absl::Microseconds(500);
   step.num_rows = 5;
   step.num_preemptions = 1;
   metrics.OnStep(step);
@@ -359,6 +449,11 @@ TEST(MetricsTest, CountsFinishedRequestsAndRejections) {
   EXPECT_EQ(MetricValue(text, "openelm_time_per_output_token_seconds_count"), 3);
   EXPECT_EQ(MetricValue(text, "openelm_request_generation_tokens_sum"), 12);
   EXPECT_EQ(MetricValue(text, "openelm_step_batch_size_sum"), 5);
+  EXPECT_NEAR(*MetricValue(text, "openelm_step_forward_seconds_sum"), 0.002, 1e-9);
+  EXPECT_NEAR(*MetricValue(text, "openelm_step_sample_seconds_sum"), 0.0005, 1e-9);
+  EXPECT_EQ(MetricValue(text, "openelm_access_log_dropped_total"), 0);
+  metrics.CountAccessLogDropped();
+  EXPECT_EQ(MetricValue(metrics.Serialize(), "openelm_access_log_dropped_total"), 1);
   EXPECT_EQ(MetricValue(text, "openelm_preemptions_total"), 1);
   EXPECT_EQ(MetricValue(text, "openelm_requests_waiting"), 2);
   EXPECT_EQ(MetricValue(text, "openelm_requests_running"), 3);
