@@ -24,6 +24,7 @@
 #include "openelm/v1/inference.grpc.pb.h"
 #include "server/server.h"
 #include "tests/server/server_test_util.h"
+#include "tests/server/tiny_server.h"
 #include "tests/testing/status_matchers.h"
 
 // GCC 12 at -O3 reports a false -Wrestrict inside std::string::assign when
@@ -46,20 +47,7 @@ using ::testing::HasSubstr;
 constexpr char kServiceName[] = "openelm.v1.InferenceService";
 
 ServerOptions TinyOptions(const std::string& model_dir) {
-  ServerOptions o;
-  o.model_dir = model_dir;
-  o.tokenizer_path = OPENELM_TOKENIZER_MODEL;
-  o.host = "127.0.0.1";
-  o.port = 0;
-  o.metrics_port = 0;
-  o.num_threads = 1;
-  o.engine.kv_memory_bytes = 32 << 20;
-  o.engine.block_size_tokens = 16;
-  o.engine.max_num_seqs = 16;
-  o.engine.max_num_batched_tokens = 256;
-  o.engine.max_queued_requests = 64;
-  o.drain_timeout = absl::Seconds(2);
-  return o;
+  return ::openelm::testing::TinyServerOptions(model_dir, OPENELM_TOKENIZER_MODEL);
 }
 
 std::shared_ptr<grpc::Channel> Connect(int port) {
@@ -139,24 +127,12 @@ class ServerTest : public ::testing::Test {
     if (server_ != nullptr) server_->Drain(absl::Seconds(1));
   }
 
-  v1::ServerLoad Load() {
-    grpc::ClientContext ctx;
-    v1::ServerLoad load;
-    EXPECT_TRUE(stub_->GetServerLoad(&ctx, v1::GetServerLoadRequest(), &load).ok());
-    return load;
-  }
+  v1::ServerLoad Load() { return ::openelm::testing::GetLoad(*stub_); }
 
-  // The engine publishes its load snapshot at the end of each step, after
-  // the step's outputs went out; so poll (up to 10 s) for the expected state.
+  // Polls (up to 10 s) for the engine to publish a load that satisfies `done`.
   template <typename Predicate>
   v1::ServerLoad WaitForLoad(Predicate done) {
-    v1::ServerLoad load = Load();
-    const absl::Time until = absl::Now() + absl::Seconds(10);
-    while (!done(load) && absl::Now() < until) {
-      absl::SleepFor(absl::Milliseconds(5));
-      load = Load();
-    }
-    return load;
+    return ::openelm::testing::WaitForLoad(*stub_, done);
   }
 
   static TempDir* model_dir_;

@@ -79,24 +79,10 @@ class TenancyServerTest : public ::testing::Test {
         absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
   }
 
-  v1::ServerLoad Load() {
-    grpc::ClientContext ctx;
-    v1::ServerLoad load;
-    EXPECT_TRUE(stub_->GetServerLoad(&ctx, v1::GetServerLoadRequest(), &load).ok());
-    return load;
-  }
+  v1::ServerLoad Load() { return ::openelm::testing::GetLoad(*stub_); }
 
   // Waits (up to 10 s) until nothing runs or waits and the engine published it.
-  v1::ServerLoad WaitIdle() {
-    v1::ServerLoad load = Load();
-    const absl::Time until = absl::Now() + absl::Seconds(10);
-    while ((load.requests_running() > 0 || load.requests_waiting() > 0) &&
-           absl::Now() < until) {
-      absl::SleepFor(absl::Milliseconds(5));
-      load = Load();
-    }
-    return load;
-  }
+  v1::ServerLoad WaitIdle() { return ::openelm::testing::WaitForLoad(*stub_, ::openelm::testing::IsIdle); }
 
   grpc::Status Generate(const std::string& key, const v1::GenerateRequest& req,
                         v1::GenerateResponse* resp = nullptr,

@@ -15,6 +15,7 @@
 #include "openelm/v1/inference.grpc.pb.h"
 #include "server/options.h"
 #include "server/tenants/tenant_config.h"
+#include "tests/server/tiny_server.h"
 
 // Helpers for the multi-tenant server tests: tenants files, server options
 // for the tiny model, and clients that present an API key.
@@ -55,21 +56,11 @@ inline void WriteTenantsFile(const std::string& path, const std::string& text) {
   std::rename(tmp.c_str(), path.c_str());
 }
 
+// TinyServerOptions plus a deeper queue and a 100 ms tenants-file poll.
 inline ::openelm::server::ServerOptions TinyTenancyOptions(const std::string& model_dir,
                                                           const std::string& tokenizer) {
-  ::openelm::server::ServerOptions o;
-  o.model_dir = model_dir;
-  o.tokenizer_path = tokenizer;
-  o.host = "127.0.0.1";
-  o.port = 0;
-  o.metrics_port = 0;
-  o.num_threads = 1;
-  o.engine.kv_memory_bytes = 32 << 20;
-  o.engine.block_size_tokens = 16;
-  o.engine.max_num_seqs = 16;
-  o.engine.max_num_batched_tokens = 256;
+  ::openelm::server::ServerOptions o = TinyServerOptions(model_dir, tokenizer);
   o.engine.max_queued_requests = 256;
-  o.drain_timeout = absl::Seconds(2);
   o.tenants_poll_interval = absl::Milliseconds(100);
   return o;
 }

@@ -1,12 +1,10 @@
 // OpenElmModel: KV sizing for the published shapes, allocation-free Forward,
 // and the paged-KV invariants (chunking, batching, CopyBlock) on the tiny model.
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
-#include <new>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -18,34 +16,8 @@
 #include "engine/model/openelm_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/alloc_counter.h"
 #include "tests/testing/status_matchers.h"
-
-// Counting global allocator: counts calls while g_counting is set. It is
-// malloc/free underneath, which GCC cannot see through.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<int64_t> g_allocations{0};         // outside oneDNN's execution
-std::atomic<int64_t> g_onednn_allocations{0};  // inside it
-}  // namespace
-
-void* operator new(size_t size) {
-  if (g_counting.load(std::memory_order_relaxed)) {
-    if (openelm::InsideOnednnExecute()) {
-      g_onednn_allocations.fetch_add(1);
-    } else {
-      g_allocations.fetch_add(1);
-    }
-  }
-  void* p = std::malloc(size == 0 ? 1 : size);
-  if (p == nullptr) std::abort();
-  return p;
-}
-void* operator new[](size_t size) { return operator new(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
 
 namespace openelm {
 namespace {
@@ -252,19 +224,18 @@ TEST_F(TinyModelTest, ForwardAllocatesNothingAndCreatesNoPrimitiveAfterWarmUp) {
     fill();
     const int64_t primitives = model->num_primitives_created();
     const int64_t runs_before = model->num_matmul_runs();
-    g_allocations = 0;
-    g_onednn_allocations = 0;
-    g_counting = true;
-    absl::StatusOr<LogitsView> out = model->Forward(batch);
-    g_counting = false;
+    ::openelm::testing::SetAllocationClassifier(&InsideOnednnExecute);
+    absl::StatusOr<LogitsView> out = absl::InternalError("not run");
+    const ::openelm::testing::AllocationCounts allocs =
+        ::openelm::testing::CountAllocations([&] { out = model->Forward(batch); });
     ASSERT_OK(out.status());
     EXPECT_EQ(out->num_rows, 21);
     // 4 matmuls per layer plus the LM head, and no allocation of ours.
     const int64_t runs = model->num_matmul_runs() - runs_before;
     EXPECT_EQ(runs, 3 * 4 + 1);
-    EXPECT_EQ(g_allocations.load(), 0) << "bf16=" << bf16;
+    EXPECT_EQ(allocs.total - allocs.classified, 0) << "bf16=" << bf16;
     // oneDNN 2.6's own per-execution argument map (not ours to avoid); bounded.
-    EXPECT_LE(g_onednn_allocations.load(), runs * 16);
+    EXPECT_LE(allocs.classified, runs * 16);
     EXPECT_EQ(model->num_primitives_created(), primitives);
     for (int32_t r = 0; r < out->num_rows; ++r) {
       for (int32_t i = 0; i < out->vocab_size; ++i) ASSERT_TRUE(std::isfinite(out->row(r)[i]));

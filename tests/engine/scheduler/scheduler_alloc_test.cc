@@ -4,15 +4,10 @@
 // every step) make no heap allocation. Admission, preemption and finishing
 // are per-request events and may allocate.
 //
-// Its own executable because it replaces the global operator new.
+// Its own executable because it replaces the global operator new
+// (tests/testing/alloc_counter.h).
 
-#include <execinfo.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cstdlib>
 #include <memory>
-#include <new>
 #include <string>
 #include <vector>
 
@@ -23,51 +18,14 @@
 #include "engine/scheduler/scheduler.h"
 #include "engine/tenancy/fair_request_queue.h"
 #include "gtest/gtest.h"
-
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<int64_t> g_allocations{0};
-const bool g_trace = std::getenv("OPENELM_ALLOC_TRACE") != nullptr;
-}  // namespace
-
-void* operator new(size_t size) {
-  if (g_counting.load(std::memory_order_relaxed)) {
-    g_allocations.fetch_add(1);
-    if (g_trace) {  // OPENELM_ALLOC_TRACE=1: where it came from (addr2line -f -C -e ...)
-      g_counting = false;
-      void* frames[12];
-      const int n = backtrace(frames, 12);
-      static constexpr char kRule[] = "---- counted allocation\n";
-      (void)!write(2, kRule, sizeof(kRule) - 1);
-      backtrace_symbols_fd(frames, n, 2);
-      g_counting = true;
-    }
-  }
-  void* p = std::malloc(size == 0 ? 1 : size);
-  if (p == nullptr) std::abort();
-  return p;
-}
-void* operator new[](size_t size) { return operator new(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
+#include "tests/testing/alloc_counter.h"
 
 namespace openelm {
 namespace {
 
 constexpr int32_t kVocab = 64;
 
-// Counts the allocations of `fn`.
-template <typename Fn>
-int64_t CountAllocations(Fn&& fn) {
-  g_allocations = 0;
-  g_counting = true;
-  fn();
-  g_counting = false;
-  return g_allocations.load();
-}
+using ::openelm::testing::CountAllocations;
 
 class SchedulerAllocTest : public ::testing::Test {
  protected:
@@ -101,14 +59,14 @@ class SchedulerAllocTest : public ::testing::Test {
   int32_t Step(int64_t* schedule_allocs, int64_t* update_allocs) {
     const absl::Time now = absl::Now();
     const ScheduledStep* step = nullptr;
-    *schedule_allocs += CountAllocations([&] { step = &scheduler_->Schedule(now); });
+    *schedule_allocs += CountAllocations([&] { step = &scheduler_->Schedule(now); }).total;
     const int32_t rows = static_cast<int32_t>(step->rows.size());
     if (rows == 0) return 0;
     std::fill(logits_.begin(), logits_.end(), 0.0f);
     for (int32_t i = 0; i < rows; ++i) logits_[i * kVocab + 2 + step_ % 50] = 5.0f;
     ++step_;
     const LogitsView view{logits_.data(), rows, kVocab};
-    *update_allocs += CountAllocations([&] { scheduler_->Update(view, &sampler_, now); });
+    *update_allocs += CountAllocations([&] { scheduler_->Update(view, &sampler_, now); }).total;
     scheduler_->ClearEvents();
     return rows;
   }
