@@ -47,12 +47,18 @@ def main(out_dir):
         steps = delta(before, after, "openelm_step_duration_seconds_count")
         step_s = delta(before, after, "openelm_step_duration_seconds_sum")
         rows = delta(before, after, "openelm_step_batch_size_sum")
+        # Absent in scrapes from servers older than these histograms: NaN.
+        fwd_s, sample_s = (
+            delta(before, after, name) if name in after else float("nan")
+            for name in ("openelm_step_forward_seconds_sum", "openelm_step_sample_seconds_sum"))
         queue_n = delta(before, after, "openelm_queue_time_seconds_count")
         queue_s = delta(before, after, "openelm_queue_time_seconds_sum")
         r["_steps"] = steps
         r["_step_ms"] = 1e3 * step_s / steps if steps else float("nan")
         r["_rows_per_step"] = rows / steps if steps else float("nan")
         r["_busy"] = step_s / r["duration_s"] if r["duration_s"] else float("nan")
+        r["_forward_pct"] = 100 * fwd_s / step_s if step_s else float("nan")
+        r["_sample_pct"] = 100 * sample_s / step_s if step_s else float("nan")
         r["_queue_ms"] = 1e3 * queue_s / queue_n if queue_n else float("nan")
         r["_overhead_ms"] = r["mean_e2el_ms"] - r.get("mean_server_e2el_ms", float("nan"))
         points[(mode, c)].append(r)
@@ -82,13 +88,14 @@ def main(out_dir):
 
     print("\n### Server step figures (median over runs)\n")
     print("| mode | max conc. | steps/run | mean step ms | rows/step | engine busy % "
-          "| mean queue ms | client-server E2E gap ms |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| forward % of step | sample % of step | mean queue ms | client-server E2E gap ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (mode, c) in sorted(points, key=lambda k: (k[0], k[1])):
         rs = points[(mode, c)]
         med = lambda k: statistics.median([x[k] for x in rs])
         print(f"| {mode} | {c} | {med('_steps'):.0f} | {med('_step_ms'):.1f} | "
               f"{med('_rows_per_step'):.2f} | {100 * med('_busy'):.0f} | "
+              f"{med('_forward_pct'):.1f} | {med('_sample_pct'):.1f} | "
               f"{med('_queue_ms'):.0f} | {med('_overhead_ms'):.1f} |")
 
 
