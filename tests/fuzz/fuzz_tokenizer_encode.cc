@@ -5,7 +5,11 @@
 // Properties: never crashes; invalid UTF-8 is kInvalidArgument and valid
 // UTF-8 is accepted; accepted ids are inside the vocabulary, start with BOS
 // exactly when asked, and decode back to the input text (the Llama-2 model
-// normalises nothing and has byte fallback, so the round trip is exact).
+// normalises nothing and has byte fallback, so the round trip is exact) except
+// that U+2581 LOWER ONE EIGHTH BLOCK comes back as a space: it is
+// SentencePiece's own symbol for a space, so "a\u2581b" and "a b" are the same
+// pieces, in the reference tokenizer too (a fuzz finding; the input is kept
+// in tests/fuzz/regressions/tokenizer_encode/).
 
 #include <cstddef>
 #include <cstdint>
@@ -17,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "engine/base/types.h"
@@ -65,7 +70,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   absl::StatusOr<std::string> back = g_tokenizer->Decode(v);
   OPENELM_FUZZ_CHECK(back.ok(), "Decode failed: %s", back.status().ToString().c_str());
-  OPENELM_FUZZ_CHECK(*back == text, "round trip changed the text (%zu -> %zu bytes)",
+  const std::string expected = absl::StrReplaceAll(text, {{"\xe2\x96\x81", " "}});
+  OPENELM_FUZZ_CHECK(*back == expected, "round trip changed the text (%zu -> %zu bytes)",
                      text.size(), back->size());
   return 0;
 }
