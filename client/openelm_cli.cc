@@ -405,6 +405,9 @@ int RunModels(OpenElmClient& client) {
                 m.num_layers(), m.max_context_length(), m.weight_dtype().c_str(),
                 m.kv_dtype().c_str(), static_cast<long long>(m.kv_capacity_tokens()));
   }
+  for (const v1::ModelInfo& m : response->models()) {
+    if (!m.execution_plan().empty()) std::printf("%s: %s\n", m.id().c_str(), m.execution_plan().c_str());
+  }
   return kExitOk;
 }
 

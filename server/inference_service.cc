@@ -129,6 +129,9 @@ void InferenceService::SetReady(LlmEngine* engine, const Tokenizer* tokenizer,
   m.set_vocab_size(info.vocab_size);
   m.set_weight_dtype(info.weight_dtype);
   m.set_kv_dtype(info.kv_dtype);
+  m.set_activation_dtype(info.activation_dtype);
+  m.set_cpu_isa(info.cpu_isa);
+  m.set_execution_plan(info.plan);
   m.set_kv_block_size_tokens(block_size);
   m.set_kv_num_blocks(load.num_blocks);
   m.set_kv_bytes_per_token(info.kv_bytes_per_token);

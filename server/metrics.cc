@@ -423,4 +423,14 @@ void Metrics::ObserveInterTokenLatency(absl::Duration gap, int num_tokens) {
   for (int i = 0; i < num_tokens; ++i) itl_->Observe(per_token);
 }
 
+void Metrics::SetBuildInfo(const std::map<std::string, std::string>& labels) {
+  prometheus::BuildGauge()
+      .Name("openelm_build_info")
+      .Help("Always 1; the labels say what this process runs: CPU, ISA level of the kernels, "
+            "oneDNN's ISA, dtypes and matmul backend of the execution plan.")
+      .Register(*registry_)
+      .Add(labels)
+      .Set(1);
+}
+
 }  // namespace openelm::server

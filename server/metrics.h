@@ -3,6 +3,7 @@
 
 #include <array>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -54,6 +55,11 @@ class Metrics : public EngineObserver {
   // Stops the HTTP endpoint (takes about 2 s inside prometheus-cpp).
   // Idempotent.
   void StopExposer();
+
+  // openelm_build_info{cpu, cpu_isa, onednn_isa, weight_dtype,
+  // activation_dtype, kv_dtype, matmul} 1: what this process runs on. Call
+  // once the model is loaded.
+  void SetBuildInfo(const std::map<std::string, std::string>& labels);
 
   // The text exposition format of every metric, as /metrics would serve it.
   std::string Serialize() const;

@@ -6,6 +6,8 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "engine/kernels/cpu_isa.h"
+#include "engine/model/execution_plan.h"
 
 ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face OpenELM checkpoint directory (config.json + "
@@ -35,14 +37,18 @@ ABSL_FLAG(int32_t, max_num_batched_tokens, 512,
           "Most tokens (prefill + decode) in one engine step.");
 ABSL_FLAG(int32_t, max_queued_requests, 1024,
           "Most requests waiting for admission; more get RESOURCE_EXHAUSTED.");
-ABSL_FLAG(std::string, weight_dtype, "bf16",
-          "Weight precision in memory: bf16 (as published) or f32.");
-ABSL_FLAG(std::string, kv_dtype, "bf16", "KV cache precision: bf16 or f32.");
-ABSL_FLAG(std::string, activation_dtype, "bf16",
-          "Matmul input precision: bf16 (about 2x faster on AVX-512-BF16 CPUs, "
-          "logits within ~1e-2 of fp32) or f32 (matches the fp32 reference to "
-          "~1e-5; with bf16 weights they are then held as f32). Accumulation is "
-          "fp32 either way.");
+ABSL_FLAG(std::string, weight_dtype, "auto",
+          "Weight precision in memory: auto (= bf16, as published), bf16 or f32.");
+ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache precision: auto (= bf16), bf16 or f32.");
+ABSL_FLAG(std::string, max_cpu_isa, "",
+          "Run the kernels (and oneDNN) at most at this ISA level: portable, avx2, avx512, "
+          "avx512_bf16 or amx. Empty: $OPENELM_MAX_CPU_ISA, else the best this CPU has. "
+          "For testing a lower plan on a bigger CPU.");
+ABSL_FLAG(std::string, activation_dtype, "auto",
+          "Matmul input precision: auto (bf16 where the CPU has bf16 instructions, "
+          "avx512_bf16 or amx; f32 elsewhere), bf16 (about 2x faster there, logits "
+          "within ~1e-2 of fp32) or f32 (bf16 weights stay bf16 and are widened in "
+          "registers). Accumulation is fp32 either way.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM/SIGINT: how long running requests may continue before "
           "they are ended with UNAVAILABLE (e.g. 30s, 500ms).");
@@ -85,25 +91,6 @@ absl::Status CheckRange(const char* flag, int64_t value, int64_t lo,
 
 }  // namespace
 
-absl::StatusOr<DType> ParseDType(const std::string& text, const char* flag) {
-  if (text == "bf16") return DType::kBF16;
-  if (text == "f32") return DType::kF32;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--", flag, "=", text, ": expected bf16 or f32"));
-}
-
-const char* DTypeFlagName(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-      return "f32";
-    case DType::kF16:
-      return "f16";
-    case DType::kBF16:
-      return "bf16";
-  }
-  return "?";
-}
-
 absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   ServerOptions o;
   o.model_dir = absl::GetFlag(FLAGS_model_dir);
@@ -125,18 +112,23 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   if (absl::Status s = CheckRange("threads", o.num_threads, 0, 4096); !s.ok()) {
     return s;
   }
-  auto weight_dtype = ParseDType(absl::GetFlag(FLAGS_weight_dtype), "weight_dtype");
+  auto weight_dtype = ParseDTypeChoice(absl::GetFlag(FLAGS_weight_dtype), "weight_dtype");
   if (!weight_dtype.ok()) return weight_dtype.status();
-  o.weight_dtype = *weight_dtype;
-  auto kv_dtype = ParseDType(absl::GetFlag(FLAGS_kv_dtype), "kv_dtype");
+  o.weight_dtype = weight_dtype->value_or(DType::kBF16);
+  auto kv_dtype = ParseDTypeChoice(absl::GetFlag(FLAGS_kv_dtype), "kv_dtype");
   if (!kv_dtype.ok()) return kv_dtype.status();
-  o.kv_dtype = *kv_dtype;
-  const std::string activation_dtype = absl::GetFlag(FLAGS_activation_dtype);
-  if (activation_dtype != "bf16" && activation_dtype != "f32") {
+  o.kv_dtype = kv_dtype->value_or(DType::kBF16);
+  auto activation_dtype =
+      ParseDTypeChoice(absl::GetFlag(FLAGS_activation_dtype), "activation_dtype");
+  if (!activation_dtype.ok()) return activation_dtype.status();
+  if (activation_dtype->has_value()) o.bf16_activations = **activation_dtype == DType::kBF16;
+  o.max_cpu_isa = absl::GetFlag(FLAGS_max_cpu_isa);
+  if (o.max_cpu_isa.empty()) o.max_cpu_isa = GetEnv("OPENELM_MAX_CPU_ISA");
+  if (!o.max_cpu_isa.empty() && o.max_cpu_isa != "native" && !ParseCpuIsa(o.max_cpu_isa).ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--activation_dtype must be bf16 or f32, got \"", activation_dtype, "\""));
+        "--max_cpu_isa (or OPENELM_MAX_CPU_ISA) = \"", o.max_cpu_isa,
+        "\": expected portable, avx2, avx512, avx512_bf16, amx or native"));
   }
-  o.bf16_activations = activation_dtype == "bf16";
   o.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   if (o.drain_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--drain_timeout must not be negative");

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -27,7 +28,11 @@ struct ServerOptions {
   int32_t num_threads = 0;     // oneDNN / OpenMP threads; 0 = all cores
   DType weight_dtype = DType::kBF16;
   DType kv_dtype = DType::kBF16;
-  bool bf16_activations = true;
+  // Matmul input precision; unset = the execution plan's choice for this CPU.
+  std::optional<bool> bf16_activations;
+  // ISA cap ("avx2", ...; empty = none), applied by Server::Create before any
+  // kernel is chosen. Tests leave it empty.
+  std::string max_cpu_isa;
   absl::Duration drain_timeout = absl::Seconds(30);
   EngineOptions engine;        // KV budget, batch limits, queue bound
 
@@ -74,8 +79,6 @@ std::string DefaultModelSizeFromFlags();
 absl::StatusOr<std::string> DefaultModelDir(const std::string& size);
 
 // "bf16" | "f32" (| "f16") <-> DType; kInvalidArgument naming `flag`.
-absl::StatusOr<DType> ParseDType(const std::string& text, const char* flag);
-const char* DTypeFlagName(DType dtype);
 
 }  // namespace openelm::server
 

@@ -12,6 +12,8 @@
 #include "engine/base/logging.h"
 #include "engine/base/status_macros.h"
 #include "engine/chat/chat_template.h"
+#include "engine/kernels/cpu_isa.h"
+#include "engine/model/execution_plan.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/openelm_model.h"
 #include "server/tls.h"
@@ -86,6 +88,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   if (options.model_dir.empty()) {
     return absl::InvalidArgumentError("ServerOptions.model_dir is empty");
   }
+  // The ISA cap must be set before the first kernel or oneDNN primitive is
+  // chosen: the plan is decided once per process.
+  if (!options.max_cpu_isa.empty()) OPENELM_RETURN_IF_ERROR(SetCpuIsaCap(options.max_cpu_isa));
   std::unique_ptr<Server> server(new Server(options));
   OPENELM_RETURN_IF_ERROR(server->Start());
   return server;
@@ -209,17 +214,27 @@ absl::Status Server::StartGrpc() {
 
 absl::Status Server::LoadEngine() {
   const absl::Time start = absl::Now();
+  OPENELM_LOG(INFO) << DescribeCpu();
   OPENELM_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint,
                            Checkpoint::Open(options_.model_dir));
   OpenElmModelOptions model_options;
   model_options.weight_dtype = options_.weight_dtype;
   model_options.kv_dtype = options_.kv_dtype;
-  model_options.bf16_activations = options_.bf16_activations;
+  model_options.bf16_activations = options_.bf16_activations;  // unset: the plan's choice
   model_options.num_threads = options_.num_threads;
   OPENELM_ASSIGN_OR_RETURN(std::unique_ptr<OpenElmModel> model,
                            OpenElmModel::Create(*checkpoint, model_options));
   checkpoint.reset();  // the model holds its own copy of the weights
   const ModelInfo info = model->info();
+  const ExecutionPlan& plan = model->plan();
+  OPENELM_LOG(INFO) << "execution plan: " << info.plan;
+  metrics_->SetBuildInfo({{"cpu", DetectedCpuFeatures().brand},
+                          {"cpu_isa", CpuIsaName(plan.isa)},
+                          {"onednn_isa", OnednnEffectiveIsa()},
+                          {"weight_dtype", info.weight_dtype},
+                          {"activation_dtype", info.activation_dtype},
+                          {"kv_dtype", info.kv_dtype},
+                          {"matmul", plan.matmul == MatmulBackend::kOnednn ? "onednn" : "own"}});
   OPENELM_ASSIGN_OR_RETURN(
       engine_, LlmEngine::Create(options_.engine, std::move(model),
                                  tokenizer_.get(), metrics_.get()));

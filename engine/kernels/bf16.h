@@ -24,7 +24,7 @@ static inline uint16_t F32ToBf16(float f) {
   return static_cast<uint16_t>(bits >> 16);
 }
 
-// Converts n values; AVX-512 when the CPU has it.
+// Converts n values with the active ISA's kernel (cpu_kernels.h).
 void ConvertF32ToBf16(const float* src, int64_t n, uint16_t* dst);
 void ConvertBf16ToF32(const uint16_t* src, int64_t n, float* dst);
 

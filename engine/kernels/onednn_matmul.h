@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/kernels/matmul.h"
 #include "engine/kernels/onednn_context.h"
 
 namespace openelm {
@@ -51,7 +52,7 @@ struct MatmulSpec {
 //
 // Owns its packed weights; borrows the context, which must outlive it.
 // Thread-compatible.
-class PackedMatmul {
+class PackedMatmul final : public Matmul {
  public:
   // `weight` is [n, k] row-major: float* when `weight_is_bf16` is false,
   // otherwise bf16 bit patterns (uint16_t*). It is converted to spec.compute.
@@ -59,22 +60,25 @@ class PackedMatmul {
   static absl::StatusOr<std::unique_ptr<PackedMatmul>> Create(
       OnednnContext* ctx, const MatmulSpec& spec, const void* weight,
       bool weight_is_bf16);
-  ~PackedMatmul();
+  ~PackedMatmul() override;
   PackedMatmul(const PackedMatmul&) = delete;
   PackedMatmul& operator=(const PackedMatmul&) = delete;
 
   // Replaces the row buckets with MatmulBuckets(max_m), against the same
   // packed weights (setup time only; creates the primitives). kInternal when
   // oneDNN fails.
-  absl::Status SetMaxM(int32_t max_m);
+  absl::Status SetMaxM(int32_t max_m) override;
 
   // See the class comment for buffer sizes. m == 0 is a no-op.
   // kInvalidArgument when m > max_m, kInternal when oneDNN fails.
-  absl::Status Run(const float* src, int32_t m, float* dst);
+  absl::Status Run(const float* src, int32_t m, float* dst) override;
+  int32_t RowCapacity(int32_t m) const override { return MatmulBucketFor(m, spec_.max_m); }
+  int64_t n() const override { return spec_.n; }
+  int64_t k() const override { return spec_.k; }
 
   const MatmulSpec& spec() const { return spec_; }
-  int64_t packed_weight_bytes() const;
-  int64_t num_runs() const { return num_runs_; }
+  int64_t packed_weight_bytes() const override;
+  int64_t num_runs() const override { return num_runs_; }
 
  private:
   struct Impl;

@@ -54,18 +54,16 @@ PagedAttentionScratch::PagedAttentionScratch(int32_t max_tokens,
   items.resize(static_cast<size_t>(max_tokens) * max_kv_heads);
 }
 
-bool PagedAttentionUsesAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f") &&
-                          __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl");
-  return has;
+const char* PagedAttentionVariant(int32_t head_dim) {
+  const CpuKernels& k = ActiveKernels();
+  return head_dim % k.attention_head_dim_multiple == 0 ? CpuIsaName(k.isa) : "portable";
 }
 
 void PagedAttention(const PagedAttentionShape& shape,
                     absl::Span<const AttentionSeq> seqs, const float* q,
                     int64_t q_stride, const void* kv, float* out,
                     int64_t out_stride, PagedAttentionScratch& scratch,
-                    int32_t num_threads, bool allow_avx512) {
+                    int32_t num_threads, const CpuKernels* kernels) {
   using attention_internal::kMaxHeadDim;
   using attention_internal::kMaxRows;
   const PagedKvLayout& layout = shape.layout;
@@ -93,8 +91,9 @@ void PagedAttention(const PagedAttentionShape& shape,
   }
   attention_internal::KernelArgs args{&shape, seqs.data(), scratch.items.data(), n, q,
                                       q_stride, kv, out, out_stride, num_threads};
-  if (allow_avx512 && PagedAttentionUsesAvx512() && layout.head_dim % 16 == 0) {
-    attention_internal::RunAvx512(args);
+  const CpuKernels& k = kernels != nullptr ? *kernels : ActiveKernels();
+  if (layout.head_dim % k.attention_head_dim_multiple == 0) {
+    k.paged_attention(args);
   } else {
     attention_internal::RunScalar(args);
   }

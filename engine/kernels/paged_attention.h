@@ -6,6 +6,7 @@
 
 #include "absl/types/span.h"
 #include "engine/base/types.h"
+#include "engine/kernels/cpu_kernels.h"
 
 namespace openelm {
 
@@ -73,16 +74,18 @@ class PagedAttentionScratch {
 // out_stride. For each (sequence, KV head, tile of query tokens) all query
 // heads of the group and all tokens of the tile walk the blocks together, so
 // K/V are read once per tile; softmax is computed online in fp32. Runs on
-// `num_threads` OpenMP threads; uses AVX-512 when the CPU has it and
-// head_dim % 16 == 0 (and `allow_avx512`), portable code otherwise.
+// `num_threads` OpenMP threads with the kernel of `kernels` (nullptr: the
+// active ISA's, cpu_kernels.h), or the portable one when head_dim is not a
+// multiple of that kernel's vector width.
 void PagedAttention(const PagedAttentionShape& shape,
                     absl::Span<const AttentionSeq> seqs, const float* q,
                     int64_t q_stride, const void* kv, float* out,
                     int64_t out_stride, PagedAttentionScratch& scratch,
-                    int32_t num_threads, bool allow_avx512 = true);
+                    int32_t num_threads, const CpuKernels* kernels = nullptr);
 
-// Whether the AVX-512 path is used on this CPU (for logs and benchmarks).
-bool PagedAttentionUsesAvx512();
+// The ISA name of the kernel PagedAttention() runs for this head_dim (logs
+// and benchmarks).
+const char* PagedAttentionVariant(int32_t head_dim);
 
 // Implementation detail shared by the two builds of the kernel.
 namespace attention_internal {

@@ -3,22 +3,9 @@
 #include <cmath>
 
 #include "engine/base/check.h"
+#include "engine/kernels/cpu_kernels.h"
 
 namespace openelm {
-namespace {
-
-__attribute__((target_clones("avx512f", "default")))
-void RotateHead(float* v, const float* c, const float* s, int32_t half) {
-  for (int32_t j = 0; j < half; ++j) {
-    const float a = v[j];
-    const float b = v[j + half];
-    v[j] = a * c[j] - b * s[j];
-    v[j + half] = b * c[j] + a * s[j];
-  }
-}
-
-}  // namespace
-
 RopeTable::RopeTable(int32_t head_dim, int32_t max_positions, float theta)
     : head_dim_(head_dim), max_positions_(max_positions) {
   const int32_t half = head_dim / 2;
@@ -43,6 +30,7 @@ void RopeTable::Apply(const int32_t* positions, int32_t rows, float* x,
                       int64_t row_stride, int32_t num_heads,
                       int32_t num_threads) const {
   const int32_t half = head_dim_ / 2;
+  const auto rotate = ActiveKernels().rope_rotate_head;
 #pragma omp parallel for num_threads(num_threads) if (rows >= 16) schedule(static)
   for (int32_t r = 0; r < rows; ++r) {
     const int32_t pos = positions[r];
@@ -50,7 +38,7 @@ void RopeTable::Apply(const int32_t* positions, int32_t rows, float* x,
     const float* c = cos(pos);
     const float* s = sin(pos);
     for (int32_t h = 0; h < num_heads; ++h) {
-      RotateHead(x + r * row_stride + static_cast<int64_t>(h) * head_dim_, c, s, half);
+      rotate(x + r * row_stride + static_cast<int64_t>(h) * head_dim_, c, s, half);
     }
   }
 }

@@ -60,6 +60,9 @@ struct ModelInfo {
   int64_t num_parameters = 0;
   std::string weight_dtype;  // "bf16" | "f32"
   std::string kv_dtype;      // "bf16" | "f32"
+  std::string activation_dtype;  // matmul input precision: "bf16" | "f32"
+  std::string cpu_isa;       // ISA level the kernels run at (cpu_isa.h), e.g. "avx2"
+  std::string plan;          // ExecutionPlan::Describe() and the attention kernel
   int64_t kv_bytes_per_token = 0;
   int64_t weight_bytes = 0;
   TokenId bos_token_id = kBosTokenId;

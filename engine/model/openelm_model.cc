@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
 #include "engine/kernels/bf16.h"
+#include "engine/kernels/bf16_matmul.h"
+#include "engine/kernels/cpu_kernels.h"
 #include "engine/kernels/onednn_context.h"
 #include "engine/kernels/onednn_matmul.h"
 #include "engine/kernels/paged_attention.h"
@@ -63,19 +65,21 @@ struct LayerWeights {
   std::vector<float> q_norm;     // [hd]
   std::vector<float> k_norm;     // [hd]
   std::vector<float> ffn_norm;   // [d]
-  std::unique_ptr<PackedMatmul> qkv_proj;  // [(q + 2 kv) * hd, d]
-  std::unique_ptr<PackedMatmul> out_proj;  // [d, q * hd]
-  std::unique_ptr<PackedMatmul> proj_1;    // [2 * ffn, d]  gate | up
-  std::unique_ptr<PackedMatmul> proj_2;    // [d, ffn]
+  std::unique_ptr<Matmul> qkv_proj;  // [(q + 2 kv) * hd, d]
+  std::unique_ptr<Matmul> out_proj;  // [d, q * hd]
+  std::unique_ptr<Matmul> proj_1;    // [2 * ffn, d]  gate | up
+  std::unique_ptr<Matmul> proj_2;    // [d, ffn]
 };
 
 // The DecoderModel behind OpenElmModel::Create(). See openelm_model.h for the
 // KV layout. Thread-compatible (engine thread only).
 class OpenElmModelImpl final : public OpenElmModel {
  public:
-  OpenElmModelImpl(const OpenElmConfig& config, const OpenElmModelOptions& options)
+  OpenElmModelImpl(const OpenElmConfig& config, const OpenElmModelOptions& options,
+                   const ExecutionPlan& plan)
       : config_(config),
         options_(options),
+        plan_(plan),
         rope_(config.head_dim, config.max_context_length, config.rope_freq_constant) {}
 
   absl::Status Load(const Checkpoint& ckpt);
@@ -90,6 +94,7 @@ class OpenElmModelImpl final : public OpenElmModel {
   void CopyBlock(BlockId src, BlockId dst) override;
 
   int64_t num_primitives_created() const override { return ctx_->num_primitives_created(); }
+  const ExecutionPlan& plan() const override { return plan_; }
   int64_t num_matmul_runs() const override {
     int64_t n = lm_head_->num_runs();
     for (const LayerWeights& w : layers_) {
@@ -114,13 +119,17 @@ class OpenElmModelImpl final : public OpenElmModel {
 
   const OpenElmConfig config_;
   const OpenElmModelOptions options_;
+  const ExecutionPlan plan_;
   ModelInfo info_;
   std::unique_ptr<OnednnContext> ctx_;
   std::vector<LayerWeights> layers_;
   std::vector<float> final_norm_;        // [d]
-  std::vector<uint16_t> embed_bf16_;     // [vocab, d] when weights are bf16
-  std::vector<float> embed_f32_;         // [vocab, d] when weights are f32
-  std::unique_ptr<PackedMatmul> lm_head_;  // token_embeddings as [vocab, d]
+  // The embedding gather reads the LM head's own packed copy when it is a
+  // Bf16Matmul (one copy of the table); otherwise one of these holds it.
+  std::vector<uint16_t> embed_bf16_;     // [vocab, d] bf16 weights, oneDNN LM head
+  std::vector<float> embed_f32_;         // [vocab, d] f32 weights
+  std::unique_ptr<Matmul> lm_head_;      // token_embeddings as [vocab, d]
+  const Bf16Matmul* own_lm_head_ = nullptr;
   const RopeTable rope_;
 
   // Set by Prepare().
@@ -139,15 +148,18 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
   OPENELM_ASSIGN_OR_RETURN(ctx_, OnednnContext::Create(options_.num_threads));
   const int64_t d = config_.model_dim;
   const int64_t hd = config_.head_dim;
-  const MatmulDType compute = options_.bf16_activations ? MatmulDType::kBF16 : MatmulDType::kF32;
-  const bool bf16_weights = options_.weight_dtype == DType::kBF16;
+  const MatmulDType compute =
+      plan_.activation_dtype == DType::kBF16 ? MatmulDType::kBF16 : MatmulDType::kF32;
+  const bool bf16_weights = plan_.weight_dtype == DType::kBF16;
+  const bool own = plan_.matmul == MatmulBackend::kOwnBf16;
+  const CpuKernels& kernels = ActiveKernels();
 
   // Packs one [n, k] tensor. Weights are first brought to the storage dtype
   // (so bf16 storage rounds f32 checkpoints), then packed in the compute type.
   std::vector<float> f32;
   std::vector<uint16_t> bf16;
   auto pack = [&](const std::string& name, int64_t n,
-                  int64_t k) -> absl::StatusOr<std::unique_ptr<PackedMatmul>> {
+                  int64_t k) -> absl::StatusOr<std::unique_ptr<Matmul>> {
     OPENELM_ASSIGN_OR_RETURN(const TensorView* t, FindTensor(ckpt, name));
     if (t->shape.size() != 2 || t->shape[0] != n || t->shape[1] != k) {
       return absl::InvalidArgumentError(
@@ -155,6 +167,10 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
     }
     const MatmulSpec spec{
         .n = n, .k = k, .max_m = 1, .layout_m = kLayoutRows, .compute = compute};
+    if (own) {
+      Checkpoint::ToBF16(*t, &bf16);
+      return Bf16Matmul::Create(kernels, n, k, 1, bf16.data(), ctx_->num_threads());
+    }
     if (bf16_weights) {
       Checkpoint::ToBF16(*t, &bf16);
       return PackedMatmul::Create(ctx_.get(), spec, bf16.data(), /*weight_is_bf16=*/true);
@@ -185,8 +201,12 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
   OPENELM_ASSIGN_OR_RETURN(final_norm_, LoadF32(ckpt, "transformer.norm.weight", d));
   const std::string embed_name = "transformer.token_embeddings.weight";
   OPENELM_ASSIGN_OR_RETURN(lm_head_, pack(embed_name, config_.vocab_size, d));
-  // `pack` left the converted table in bf16 / f32: keep it for the gather.
-  if (bf16_weights) {
+  // `pack` left the converted table in bf16 / f32: keep it for the gather,
+  // unless the own LM head can serve rows from its packed copy.
+  if (own) {
+    own_lm_head_ = static_cast<const Bf16Matmul*>(lm_head_.get());
+    std::vector<uint16_t>().swap(bf16);
+  } else if (bf16_weights) {
     embed_bf16_ = std::move(bf16);
     weight_bytes += static_cast<int64_t>(embed_bf16_.size()) * 2;
   } else {
@@ -202,6 +222,9 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
   info_.num_layers = config_.num_layers;
   info_.num_parameters = config_.NumParameters();
   info_.weight_dtype = bf16_weights ? "bf16" : "f32";
+  info_.activation_dtype = DTypeFlagValue(plan_.activation_dtype);
+  info_.cpu_isa = CpuIsaName(plan_.isa);
+  info_.plan = absl::StrCat(plan_.Describe(), " attention=", PagedAttentionVariant(config_.head_dim));
   info_.kv_dtype = kv_bf16() ? "bf16" : "f32";
   info_.kv_bytes_per_token = KvBytesPerBlockFor(config_, options_.kv_dtype, 1);
   info_.weight_bytes = weight_bytes;
@@ -327,7 +350,9 @@ absl::StatusOr<LogitsView> OpenElmModelImpl::Forward(const ForwardBatch& batch) 
   float* x = ws_.x.data();
   for (int32_t t = 0; t < n; ++t) {
     const int64_t tok = batch.tokens[t];
-    if (!embed_bf16_.empty()) {
+    if (own_lm_head_ != nullptr) {
+      own_lm_head_->GatherRow(tok, x + t * d);
+    } else if (!embed_bf16_.empty()) {
       ConvertBf16ToF32(&embed_bf16_[tok * d], d, x + t * d);
     } else {
       std::memcpy(x + t * d, &embed_f32_[tok * d], sizeof(float) * d);
@@ -467,7 +492,14 @@ absl::StatusOr<std::unique_ptr<OpenElmModel>> OpenElmModel::Create(
                                                      " / ", s.num_kv_heads));
     }
   }
-  auto model = std::make_unique<OpenElmModelImpl>(config, options);
+  PlanRequest request;
+  request.weight_dtype = options.weight_dtype;
+  request.kv_dtype = options.kv_dtype;
+  if (options.bf16_activations.has_value()) {
+    request.activation_dtype = *options.bf16_activations ? DType::kBF16 : DType::kF32;
+  }
+  OPENELM_ASSIGN_OR_RETURN(const ExecutionPlan plan, ResolvePlan(EffectiveCpuIsa(), request));
+  auto model = std::make_unique<OpenElmModelImpl>(config, options, plan);
   OPENELM_RETURN_IF_ERROR(model->Load(checkpoint));
   return model;
 }

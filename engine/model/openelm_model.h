@@ -3,28 +3,32 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/decoder_model.h"
+#include "engine/model/execution_plan.h"
 
 namespace openelm {
 
 struct OpenElmModelOptions {
   DType weight_dtype = DType::kBF16;  // kBF16 (as published) or kF32
   DType kv_dtype = DType::kBF16;      // kBF16 or kF32
-  // bf16 activations into the matmuls (fp32 accumulation either way). On by
-  // default, chosen by measurement (BENCHMARKS.md): about 2x faster decode and
-  // prefill on AVX-512-BF16 CPUs, logits within ~1e-2 of the fp32 reference.
-  // With bf16 weights and this off, oneDNN 2.6 has no f32 x bf16 matmul, so
-  // the weights are packed as f32 (same values, twice the memory).
-  bool bf16_activations = true;
+  // bf16 activations into the matmuls (fp32 accumulation either way); unset:
+  // the execution plan's choice for this CPU (execution_plan.h): bf16 where
+  // the CPU multiplies bf16 natively (about 2x faster there, logits within
+  // ~1e-2 of the fp32 reference), else f32 with the bf16 weights widened in
+  // registers by our own kernels. true on a CPU without native bf16 fails
+  // Create() with a message naming the flag and what works.
+  std::optional<bool> bf16_activations = std::nullopt;
   int32_t num_threads = 0;            // OpenMP threads for oneDNN and kernels; 0 = all cores
 };
 
-// The OpenELM decoder on oneDNN: weights copied once from the checkpoint into
-// oneDNN's preferred (packed) layout, matmul primitives created at Create()
-// for batch-size buckets, own paged-attention kernel, preallocated workspace.
+// The OpenELM decoder: weights copied once from the checkpoint into the
+// packed layout of the plan's matmul backend (oneDNN primitives created at
+// Create() for batch-size buckets, or own bf16 kernels), own paged-attention
+// and elementwise kernels for the CPU's ISA, preallocated workspace.
 // The checkpoint may be destroyed after Create().
 //
 // KV storage (allocated by Prepare()): one buffer per layer,
@@ -47,6 +51,8 @@ class OpenElmModel : public DecoderModel {
   // creates none) and matmul executions so far.
   virtual int64_t num_primitives_created() const = 0;
   virtual int64_t num_matmul_runs() const = 0;
+  // The plan this model runs (decided in Create()).
+  virtual const ExecutionPlan& plan() const = 0;
 };
 
 }  // namespace openelm

@@ -1,12 +1,15 @@
-// Engine micro-benchmark: memory read bandwidth and oneDNN GEMM peak of this
-// machine, then decode steps and a prefill of OpenElmModel, each reported as
-// tokens/s and as a fraction of the limit that bounds it. Prints markdown.
+// Engine micro-benchmark: memory read bandwidth and the GEMM peak of each
+// matmul type the plan uses on this machine, then decode steps and a prefill
+// of OpenElmModel, each reported as tokens/s and as a fraction of the limit
+// that bounds it. Prints markdown, naming the CPU and the execution plan.
 //
-//   openelm_bench_engine --size=270M --weight_dtype=bf16 --kv_dtype=f32 --repeats=5
+//   openelm_bench_engine --size=270M --repeats=5
+//   OPENELM_MAX_CPU_ISA=avx2 openelm_bench_engine ...   # the AVX2 plan on a bigger CPU
 //
 // Decode contexts are synthetic: rows are placed at position `context` on
 // their own blocks without prefilling them (the time of a step does not
 // depend on the cached values).
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -29,6 +32,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/base/status_macros.h"
+#include "engine/kernels/bf16_matmul.h"
+#include "engine/kernels/cpu_isa.h"
+#include "engine/kernels/cpu_kernels.h"
 #include "engine/kernels/onednn_context.h"
 #include "engine/kernels/onednn_matmul.h"
 #include "engine/kernels/paged_attention.h"
@@ -38,9 +44,9 @@
 ABSL_FLAG(std::string, model_dir, "", "HF checkpoint directory (or use --size)");
 ABSL_FLAG(std::string, size, "270M", "generate a random checkpoint of this size when --model_dir is empty");
 ABSL_FLAG(std::string, cache_dir, "/tmp/openelm_bench_cache", "where --size checkpoints are generated");
-ABSL_FLAG(std::string, weight_dtype, "bf16", "bf16 | f32");
-ABSL_FLAG(std::string, kv_dtype, "bf16", "bf16 | f32");
-ABSL_FLAG(std::string, activations, "auto", "bf16 | f32 | auto (bf16 with bf16 weights)");
+ABSL_FLAG(std::string, weight_dtype, "auto", "auto | bf16 | f32");
+ABSL_FLAG(std::string, kv_dtype, "auto", "auto | bf16 | f32");
+ABSL_FLAG(std::string, activations, "auto", "auto (the plan's choice for this CPU) | bf16 | f32");
 ABSL_FLAG(int32_t, threads, 0, "OpenMP threads; 0 = all cores");
 ABSL_FLAG(int32_t, repeats, 5, "timed repeats per figure (>= 3); min and median are reported");
 ABSL_FLAG(int64_t, bandwidth_mib, 1024, "buffer size of the read-bandwidth test");
@@ -85,13 +91,41 @@ absl::StatusOr<Timing> TimeIt(int32_t repeats, F&& f) {
   return Timing{t.front(), t[t.size() / 2], cpu_best};
 }
 
-// Best-of-N streaming read of a buffer much larger than the caches; returns
-// bytes/s by wall time and by CPU time / threads.
+// Sums n words (n % 32 == 0) with 256-bit loads and four independent
+// accumulators, so the loop is bound by memory, not by the core.
+__attribute__((target("avx2"))) uint64_t SumWordsAvx2(const uint64_t* p, int64_t n) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i < n; i += 16) {
+    a0 = _mm256_add_epi64(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 4)));
+    a2 = _mm256_add_epi64(a2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 8)));
+    a3 = _mm256_add_epi64(a3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 12)));
+  }
+  a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  return static_cast<uint64_t>(_mm256_extract_epi64(a0, 0) + _mm256_extract_epi64(a0, 3));
+}
+
+uint64_t SumWordsPortable(const uint64_t* p, int64_t n) {
+  uint64_t a[4] = {0, 0, 0, 0};
+  for (int64_t i = 0; i < n; i += 4) {
+    a[0] += p[i];
+    a[1] += p[i + 1];
+    a[2] += p[i + 2];
+    a[3] += p[i + 3];
+  }
+  return a[0] + a[1] + a[2] + a[3];
+}
+
+// Best-of-N streaming read of a buffer much larger than the caches, each
+// thread summing its own contiguous half with vector loads (AVX2 where the
+// CPU has it); returns bytes/s by wall time and by CPU time / threads.
 std::pair<double, double> MeasureReadBandwidth(int64_t bytes, int32_t threads, int32_t repeats) {
-  const int64_t n = bytes / 8;
+  const int64_t chunk = bytes / 8 / threads / 32 * 32;  // words per thread
+  const int64_t n = chunk * threads;
   std::vector<uint64_t> buf(n);
 #pragma omp parallel for num_threads(threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) buf[i] = static_cast<uint64_t>(i);
+  const bool avx2 = DetectedCpuIsa() != CpuIsa::kPortable;
   double best = 1e30, cpu_best = 1e30;
   uint64_t sink = 0;
   for (int32_t r = 0; r < repeats + 1; ++r) {
@@ -99,9 +133,9 @@ std::pair<double, double> MeasureReadBandwidth(int64_t bytes, int32_t threads, i
     const auto start = Clock::now();
     uint64_t total = 0;
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total)
-    for (int64_t i = 0; i < n; i += 8) {
-      total += buf[i] ^ buf[i + 1] ^ buf[i + 2] ^ buf[i + 3] ^ buf[i + 4] ^ buf[i + 5] ^
-               buf[i + 6] ^ buf[i + 7];
+    for (int32_t t = 0; t < threads; ++t) {
+      const uint64_t* p = buf.data() + t * chunk;
+      total += avx2 ? SumWordsAvx2(p, chunk) : SumWordsPortable(p, chunk);
     }
     const double s = std::chrono::duration<double>(Clock::now() - start).count();
     const double cpu = (ProcessCpuSeconds() - cpu0) / threads;
@@ -113,14 +147,27 @@ std::pair<double, double> MeasureReadBandwidth(int64_t bytes, int32_t threads, i
   return {static_cast<double>(n) * 8 / best, static_cast<double>(n) * 8 / cpu_best};
 }
 
-absl::StatusOr<std::pair<double, double>> MeasureGemmPeak(OnednnContext* ctx, MatmulDType dtype, int32_t repeats) {
-  constexpr int32_t kM = 512, kN = 4096, kK = 4096;
-  std::vector<float> w(int64_t{kN} * kK, 0.01f), src(int64_t{kM} * kK, 0.5f), dst(int64_t{kM} * kN);
-  OPENELM_ASSIGN_OR_RETURN(
-      std::unique_ptr<PackedMatmul> mm,
-      PackedMatmul::Create(ctx, {.n = kN, .k = kK, .max_m = kM, .compute = dtype}, w.data(), false));
-  OPENELM_ASSIGN_OR_RETURN(Timing t, TimeIt(repeats, [&] { return mm->Run(src.data(), kM, dst.data()); }));
-  return std::make_pair(2.0 * kM * kN * kK / t.min_s, 2.0 * kM * kN * kK / t.cpu_min_s);
+constexpr int32_t kPeakM = 512, kPeakN = 4096, kPeakK = 4096;
+
+// FLOP/s of a 512 x 4096 x 4096 matmul: oneDNN in `dtype`, or (own = true)
+// our bf16-weight kernel for the active ISA. By wall and by CPU time.
+absl::StatusOr<std::pair<double, double>> MeasureGemmPeak(OnednnContext* ctx, MatmulDType dtype,
+                                                          bool own, int32_t repeats) {
+  std::vector<float> w(int64_t{kPeakN} * kPeakK, 0.01f), src(int64_t{kPeakM} * kPeakK, 0.5f),
+      dst(int64_t{kPeakM} * kPeakN);
+  std::unique_ptr<Matmul> mm;
+  if (own) {
+    std::vector<uint16_t> wb(w.size(), 0x3c24);  // ~0.01 in bf16
+    OPENELM_ASSIGN_OR_RETURN(mm, Bf16Matmul::Create(ActiveKernels(), kPeakN, kPeakK, kPeakM,
+                                                    wb.data(), ctx->num_threads()));
+  } else {
+    OPENELM_ASSIGN_OR_RETURN(
+        mm, PackedMatmul::Create(ctx, {.n = kPeakN, .k = kPeakK, .max_m = kPeakM, .compute = dtype},
+                                 w.data(), false));
+  }
+  OPENELM_ASSIGN_OR_RETURN(Timing t, TimeIt(repeats, [&] { return mm->Run(src.data(), kPeakM, dst.data()); }));
+  const double flops = 2.0 * kPeakM * kPeakN * kPeakK;
+  return std::make_pair(flops / t.min_s, flops / t.cpu_min_s);
 }
 
 struct Figure {
@@ -136,8 +183,29 @@ int Main() {
   g_threads = threads;
 
   std::string dir = absl::GetFlag(FLAGS_model_dir);
-  const std::string weight_name = absl::GetFlag(FLAGS_weight_dtype);
-  const DType weight_dtype = weight_name == "f32" ? DType::kF32 : DType::kBF16;
+  auto weight_choice = ParseDTypeChoice(absl::GetFlag(FLAGS_weight_dtype), "weight_dtype");
+  auto kv_choice = ParseDTypeChoice(absl::GetFlag(FLAGS_kv_dtype), "kv_dtype");
+  auto act_choice = ParseDTypeChoice(absl::GetFlag(FLAGS_activations), "activations");
+  for (const absl::Status& s : {weight_choice.status(), kv_choice.status(), act_choice.status()}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s\n", s.ToString().c_str());
+      return 2;
+    }
+  }
+  OpenElmModelOptions options;
+  options.weight_dtype = weight_choice->value_or(DType::kBF16);
+  options.kv_dtype = kv_choice->value_or(DType::kBF16);
+  if (act_choice->has_value()) options.bf16_activations = **act_choice == DType::kBF16;
+  options.num_threads = threads;
+  PlanRequest request{.weight_dtype = options.weight_dtype,
+                      .activation_dtype = *act_choice,
+                      .kv_dtype = options.kv_dtype};
+  auto plan = ResolvePlan(EffectiveCpuIsa(), request);
+  if (!plan.ok()) {
+    std::fprintf(stderr, "%s\n", plan.status().ToString().c_str());
+    return 2;
+  }
+  const DType weight_dtype = plan->weight_dtype;
   if (dir.empty()) {
     dir = absl::StrCat(absl::GetFlag(FLAGS_cache_dir), "/", absl::GetFlag(FLAGS_size), "-seed1-bf16");
     if (!std::filesystem::exists(dir + "/config.json")) {
@@ -159,26 +227,38 @@ int Main() {
   auto ctx = OnednnContext::Create(threads);
   if (!ctx.ok()) return 1;
   // [0]: by wall time, [1]: by CPU time / threads.
-  double bandwidth[2] = {0, 0}, peak_bf16[2] = {0, 0}, peak_f32[2] = {0, 0};
+  // oneDNN bf16 exists only where the CPU multiplies bf16 natively; the
+  // own-kernel peak only matters for the plans that use it.
+  const bool bf16_native = static_cast<int>(EffectiveCpuIsa()) >= static_cast<int>(CpuIsa::kAvx512Bf16);
+  const bool own_plan = plan->matmul == MatmulBackend::kOwnBf16;
+  double bandwidth[2] = {0, 0}, peak_bf16[2] = {0, 0}, peak_f32[2] = {0, 0}, peak_own[2] = {0, 0};
   if (!absl::GetFlag(FLAGS_skip_machine)) {
     std::tie(bandwidth[0], bandwidth[1]) =
         MeasureReadBandwidth(absl::GetFlag(FLAGS_bandwidth_mib) << 20, threads, repeats);
-    auto b = MeasureGemmPeak(ctx->get(), MatmulDType::kBF16, repeats);
-    auto f = MeasureGemmPeak(ctx->get(), MatmulDType::kF32, repeats);
-    if (!b.ok() || !f.ok()) {
-      std::fprintf(stderr, "GEMM peak failed\n");
+    auto f = MeasureGemmPeak(ctx->get(), MatmulDType::kF32, false, repeats);
+    if (!f.ok()) {
+      std::fprintf(stderr, "f32 GEMM peak failed: %s\n", f.status().ToString().c_str());
       return 1;
     }
-    std::tie(peak_bf16[0], peak_bf16[1]) = *b;
     std::tie(peak_f32[0], peak_f32[1]) = *f;
+    if (bf16_native) {
+      auto b = MeasureGemmPeak(ctx->get(), MatmulDType::kBF16, false, repeats);
+      if (!b.ok()) {
+        std::fprintf(stderr, "bf16 GEMM peak failed: %s\n", b.status().ToString().c_str());
+        return 1;
+      }
+      std::tie(peak_bf16[0], peak_bf16[1]) = *b;
+    }
+    if (own_plan) {
+      auto o = MeasureGemmPeak(ctx->get(), MatmulDType::kF32, true, repeats);
+      if (!o.ok()) {
+        std::fprintf(stderr, "own GEMM failed: %s\n", o.status().ToString().c_str());
+        return 1;
+      }
+      std::tie(peak_own[0], peak_own[1]) = *o;
+    }
   }
 
-  const std::string act = absl::GetFlag(FLAGS_activations);
-  OpenElmModelOptions options;
-  options.weight_dtype = weight_dtype;
-  options.kv_dtype = absl::GetFlag(FLAGS_kv_dtype) == "bf16" ? DType::kBF16 : DType::kF32;
-  options.bf16_activations = act == "bf16" || (act == "auto" && weight_dtype == DType::kBF16);
-  options.num_threads = threads;
   const auto load_start = Clock::now();
   auto ckpt = Checkpoint::Open(dir);
   if (!ckpt.ok()) {
@@ -211,9 +291,13 @@ int Main() {
   }
   const ModelInfo& info = model->info();
   const int64_t d = config.model_dim;
-  const int64_t embed_bytes = int64_t{config.vocab_size} * d * (weight_dtype == DType::kBF16 ? 2 : 4);
-  const int64_t streamed_weight_bytes = info.weight_bytes - embed_bytes;  // gather table not streamed
-  const double* peak = options.bf16_activations ? peak_bf16 : peak_f32;
+  // With a oneDNN LM head the gather table is a second copy, not streamed.
+  const int64_t embed_bytes =
+      own_plan ? 0 : int64_t{config.vocab_size} * d * (weight_dtype == DType::kBF16 ? 2 : 4);
+  const int64_t streamed_weight_bytes = info.weight_bytes - embed_bytes;
+  // The FLOP limit: the GEMM peak of the matmul type the plan computes in
+  // (the own bf16-weight kernel computes in f32 FMAs: its limit is the f32 peak).
+  const double* peak = plan->activation_dtype == DType::kBF16 ? peak_bf16 : peak_f32;
   // Matmul parameters (the embedding only as the LM head).
   int64_t matmul_params = int64_t{config.vocab_size} * d;
   for (const LayerShape& s : config.layers) {
@@ -222,22 +306,25 @@ int Main() {
   }
 
   std::printf("## openelm_bench_engine: %s (%s)\n\n", info.name.c_str(), info.size_name.c_str());
-  std::printf("- weights %s (matmuls in %s), KV %s, threads %d, repeats %d (+1 warm-up), "
-              "attention kernel: %s\n",
-              info.weight_dtype.c_str(), options.bf16_activations ? "bf16" : "f32",
-              info.kv_dtype.c_str(), threads, repeats,
-              PagedAttentionUsesAvx512() ? "AVX-512" : "portable");
+  std::printf("- %s\n", DescribeCpu().c_str());
+  std::printf("- plan: %s; threads %d, repeats %d (+1 warm-up), attention kernel: %s\n",
+              info.plan.c_str(), threads, repeats, PagedAttentionVariant(config.head_dim));
   std::printf("- load (mmap + convert + pack + primitives): %.2f s; packed weights %.1f MiB "
               "(%.1f MiB streamed per step)\n",
               load_s, info.weight_bytes / 1048576.0, streamed_weight_bytes / 1048576.0);
   double load[3] = {0, 0, 0};
   if (getloadavg(load, 3) > 0) std::printf("- load average at start: %.1f (on %d cores)\n", load[0], omp_get_num_procs());
   if (bandwidth[0] > 0) {
-    std::printf("- memory read bandwidth (1 GiB): %.1f GB/s wall, %.1f GB/s by CPU time; "
-                "oneDNN GEMM 512x4096x4096: bf16 %.0f / %.0f GFLOP/s, f32 %.0f / %.0f GFLOP/s "
-                "(wall / CPU time)\n",
-                bandwidth[0] / 1e9, bandwidth[1] / 1e9, peak_bf16[0] / 1e9, peak_bf16[1] / 1e9,
+    std::printf("- memory read bandwidth (1 GiB): %.1f GB/s wall, %.1f GB/s by CPU time\n",
+                bandwidth[0] / 1e9, bandwidth[1] / 1e9);
+    std::printf("- GEMM 512x4096x4096 (wall / CPU time): oneDNN f32 %.0f / %.0f GFLOP/s",
                 peak_f32[0] / 1e9, peak_f32[1] / 1e9);
+    if (bf16_native) std::printf(", oneDNN bf16 %.0f / %.0f", peak_bf16[0] / 1e9, peak_bf16[1] / 1e9);
+    if (own_plan) {
+      std::printf(", own bf16-weight %.0f / %.0f (%.0f%% of the f32 peak)", peak_own[0] / 1e9,
+                  peak_own[1] / 1e9, 100.0 * peak_own[0] / peak_f32[0]);
+    }
+    std::printf("\n");
   }
   std::printf("\nLimits: bytes = (weights streamed + KV read) / bandwidth; flops = FLOPs / GEMM peak; "
               "the larger is the bound. Fractions = limit / measured step time, once by wall time and "

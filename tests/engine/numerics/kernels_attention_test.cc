@@ -10,6 +10,7 @@
 #include "engine/kernels/bf16.h"
 #include "engine/kernels/paged_attention.h"
 #include "gtest/gtest.h"
+#include "tests/testing/isa_levels.h"
 
 namespace openelm {
 namespace {
@@ -32,7 +33,7 @@ struct AttentionCase {
 // Builds random paged K/V for every position of every sequence, with block
 // tables drawn at random from a shuffled pool, then compares PagedAttention
 // with a dense softmax(QK^T)V in double over the same (decoded) K/V.
-void RunCase(const AttentionCase& c, bool allow_avx512) {
+void RunCase(const AttentionCase& c, const CpuKernels& kernels) {
   std::mt19937 rng(1234);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   const int32_t hd = c.head_dim, bs = c.block_size;
@@ -85,7 +86,7 @@ void RunCase(const AttentionCase& c, bool allow_avx512) {
                                   .scale = 1.0f / std::sqrt(float(hd))};
   const void* kv = c.bf16_kv ? static_cast<const void*>(kv_bf16.data()) : kv_f32.data();
   PagedAttention(shape, seqs, q.data(), q_stride, kv, out.data(), out_stride, scratch, 2,
-                 allow_avx512);
+                 &kernels);
 
   const int32_t group = c.q_heads / c.kv_heads;
   for (size_t si = 0; si < seqs.size(); ++si) {
@@ -136,15 +137,23 @@ std::vector<AttentionCase> Cases() {
   };
 }
 
-class PagedAttentionTest : public ::testing::TestWithParam<AttentionCase> {};
+// Every case on every ISA build of the kernel (skipped, by name, where the
+// host cannot run that ISA).
+class PagedAttentionTest
+    : public ::testing::TestWithParam<std::tuple<AttentionCase, CpuIsa>> {};
 
-TEST_P(PagedAttentionTest, MatchesDenseAttentionOnBestIsa) { RunCase(GetParam(), true); }
-TEST_P(PagedAttentionTest, MatchesDenseAttentionOnPortablePath) { RunCase(GetParam(), false); }
+TEST_P(PagedAttentionTest, MatchesDenseAttention) {
+  const CpuKernels& kernels = OPENELM_KERNELS_OR_SKIP(std::get<1>(GetParam()));
+  RunCase(std::get<0>(GetParam()), kernels);
+}
 
-INSTANTIATE_TEST_SUITE_P(All, PagedAttentionTest, ::testing::ValuesIn(Cases()),
-                         [](const ::testing::TestParamInfo<AttentionCase>& info) {
-                           return info.param.name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    All, PagedAttentionTest,
+    ::testing::Combine(::testing::ValuesIn(Cases()),
+                       ::testing::ValuesIn(testing::KernelIsaLevels())),
+    [](const ::testing::TestParamInfo<std::tuple<AttentionCase, CpuIsa>>& info) {
+      return std::get<0>(info.param).name + "_" + testing::IsaTestName(std::get<1>(info.param));
+    });
 
 TEST(PagedAttentionLayoutTest, OffsetsFollowTheDocumentedLayout) {
   const PagedKvLayout l{.num_kv_heads = 3, .head_dim = 8, .block_size = 4, .bf16 = false};

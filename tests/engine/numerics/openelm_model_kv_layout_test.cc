@@ -200,10 +200,13 @@ TEST_F(TinyModelTest, CopyBlockCopiesAllLayers) {
 }
 
 TEST_F(TinyModelTest, ForwardAllocatesNothingAndCreatesNoPrimitiveAfterWarmUp) {
+  // f32 throughout (oneDNN f32), and bf16 weights and KV with the plan's
+  // activations (own bf16 kernels, or oneDNN bf16 where the CPU has it).
   for (bool bf16 : {false, true}) {
     std::unique_ptr<OpenElmModel> model =
         MakeModel({.weight_dtype = bf16 ? DType::kBF16 : DType::kF32,
-                   .kv_dtype = bf16 ? DType::kBF16 : DType::kF32, .bf16_activations = bf16});
+                   .kv_dtype = bf16 ? DType::kBF16 : DType::kF32,
+                   .bf16_activations = bf16 ? std::nullopt : std::optional<bool>(false)});
     const std::vector<TokenId> p1 = Prompt(20, 5), p2 = Prompt(3, 6);
     const std::vector<BlockId> t1 = {0, 1, 2, 3, 4, 5}, t2 = {8, 9};
     ForwardBatch batch;

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/kernels/cpu_isa.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/decoder_model.h"
 #include "engine/model/openelm_config.h"
@@ -47,6 +48,12 @@ constexpr double kBf16WeightTol = 1e-3;
 constexpr double kBf16KvTol = 1e-2;
 constexpr double kBf16ActivationTol = 2e-2;
 constexpr double kSelfTol = 1e-5;
+// Engine vs itself with a bf16 KV cache: another chunking changes the row
+// count of the matmuls before the cache, so their fp32 sums round differently
+// (~1e-7 relative), which may flip the bf16 rounding of a stored K or V value
+// by one bf16 step (2^-8 relative). Seen: 2.6e-4 with oneDNN's f32 matmul on
+// AVX2. Still 40x tighter than kBf16KvTol, and the argmax must not move.
+constexpr double kSelfBf16KvTol = 1e-3;
 
 constexpr int32_t kBlockSize = 16;
 constexpr int32_t kNumBlocks = 64;
@@ -222,6 +229,10 @@ TEST_F(OpenElmParityTest, Bf16KvStaysWithinItsTolerance) {
 }
 
 TEST_F(OpenElmParityTest, Bf16ActivationsStayWithinTheirTolerance) {
+  if (static_cast<int>(EffectiveCpuIsa()) < static_cast<int>(CpuIsa::kAvx512Bf16)) {
+    GTEST_SKIP() << "bf16 activations need avx512_bf16 or amx; this CPU runs "
+                 << CpuIsaName(EffectiveCpuIsa());
+  }
   ASSERT_OK_AND_ASSIGN(auto model, MakeModel(*bf16_, DType::kBF16, DType::kF32,
                                              /*bf16_activations=*/true));
   const std::vector<TokenId> prompt = MakePrompt(kPromptLen, 12);
@@ -246,7 +257,7 @@ TEST_F(OpenElmParityTest, ChunkedPrefillEqualsOneShot) {
                               ShuffledBlocks(kNumBlocks, 100 + chunk), kBlockSize));
       const Diff d = CompareLogits(chunked, whole);
       ReportDiff(absl::StrCat("chunk ", chunk, " vs one-shot, KV ", DTypeName(kv)), d);
-      EXPECT_LE(d.max_abs, kSelfTol) << "chunk " << chunk;
+      EXPECT_LE(d.max_abs, kv == DType::kF32 ? kSelfTol : kSelfBf16KvTol) << "chunk " << chunk;
       EXPECT_EQ(d.argmax_mismatches, 0) << "chunk " << chunk;
     }
     // Uneven chunk boundaries that cross blocks.
@@ -256,7 +267,8 @@ TEST_F(OpenElmParityTest, ChunkedPrefillEqualsOneShot) {
                                              ShuffledBlocks(kNumBlocks, 99), kBlockSize));
     const Diff d = CompareLogits(chunked, whole);
     ReportDiff(absl::StrCat("chunks 5/11/2/17/5 vs one-shot, KV ", DTypeName(kv)), d);
-    EXPECT_LE(d.max_abs, kSelfTol);
+    EXPECT_LE(d.max_abs, kv == DType::kF32 ? kSelfTol : kSelfBf16KvTol);
+    EXPECT_EQ(d.argmax_mismatches, 0);
   }
 }
 

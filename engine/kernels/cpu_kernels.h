@@ -1,0 +1,68 @@
+#ifndef OPENELM_ENGINE_KERNELS_CPU_KERNELS_H_
+#define OPENELM_ENGINE_KERNELS_CPU_KERNELS_H_
+
+#include <cstdint>
+
+#include "engine/kernels/cpu_isa.h"
+
+namespace openelm {
+
+namespace attention_internal {
+struct KernelArgs;
+}  // namespace attention_internal
+
+// Arguments of one bf16-weight matmul, dst[m, n] = src[m, k] * W^T, with W
+// packed by PackBf16Panels() for the same `lanes`.
+struct Bf16MatmulArgs {
+  const float* src = nullptr;     // [m, k] row-major, lda = k
+  int32_t m = 0;
+  int64_t k = 0;
+  int64_t n = 0;
+  const uint32_t* packed = nullptr;
+  float* dst = nullptr;           // [m, n] row-major
+  int32_t num_threads = 1;
+};
+
+// One ISA level's build of every own kernel. The variants live side by side:
+//   engine/kernels/isa/kernels_portable.cc  plain C++ (the readable definition)
+//   engine/kernels/isa/kernels_avx2.cc      built with -mavx2 -mfma -mf16c
+//   engine/kernels/isa/kernels_avx512.cc    built with -mavx512f/bw/vl/dq
+// and share their bodies through the *_impl.h templates. The table is chosen
+// once (ActiveKernels()); nothing on the hot path asks the CPU again.
+struct CpuKernels {
+  CpuIsa isa = CpuIsa::kPortable;  // the build level of this table
+  // out = x * rsqrt(mean(x^2) + eps) * w, n values.
+  void (*rms_norm_row)(const float* x, const float* w, int32_t n, float eps, float* out);
+  // v[j], v[j + half] rotated by (c[j], s[j]) for j < half.
+  void (*rope_rotate_head)(float* v, const float* c, const float* s, int32_t half);
+  // out[i] = SiLU(gate[i]) * up[i].
+  void (*swiglu_row)(const float* gate, const float* up, int32_t n, float* out);
+  // y[i] += x[i].
+  void (*add)(const float* x, int64_t n, float* y);
+  void (*f32_to_bf16)(const float* src, int64_t n, uint16_t* dst);
+  void (*bf16_to_f32)(const uint16_t* src, int64_t n, float* dst);
+  // Paged attention (see paged_attention.h); needs head_dim to be a multiple
+  // of attention_head_dim_multiple, else the portable table's is used.
+  void (*paged_attention)(const attention_internal::KernelArgs& args);
+  int32_t attention_head_dim_multiple = 1;
+  // bf16 weights x f32 activations, fp32 accumulation (bf16_matmul.h).
+  void (*bf16_matmul)(const Bf16MatmulArgs& args);
+  int32_t matmul_lanes = 8;  // fp32 lanes of one vector: the packing layout
+};
+
+// The table for EffectiveCpuIsa(), fixed at the first call.
+const CpuKernels& ActiveKernels();
+
+// The table built for `isa` if this CPU can run it, else nullptr (tests run
+// every level the host can execute). Levels above AVX-512 share its table.
+const CpuKernels* KernelsFor(CpuIsa isa);
+
+namespace kernels_internal {
+const CpuKernels& PortableKernels();
+const CpuKernels& Avx2Kernels();
+const CpuKernels& Avx512Kernels();
+}  // namespace kernels_internal
+
+}  // namespace openelm
+
+#endif  // OPENELM_ENGINE_KERNELS_CPU_KERNELS_H_

@@ -1,0 +1,64 @@
+#ifndef OPENELM_ENGINE_MODEL_EXECUTION_PLAN_H_
+#define OPENELM_ENGINE_MODEL_EXECUTION_PLAN_H_
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "engine/kernels/cpu_isa.h"
+#include "engine/model/checkpoint.h"
+
+namespace openelm {
+
+// Which code runs the matmuls of a model.
+enum class MatmulBackend {
+  kOnednn,   // oneDNN primitives per row bucket (bf16 x bf16 or f32 x f32)
+  kOwnBf16,  // own kernels: bf16 weights widened in registers x f32 inputs
+};
+
+// The dtypes a user asked for; nullopt = "auto" (the plan decides).
+struct PlanRequest {
+  std::optional<DType> weight_dtype = std::nullopt;
+  std::optional<DType> activation_dtype = std::nullopt;  // matmul input precision
+  std::optional<DType> kv_dtype = std::nullopt;
+};
+
+// How the model runs on this CPU, decided once at start-up (ResolvePlan) and
+// never revisited on the hot path. What "auto" picks, and why (measured, see
+// BENCHMARKS.md and README's table):
+//
+//   ISA            weights  activations  KV    matmuls
+//   portable       bf16     f32          bf16  own (portable)
+//   avx2           bf16     f32          bf16  own AVX2      oneDNN 2.6 has no bf16 matmul below
+//                                                           AVX-512; own kernel streams bf16
+//   avx512         bf16     f32          bf16  own AVX-512   no native bf16 dot products
+//   avx512_bf16    bf16     bf16         bf16  oneDNN        brgemm bf16: ~2x f32 (section 1)
+//   amx            bf16     bf16         bf16  oneDNN        AMX tiles through oneDNN
+//
+// Weights stay bf16 (as published) everywhere: no f32 copy is made.
+struct ExecutionPlan {
+  CpuIsa isa = CpuIsa::kPortable;
+  DType weight_dtype = DType::kBF16;
+  DType activation_dtype = DType::kF32;
+  DType kv_dtype = DType::kBF16;
+  MatmulBackend matmul = MatmulBackend::kOwnBf16;
+
+  // e.g. "isa=avx2 weights=bf16 activations=f32 kv=bf16 matmul=own-avx2".
+  std::string Describe() const;
+};
+
+// The plan for `request` on a CPU of level `isa`. An explicit choice the CPU
+// cannot run is kInvalidArgument naming the flag, the ISA and what works.
+absl::StatusOr<ExecutionPlan> ResolvePlan(CpuIsa isa, const PlanRequest& request);
+
+// "bf16" / "f32" / "auto" (nullopt) for flags. kInvalidArgument naming
+// `flag` otherwise.
+absl::StatusOr<std::optional<DType>> ParseDTypeChoice(absl::string_view text,
+                                                     absl::string_view flag);
+// "bf16", "f32", "f16".
+const char* DTypeFlagValue(DType dtype);
+
+}  // namespace openelm
+
+#endif  // OPENELM_ENGINE_MODEL_EXECUTION_PLAN_H_
