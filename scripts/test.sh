@@ -10,8 +10,27 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/install-deps.sh
 bash scripts/build.sh build
-echo "== ctest"
+detected_isa="$(build/bin/openelm_cpu_info --field=detected)"
+echo "== ctest (native plan: $(build/bin/openelm_cpu_info --field=plan))"
 ctest --test-dir build --output-on-failure -j 2 --timeout 600
+# Lower plans on this host, with the kernels and oneDNN capped
+# (OPENELM_MAX_CPU_ISA): AVX2 wherever the CPU has more, so an AVX-512 host
+# proves the AVX2 plan; the portable plan (model and engine tests) everywhere.
+plans_run="${detected_isa}"
+case "${detected_isa}" in
+  avx512|avx512_bf16|amx)
+    echo "== ctest capped at avx2: model, engine and server tests ($(OPENELM_MAX_CPU_ISA=avx2 build/bin/openelm_cpu_info --field=plan))"
+    OPENELM_MAX_CPU_ISA=avx2 ctest --test-dir build --output-on-failure -j 2 --timeout 600 \
+      -L 'model|integration|e2e' -E soak
+    plans_run="${plans_run} avx2"
+    ;;
+esac
+if [ "${detected_isa}" != portable ]; then
+  echo "== ctest capped at portable: model and engine tests ($(OPENELM_MAX_CPU_ISA=portable build/bin/openelm_cpu_info --field=plan))"
+  OPENELM_MAX_CPU_ISA=portable ctest --test-dir build --output-on-failure -j 2 --timeout 600 -L model
+  plans_run="${plans_run} portable"
+fi
+echo "== ISA plans tested: ${plans_run} (kernel unit tests ran every level this CPU has)"
 echo "== clang -Wthread-safety"
 bash scripts/check-thread-safety.sh build
 echo "== deployment manifests and image runtime dependencies"

@@ -16,7 +16,6 @@
 //   static void Scale(float* acc, float c, int32_t n);             // acc *= c
 
 #include <cstdint>
-#include <limits>
 
 #include "engine/kernels/fast_math.h"
 #include "engine/kernels/paged_attention.h"
@@ -49,7 +48,7 @@ void ProcessItem(const KernelArgs& a, const PagedAttentionScratch::WorkItem& w,
       const int32_t r = t * group + h;
       qr[r] = a.q + row * a.q_stride + static_cast<int64_t>(w.kv_head * group + h) * hd;
       pos[r] = s.start_position + w.first_token + t;
-      m[r] = -std::numeric_limits<float>::infinity();
+      m[r] = -__builtin_inff();
       l[r] = 0.0f;
       for (int32_t d = 0; d < hd; ++d) acc[r * hd + d] = 0.0f;
     }

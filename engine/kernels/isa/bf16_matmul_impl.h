@@ -14,9 +14,11 @@
 // M = 1 uses NP = 4 (eight independent accumulator chains, four weight
 // streams); up to 3 rows NP = 2; more rows MR = 6, NP = 1 (12 accumulators,
 // the register file of AVX2).
-#include <algorithm>
+//
+// No std:: templates here (nor in the other isa/ headers): an out-of-line
+// copy of one, built with this TU's -m flags, could be picked by the linker
+// for the whole program and run on a CPU without those instructions.
 #include <cstdint>
-#include <cstring>
 
 #include "engine/kernels/cpu_kernels.h"
 
@@ -81,7 +83,7 @@ struct Bf16Gemm {
       }
     }
     if (!full) {
-      for (int r = 0; r < MR; ++r) std::memcpy(c + r * ldc, edge[r], sizeof(float) * ncols);
+      for (int r = 0; r < MR; ++r) __builtin_memcpy(c + r * ldc, edge[r], sizeof(float) * ncols);
     }
   }
 
@@ -124,14 +126,14 @@ struct Bf16Gemm {
 #pragma omp parallel for num_threads(a.num_threads) schedule(static) if (groups > 1 && a.num_threads > 1)
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t p0 = g * np;
-      const int gp = static_cast<int>(std::min<int64_t>(np, panels - p0));
+      const int gp = static_cast<int>(panels - p0 < np ? panels - p0 : np);
       const int64_t col0 = p0 * P;
-      const int32_t ncols = static_cast<int32_t>(std::min<int64_t>(gp * P, a.n - col0));
+      const int32_t ncols = static_cast<int32_t>(a.n - col0 < gp * P ? a.n - col0 : gp * P);
       const uint32_t* b = a.packed + p0 * panel_stride;
       for (int64_t k0 = 0; k0 < a.k; k0 += kKc) {
-        const int64_t kc = std::min(kKc, a.k - k0);
+        const int64_t kc = a.k - k0 < kKc ? a.k - k0 : kKc;
         for (int32_t m0 = 0; m0 < a.m; m0 += max_mr) {
-          const int mr = std::min(max_mr, a.m - m0);
+          const int mr = a.m - m0 < max_mr ? a.m - m0 : max_mr;
           Pick(mr, gp)(a.src + m0 * a.k + k0, a.k, b + k0 * L, panel_stride, kc,
                        a.dst + m0 * a.n + col0, a.n, ncols, k0 > 0);
         }

@@ -4,7 +4,6 @@
 // Row kernels written once over a vector type V (isa/simd_*.h) and built per
 // ISA by isa/kernels_*.cc. Templates only: every instantiation names a V from
 // an unnamed namespace, so builds with different -m flags never share code.
-#include <cmath>
 #include <cstdint>
 
 #include "engine/kernels/bf16.h"
@@ -47,7 +46,7 @@ void RmsNormRow(const float* x, const float* w, int32_t n, float eps, float* out
   }
   float sum = V::ReduceAdd(V::Add(a0, a1));
   for (; i < n; ++i) sum += x[i] * x[i];
-  const float inv = 1.0f / std::sqrt(sum / static_cast<float>(n) + eps);
+  const float inv = 1.0f / __builtin_sqrtf(sum / static_cast<float>(n) + eps);
   const typename V::Reg vinv = V::Set1(inv);
   i = 0;
   for (; i + L <= n; i += L) V::Store(out + i, V::Mul(V::Mul(V::Load(x + i), vinv), V::Load(w + i)));
