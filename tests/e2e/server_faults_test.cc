@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "engine/kernels/cpu_isa.h"
 #include "gmock/gmock.h"
 #include <grpcpp/grpcpp.h>
 #include "gtest/gtest.h"
@@ -29,6 +30,7 @@ namespace openelm::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr absl::Duration kStartTimeout = absl::Seconds(60);
 // Bytes of one 16-token KV block of the tiny model in bf16:
@@ -176,6 +178,28 @@ TEST_F(ServerFaultsTest, KvBudgetBelowOneBlockFailsPrecondition) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION"));
   EXPECT_THAT(r.err, HasSubstr("KV budget"));
+}
+
+// The AVX2 plan has no bf16 matmul: asking for bf16 activations there stops
+// the server at start-up with a message naming the flag, the ISA and what
+// works (never a raw oneDNN error). Capped at avx2, so it holds on any host
+// that has AVX2.
+TEST_F(ServerFaultsTest, ActivationDtypeThisCpuCannotRunNamesFlagIsaAndChoices) {
+  if (DetectedCpuIsa() == CpuIsa::kPortable) GTEST_SKIP() << "this CPU has no avx2";
+  e2e::CommandResult r = RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(),
+                                    "--port=0", "--metrics_port=-1", "--max_cpu_isa=avx2",
+                                    "--activation_dtype=bf16"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--activation_dtype=bf16"));
+  EXPECT_THAT(r.err, HasSubstr("ISA is avx2"));
+  EXPECT_THAT(r.err, HasSubstr("--activation_dtype=auto or f32"));
+  EXPECT_THAT(r.err, Not(HasSubstr("primitive descriptor")));
+
+  e2e::CommandResult bad_cap = RunServer({absl::StrCat("--model_dir=", model_dir_),
+                                          TokenizerFlag(), "--port=0", "--metrics_port=-1",
+                                          "--max_cpu_isa=avx9"});
+  EXPECT_EQ(bad_cap.exit_code, 2) << bad_cap.err;
+  EXPECT_THAT(bad_cap.err, HasSubstr("--max_cpu_isa"));
 }
 
 TEST_F(ServerFaultsTest, RequestLargerThanKvPoolIsInvalidArgument) {

@@ -21,6 +21,7 @@
 #include <grpcpp/grpcpp.h>
 #include "gtest/gtest.h"
 #include "engine/chat/chat_template.h"
+#include "engine/kernels/cpu_isa.h"
 #include "openelm/v1/inference.grpc.pb.h"
 #include "server/server.h"
 #include "tests/server/server_test_util.h"
@@ -176,6 +177,17 @@ TEST_F(ServerTest, ModelInfoDescribesTheTinyModel) {
   EXPECT_GT(m.kv_num_blocks(), 0);
   EXPECT_EQ(m.kv_capacity_tokens(), int64_t{m.kv_num_blocks()} * 16);
   EXPECT_TRUE(m.chat());
+  // The CPU plan this process runs, as decided at start-up.
+  const std::string isa = CpuIsaName(EffectiveCpuIsa());
+  EXPECT_EQ(m.cpu_isa(), isa);
+  EXPECT_EQ(m.weight_dtype(), "bf16");
+  EXPECT_EQ(m.activation_dtype(),
+            static_cast<int>(EffectiveCpuIsa()) >= static_cast<int>(CpuIsa::kAvx512Bf16) ? "bf16"
+                                                                                        : "f32");
+  EXPECT_THAT(m.execution_plan(), HasSubstr("isa=" + isa));
+  const std::string metrics = server_->metrics().Serialize();
+  EXPECT_THAT(metrics, HasSubstr("openelm_build_info{"));
+  EXPECT_THAT(metrics, HasSubstr("cpu_isa=\"" + isa + "\""));
 
   grpc::ClientContext ctx2;
   v1::GetModelRequest get;

@@ -43,8 +43,12 @@
 namespace openelm::testing {
 namespace {
 
-constexpr double kF32Tol = 1e-3;
-constexpr double kBf16WeightTol = 1e-3;
+// f32 activations (oneDNN f32 for f32 weights, the own bf16-weight kernel
+// for bf16 weights) differ from the double reference by fp32 rounding only:
+// 6.6e-7 / 7.2e-7 measured on AVX2 and the portable plan; 1e-4 is the
+// fidelity bar of the f32 plan (issue 14).
+constexpr double kF32Tol = 1e-4;
+constexpr double kBf16WeightTol = 1e-4;
 constexpr double kBf16KvTol = 1e-2;
 constexpr double kBf16ActivationTol = 2e-2;
 constexpr double kSelfTol = 1e-5;
