@@ -23,6 +23,31 @@ struct Bf16MatmulArgs {
   int32_t num_threads = 1;
 };
 
+// Arguments of one int8 matmul (int8_matmul.h): dst[m, n] = a_scale[m] *
+// w_scale[n] * sum_k a_q[m, k] * w_q[n, k]; rows of a_q and w_q hold kp
+// int8 values (k rounded up to kInt8Chunk, zero-padded). w_q is blocked:
+// kInt8BlockRows rows interleaved chunk by chunk (Int8WeightOffset), n
+// padded with zero rows (and w_scale entries) to whole blocks.
+struct Int8MatmulArgs {
+  const int8_t* a_q = nullptr;     // [m, kp]
+  const float* a_scale = nullptr;  // [m]
+  int32_t m = 0;
+  int64_t kp = 0;
+  const int8_t* w_q = nullptr;     // [ceil(n / 4) blocks][kp / 32 chunks][4 rows][32]
+  const float* w_scale = nullptr;  // [n rounded up to whole blocks]
+  int64_t n = 0;
+  float* dst = nullptr;            // [m, n]
+  int32_t num_threads = 1;
+};
+inline constexpr int64_t kInt8Chunk = 32;
+inline constexpr int64_t kInt8BlockRows = 4;
+// Offset of W[row, c] (c < kp) in the blocked int8 layout.
+inline int64_t Int8WeightOffset(int64_t row, int64_t c, int64_t kp) {
+  const int64_t block = row / kInt8BlockRows, r = row % kInt8BlockRows;
+  return block * kp * kInt8BlockRows + (c / kInt8Chunk) * kInt8Chunk * kInt8BlockRows +
+         r * kInt8Chunk + c % kInt8Chunk;
+}
+
 // One ISA level's build of every own kernel. The variants live side by side:
 //   engine/kernels/isa/kernels_portable.cc  plain C++ (the readable definition)
 //   engine/kernels/isa/kernels_avx2.cc      built with -mavx2 -mfma -mf16c
@@ -48,6 +73,11 @@ struct CpuKernels {
   // bf16 weights x f32 activations, fp32 accumulation (bf16_matmul.h).
   void (*bf16_matmul)(const Bf16MatmulArgs& args);
   int32_t matmul_lanes = 8;  // fp32 lanes of one vector: the packing layout
+  // int8 weights x dynamically quantized int8 activations, int32 sums.
+  void (*int8_matmul)(const Int8MatmulArgs& args);
+  // Per-row symmetric quantization of x [m, k] into q [m, kp] and scale [m].
+  void (*quantize_rows_s8)(const float* x, int32_t m, int64_t k, int64_t kp, int8_t* q,
+                           float* scale);
 };
 
 // The table for EffectiveCpuIsa(), fixed at the first call.

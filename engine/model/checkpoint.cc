@@ -34,6 +34,8 @@ int32_t DTypeBytes(DType dtype) {
       return 2;
     case DType::kBF16:
       return 2;
+    case DType::kI8:
+      return 1;
   }
   return 0;
 }
@@ -46,6 +48,8 @@ absl::string_view DTypeName(DType dtype) {
       return "F16";
     case DType::kBF16:
       return "BF16";
+    case DType::kI8:
+      return "I8";
   }
   return "?";
 }
@@ -570,6 +574,8 @@ void Checkpoint::ToF32(const TensorView& t, std::vector<float>* out) {
         dst[i] = F16ToF32(h);
       }
       return;
+    case DType::kI8:  // never parsed from a file (see DType)
+      break;
   }
 }
 
@@ -597,6 +603,8 @@ void Checkpoint::ToBF16(const TensorView& t, std::vector<uint16_t>* out) {
         dst[i] = F32ToBF16(F16ToF32(h));  // exact in f32, then one rounding
       }
       return;
+    case DType::kI8:  // never parsed from a file (see DType)
+      break;
   }
 }
 

@@ -12,9 +12,12 @@
 
 namespace openelm {
 
-enum class DType { kF32, kF16, kBF16 };
+// Element types. Checkpoint tensors are F32, F16 or BF16; kI8 exists only as
+// the in-memory weight type of the int8 plan (quantized at load, never read
+// from a file: an integer tensor in a checkpoint is refused, naming it).
+enum class DType { kF32, kF16, kBF16, kI8 };
 int32_t DTypeBytes(DType dtype);
-absl::string_view DTypeName(DType dtype);  // "F32", "F16", "BF16"
+absl::string_view DTypeName(DType dtype);  // "F32", "F16", "BF16", "I8"
 
 // One tensor of a checkpoint, viewed in place in a memory-mapped file.
 struct TensorView {

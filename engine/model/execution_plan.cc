@@ -13,6 +13,8 @@ const char* DTypeFlagValue(DType dtype) {
       return "f16";
     case DType::kBF16:
       return "bf16";
+    case DType::kI8:
+      return "int8";
   }
   return "?";
 }
@@ -22,16 +24,18 @@ absl::StatusOr<std::optional<DType>> ParseDTypeChoice(absl::string_view text,
   if (text == "auto" || text.empty()) return std::optional<DType>();
   if (text == "bf16") return std::optional<DType>(DType::kBF16);
   if (text == "f32") return std::optional<DType>(DType::kF32);
-  return absl::InvalidArgumentError(
-      absl::StrCat("--", flag, "=", text, ": expected auto, bf16 or f32"));
+  if (text == "int8" && flag == "weight_dtype") return std::optional<DType>(DType::kI8);
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--", flag, "=", text, ": expected auto, bf16", flag == "weight_dtype" ? ", f32 or int8" : " or f32"));
 }
 
 std::string ExecutionPlan::Describe() const {
   return absl::StrCat("isa=", CpuIsaName(isa), " weights=", DTypeFlagValue(weight_dtype),
                       " activations=", DTypeFlagValue(activation_dtype),
                       " kv=", DTypeFlagValue(kv_dtype), " matmul=",
-                      matmul == MatmulBackend::kOnednn ? "onednn"
-                                                       : absl::StrCat("own-", CpuIsaName(isa)));
+                      matmul == MatmulBackend::kOnednn    ? std::string("onednn")
+                      : matmul == MatmulBackend::kOwnInt8 ? absl::StrCat("own-int8-", CpuIsaName(isa))
+                                                          : absl::StrCat("own-", CpuIsaName(isa)));
 }
 
 absl::StatusOr<ExecutionPlan> ResolvePlan(CpuIsa isa, const PlanRequest& request) {
@@ -40,6 +44,19 @@ absl::StatusOr<ExecutionPlan> ResolvePlan(CpuIsa isa, const PlanRequest& request
   const bool native_bf16 = static_cast<int>(isa) >= static_cast<int>(CpuIsa::kAvx512Bf16);
   plan.weight_dtype = request.weight_dtype.value_or(DType::kBF16);
   plan.kv_dtype = request.kv_dtype.value_or(DType::kBF16);
+  if (plan.weight_dtype == DType::kI8) {
+    if (request.activation_dtype == DType::kBF16) {
+      return absl::InvalidArgumentError(
+          "--activation_dtype=bf16 does not combine with --weight_dtype=int8 (int8 weights take "
+          "f32 activations and quantize them per token); use --activation_dtype=auto or f32");
+    }
+    plan.activation_dtype = DType::kF32;
+    plan.matmul = MatmulBackend::kOwnInt8;
+    if (plan.kv_dtype != DType::kBF16 && plan.kv_dtype != DType::kF32) {
+      return absl::InvalidArgumentError("--kv_dtype: expected auto, bf16 or f32");
+    }
+    return plan;
+  }
   for (const auto& [name, dtype] : {std::pair<const char*, DType>{"weight_dtype", plan.weight_dtype},
                                     {"kv_dtype", plan.kv_dtype}}) {
     if (dtype != DType::kBF16 && dtype != DType::kF32) {

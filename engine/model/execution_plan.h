@@ -15,6 +15,7 @@ namespace openelm {
 enum class MatmulBackend {
   kOnednn,   // oneDNN primitives per row bucket (bf16 x bf16 or f32 x f32)
   kOwnBf16,  // own kernels: bf16 weights widened in registers x f32 inputs
+  kOwnInt8,  // own kernels: int8 weights x per-row int8 activations, int32 sums
 };
 
 // The dtypes a user asked for; nullopt = "auto" (the plan decides).
@@ -37,6 +38,10 @@ struct PlanRequest {
 //   amx            bf16     bf16         bf16  oneDNN        AMX tiles through oneDNN
 //
 // Weights stay bf16 (as published) everywhere: no f32 copy is made.
+// --weight_dtype=int8 (never auto) quantizes the weights at load, symmetric
+// per output channel, and runs the own int8 kernel on every ISA; the
+// activations are then quantized per row inside each matmul (the plan
+// reports them as f32, the precision the kernel is fed).
 struct ExecutionPlan {
   CpuIsa isa = CpuIsa::kPortable;
   DType weight_dtype = DType::kBF16;

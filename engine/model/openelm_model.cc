@@ -13,6 +13,7 @@
 #include "engine/kernels/bf16.h"
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/kernels/cpu_kernels.h"
+#include "engine/kernels/int8_matmul.h"
 #include "engine/kernels/onednn_context.h"
 #include "engine/kernels/onednn_matmul.h"
 #include "engine/kernels/paged_attention.h"
@@ -130,6 +131,8 @@ class OpenElmModelImpl final : public OpenElmModel {
   std::vector<float> embed_f32_;         // [vocab, d] f32 weights
   std::unique_ptr<Matmul> lm_head_;      // token_embeddings as [vocab, d]
   const Bf16Matmul* own_lm_head_ = nullptr;
+  const Int8Matmul* int8_lm_head_ = nullptr;
+  std::shared_ptr<Int8ActivationScratch> int8_scratch_;  // int8 plan only
   const RopeTable rope_;
 
   // Set by Prepare().
@@ -152,6 +155,8 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
       plan_.activation_dtype == DType::kBF16 ? MatmulDType::kBF16 : MatmulDType::kF32;
   const bool bf16_weights = plan_.weight_dtype == DType::kBF16;
   const bool own = plan_.matmul == MatmulBackend::kOwnBf16;
+  const bool int8 = plan_.matmul == MatmulBackend::kOwnInt8;
+  if (int8) int8_scratch_ = std::make_shared<Int8ActivationScratch>();
   const CpuKernels& kernels = ActiveKernels();
 
   // Packs one [n, k] tensor. Weights are first brought to the storage dtype
@@ -170,6 +175,11 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
     if (own) {
       Checkpoint::ToBF16(*t, &bf16);
       return Bf16Matmul::Create(kernels, n, k, 1, bf16.data(), ctx_->num_threads());
+    }
+    if (int8) {
+      Checkpoint::ToF32(*t, &f32);
+      return Int8Matmul::Create(kernels, n, k, 1, f32.data(), int8_scratch_,
+                                ctx_->num_threads(), name);
     }
     if (bf16_weights) {
       Checkpoint::ToBF16(*t, &bf16);
@@ -206,6 +216,9 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
   if (own) {
     own_lm_head_ = static_cast<const Bf16Matmul*>(lm_head_.get());
     std::vector<uint16_t>().swap(bf16);
+  } else if (int8) {
+    int8_lm_head_ = static_cast<const Int8Matmul*>(lm_head_.get());
+    std::vector<float>().swap(f32);
   } else if (bf16_weights) {
     embed_bf16_ = std::move(bf16);
     weight_bytes += static_cast<int64_t>(embed_bf16_.size()) * 2;
@@ -221,7 +234,7 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
   info_.max_context_length = config_.max_context_length;
   info_.num_layers = config_.num_layers;
   info_.num_parameters = config_.NumParameters();
-  info_.weight_dtype = bf16_weights ? "bf16" : "f32";
+  info_.weight_dtype = DTypeFlagValue(plan_.weight_dtype);
   info_.activation_dtype = DTypeFlagValue(plan_.activation_dtype);
   info_.cpu_isa = CpuIsaName(plan_.isa);
   info_.plan = absl::StrCat(plan_.Describe(), " attention=", PagedAttentionVariant(config_.head_dim));
@@ -352,6 +365,8 @@ absl::StatusOr<LogitsView> OpenElmModelImpl::Forward(const ForwardBatch& batch) 
     const int64_t tok = batch.tokens[t];
     if (own_lm_head_ != nullptr) {
       own_lm_head_->GatherRow(tok, x + t * d);
+    } else if (int8_lm_head_ != nullptr) {
+      int8_lm_head_->GatherRow(tok, x + t * d);
     } else if (!embed_bf16_.empty()) {
       ConvertBf16ToF32(&embed_bf16_[tok * d], d, x + t * d);
     } else {
@@ -475,8 +490,9 @@ int64_t OpenElmModel::KvBytesPerBlockFor(const OpenElmConfig& config, DType kv_d
 
 absl::StatusOr<std::unique_ptr<OpenElmModel>> OpenElmModel::Create(
     const Checkpoint& checkpoint, const OpenElmModelOptions& options) {
-  if (options.weight_dtype != DType::kF32 && options.weight_dtype != DType::kBF16) {
-    return absl::InvalidArgumentError("weight_dtype must be F32 or BF16");
+  if (options.weight_dtype != DType::kF32 && options.weight_dtype != DType::kBF16 &&
+      options.weight_dtype != DType::kI8) {
+    return absl::InvalidArgumentError("weight_dtype must be F32, BF16 or I8");
   }
   if (options.kv_dtype != DType::kF32 && options.kv_dtype != DType::kBF16) {
     return absl::InvalidArgumentError("kv_dtype must be F32 or BF16");

@@ -13,7 +13,7 @@
 namespace openelm {
 
 struct OpenElmModelOptions {
-  DType weight_dtype = DType::kBF16;  // kBF16 (as published) or kF32
+  DType weight_dtype = DType::kBF16;  // kBF16 (as published), kF32, or kI8 (quantized at load)
   DType kv_dtype = DType::kBF16;      // kBF16 or kF32
   // bf16 activations into the matmuls (fp32 accumulation either way); unset:
   // the execution plan's choice for this CPU (execution_plan.h): bf16 where

@@ -74,6 +74,8 @@ void FillChunk(uint64_t seed, uint64_t name_hash, int64_t first, int64_t count,
         std::memcpy(dst + 2 * i, &h, 2);
         break;
       }
+      case DType::kI8:  // refused by WriteRandomCheckpoint
+        break;
     }
   };
   // Box-Muller on pairs in single precision (the weights are stored in at
@@ -225,6 +227,9 @@ absl::Status WriteRandomCheckpoint(const OpenElmConfig& config, uint64_t seed,
   if (static_cast<int32_t>(config.layers.size()) != config.num_layers ||
       config.num_layers <= 0) {
     return absl::InvalidArgumentError("config has no per-layer shapes");
+  }
+  if (dtype == DType::kI8) {
+    return absl::InvalidArgumentError("checkpoints are written as F32, F16 or BF16, not I8");
   }
   // The config must survive its own round trip, or the checkpoint would not open.
   const char* torch_dtype = dtype == DType::kF32   ? "float32"

@@ -35,6 +35,7 @@
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/kernels/cpu_isa.h"
 #include "engine/kernels/cpu_kernels.h"
+#include "engine/kernels/int8_matmul.h"
 #include "engine/kernels/onednn_context.h"
 #include "engine/kernels/onednn_matmul.h"
 #include "engine/kernels/paged_attention.h"
@@ -44,7 +45,7 @@
 ABSL_FLAG(std::string, model_dir, "", "HF checkpoint directory (or use --size)");
 ABSL_FLAG(std::string, size, "270M", "generate a random checkpoint of this size when --model_dir is empty");
 ABSL_FLAG(std::string, cache_dir, "/tmp/openelm_bench_cache", "where --size checkpoints are generated");
-ABSL_FLAG(std::string, weight_dtype, "auto", "auto | bf16 | f32");
+ABSL_FLAG(std::string, weight_dtype, "auto", "auto | bf16 | f32 | int8");
 ABSL_FLAG(std::string, kv_dtype, "auto", "auto | bf16 | f32");
 ABSL_FLAG(std::string, activations, "auto", "auto (the plan's choice for this CPU) | bf16 | f32");
 ABSL_FLAG(int32_t, threads, 0, "OpenMP threads; 0 = all cores");
@@ -150,13 +151,18 @@ std::pair<double, double> MeasureReadBandwidth(int64_t bytes, int32_t threads, i
 constexpr int32_t kPeakM = 512, kPeakN = 4096, kPeakK = 4096;
 
 // FLOP/s of a 512 x 4096 x 4096 matmul: oneDNN in `dtype`, or (own = true)
-// our bf16-weight kernel for the active ISA. By wall and by CPU time.
+// our own kernel of the plan (bf16-weight, or int8 when `int8`) for the
+// active ISA. By wall and by CPU time.
 absl::StatusOr<std::pair<double, double>> MeasureGemmPeak(OnednnContext* ctx, MatmulDType dtype,
-                                                          bool own, int32_t repeats) {
+                                                          bool own, bool int8, int32_t repeats) {
   std::vector<float> w(int64_t{kPeakN} * kPeakK, 0.01f), src(int64_t{kPeakM} * kPeakK, 0.5f),
       dst(int64_t{kPeakM} * kPeakN);
   std::unique_ptr<Matmul> mm;
-  if (own) {
+  if (own && int8) {
+    OPENELM_ASSIGN_OR_RETURN(mm, Int8Matmul::Create(ActiveKernels(), kPeakN, kPeakK, kPeakM,
+                                                    w.data(), std::make_shared<Int8ActivationScratch>(),
+                                                    ctx->num_threads()));
+  } else if (own) {
     std::vector<uint16_t> wb(w.size(), 0x3c24);  // ~0.01 in bf16
     OPENELM_ASSIGN_OR_RETURN(mm, Bf16Matmul::Create(ActiveKernels(), kPeakN, kPeakK, kPeakM,
                                                     wb.data(), ctx->num_threads()));
@@ -230,19 +236,20 @@ int Main() {
   // oneDNN bf16 exists only where the CPU multiplies bf16 natively; the
   // own-kernel peak only matters for the plans that use it.
   const bool bf16_native = static_cast<int>(EffectiveCpuIsa()) >= static_cast<int>(CpuIsa::kAvx512Bf16);
-  const bool own_plan = plan->matmul == MatmulBackend::kOwnBf16;
+  const bool own_plan = plan->matmul != MatmulBackend::kOnednn;
+  const bool int8_plan = plan->matmul == MatmulBackend::kOwnInt8;
   double bandwidth[2] = {0, 0}, peak_bf16[2] = {0, 0}, peak_f32[2] = {0, 0}, peak_own[2] = {0, 0};
   if (!absl::GetFlag(FLAGS_skip_machine)) {
     std::tie(bandwidth[0], bandwidth[1]) =
         MeasureReadBandwidth(absl::GetFlag(FLAGS_bandwidth_mib) << 20, threads, repeats);
-    auto f = MeasureGemmPeak(ctx->get(), MatmulDType::kF32, false, repeats);
+    auto f = MeasureGemmPeak(ctx->get(), MatmulDType::kF32, false, false, repeats);
     if (!f.ok()) {
       std::fprintf(stderr, "f32 GEMM peak failed: %s\n", f.status().ToString().c_str());
       return 1;
     }
     std::tie(peak_f32[0], peak_f32[1]) = *f;
     if (bf16_native) {
-      auto b = MeasureGemmPeak(ctx->get(), MatmulDType::kBF16, false, repeats);
+      auto b = MeasureGemmPeak(ctx->get(), MatmulDType::kBF16, false, false, repeats);
       if (!b.ok()) {
         std::fprintf(stderr, "bf16 GEMM peak failed: %s\n", b.status().ToString().c_str());
         return 1;
@@ -250,7 +257,7 @@ int Main() {
       std::tie(peak_bf16[0], peak_bf16[1]) = *b;
     }
     if (own_plan) {
-      auto o = MeasureGemmPeak(ctx->get(), MatmulDType::kF32, true, repeats);
+      auto o = MeasureGemmPeak(ctx->get(), MatmulDType::kF32, true, int8_plan, repeats);
       if (!o.ok()) {
         std::fprintf(stderr, "own GEMM failed: %s\n", o.status().ToString().c_str());
         return 1;
@@ -297,7 +304,9 @@ int Main() {
   const int64_t streamed_weight_bytes = info.weight_bytes - embed_bytes;
   // The FLOP limit: the GEMM peak of the matmul type the plan computes in
   // (the own bf16-weight kernel computes in f32 FMAs: its limit is the f32 peak).
-  const double* peak = plan->activation_dtype == DType::kBF16 ? peak_bf16 : peak_f32;
+  // The int8 kernel's limit is its own int8 GEMM peak (GOP/s).
+  const double* peak =
+      int8_plan ? peak_own : plan->activation_dtype == DType::kBF16 ? peak_bf16 : peak_f32;
   // Matmul parameters (the embedding only as the LM head).
   int64_t matmul_params = int64_t{config.vocab_size} * d;
   for (const LayerShape& s : config.layers) {
@@ -321,8 +330,9 @@ int Main() {
                 peak_f32[0] / 1e9, peak_f32[1] / 1e9);
     if (bf16_native) std::printf(", oneDNN bf16 %.0f / %.0f", peak_bf16[0] / 1e9, peak_bf16[1] / 1e9);
     if (own_plan) {
-      std::printf(", own bf16-weight %.0f / %.0f (%.0f%% of the f32 peak)", peak_own[0] / 1e9,
-                  peak_own[1] / 1e9, 100.0 * peak_own[0] / peak_f32[0]);
+      std::printf(", own %s %.0f / %.0f (%.2fx the f32 peak)",
+                  int8_plan ? "int8 (GOP/s)" : "bf16-weight", peak_own[0] / 1e9,
+                  peak_own[1] / 1e9, peak_own[0] / peak_f32[0]);
     }
     std::printf("\n");
   }

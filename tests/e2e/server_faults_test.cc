@@ -202,6 +202,35 @@ TEST_F(ServerFaultsTest, ActivationDtypeThisCpuCannotRunNamesFlagIsaAndChoices) 
   EXPECT_THAT(bad_cap.err, HasSubstr("--max_cpu_isa"));
 }
 
+// --weight_dtype=int8: the server quantizes at load, says so in ModelInfo,
+// and generates.
+TEST_F(ServerFaultsTest, Int8WeightsServeAndReportTheirPlan) {
+  e2e::ServerChild server;
+  ASSERT_NO_FATAL_FAILURE(StartServer(server, {"--weight_dtype=int8"}));
+  auto stub = v1::InferenceService::NewStub(
+      grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext list_ctx;
+  v1::ListModelsResponse models;
+  ASSERT_TRUE(stub->ListModels(&list_ctx, v1::ListModelsRequest(), &models).ok());
+  ASSERT_EQ(models.models_size(), 1);
+  EXPECT_EQ(models.models(0).weight_dtype(), "int8");
+  EXPECT_THAT(models.models(0).execution_plan(), HasSubstr("matmul=own-int8"));
+
+  v1::GenerateRequest req;
+  req.mutable_token_ids()->add_ids(1);
+  req.mutable_token_ids()->add_ids(15043);
+  req.mutable_options()->set_max_tokens(5);
+  req.mutable_options()->set_ignore_eos(true);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  v1::GenerateResponse resp;
+  const grpc::Status status = stub->Generate(&ctx, req, &resp);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  int32_t tokens = 0;
+  for (const auto& c : resp.choices()) tokens += c.token_ids_size();
+  EXPECT_EQ(tokens, 5);
+}
+
 TEST_F(ServerFaultsTest, RequestLargerThanKvPoolIsInvalidArgument) {
   e2e::ServerChild server;
   ASSERT_NO_FATAL_FAILURE(StartServer(

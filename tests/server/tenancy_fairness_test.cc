@@ -214,9 +214,12 @@ TEST_F(TenancyFairnessTest, WeightedSharesAndLightTenantLatency) {
   // seat of the heavy tenant's newest request at the next step (seat-share
   // preemption, engine/tenancy/fair_request_queue.h), so its TTFT stays
   // close to its value alone (1.1x measured on the 2-core CI machine; about
-  // 10x before that preemption existed).
+  // 10x before that preemption existed). Both medians are under 2 ms with the
+  // tiny model, so the bound allows 1 ms on top of 2x for scheduling noise
+  // (a run beside another CPU-heavy process measured 0.90 -> 1.79 ms); the
+  // 10x of the old scheduler is still far outside it.
 #ifndef OPENELM_SANITIZER_BUILD
-  EXPECT_LE(absl::FDivDuration(ttft_loaded, ttft_alone), 2.0);
+  EXPECT_LE(ttft_loaded, 2 * ttft_alone + absl::Milliseconds(1));
 #else
   // Instrumented builds are several times slower on the client threads
   // that generate the flood, so latency ratios there say little (2.1x under

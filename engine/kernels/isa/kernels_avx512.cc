@@ -1,8 +1,11 @@
-// The avx512 build of every own kernel (see cpu_kernels.h).
+// The avx512 build of every own kernel (see cpu_kernels.h). The int8 matmul
+// uses the 256-bit AVX2 integer ops here too (every AVX-512 CPU has them).
 #include "engine/kernels/cpu_kernels.h"
 #include "engine/kernels/isa/attention_ops.h"
 #include "engine/kernels/isa/bf16_matmul_impl.h"
 #include "engine/kernels/isa/elementwise_impl.h"
+#include "engine/kernels/isa/int8_ops_avx2.h"
+#include "engine/kernels/isa/int8_matmul_impl.h"
 #include "engine/kernels/isa/simd_avx512.h"
 #include "engine/kernels/paged_attention_impl.h"
 
@@ -31,6 +34,8 @@ const CpuKernels& Avx512Kernels() {
       .attention_head_dim_multiple = 16,
       .bf16_matmul = &Bf16Gemm<V>::Run,
       .matmul_lanes = V::kLanes,
+      .int8_matmul = &Int8Gemm<I8Avx2>::Run,
+      .quantize_rows_s8 = &Int8Gemm<I8Avx2>::QuantizeRows,
   };
   return kernels;
 }

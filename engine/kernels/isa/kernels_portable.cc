@@ -3,6 +3,8 @@
 #include "engine/kernels/isa/attention_ops.h"
 #include "engine/kernels/isa/bf16_matmul_impl.h"
 #include "engine/kernels/isa/elementwise_impl.h"
+#include "engine/kernels/isa/int8_ops_portable.h"
+#include "engine/kernels/isa/int8_matmul_impl.h"
 #include "engine/kernels/isa/simd_portable.h"
 #include "engine/kernels/paged_attention_impl.h"
 
@@ -31,6 +33,8 @@ const CpuKernels& PortableKernels() {
       .attention_head_dim_multiple = 1,
       .bf16_matmul = &Bf16Gemm<V>::Run,
       .matmul_lanes = V::kLanes,
+      .int8_matmul = &Int8Gemm<I8Portable>::Run,
+      .quantize_rows_s8 = &Int8Gemm<I8Portable>::QuantizeRows,
   };
   return kernels;
 }

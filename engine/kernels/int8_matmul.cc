@@ -1,0 +1,102 @@
+#include "engine/kernels/int8_matmul.h"
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "engine/base/status_macros.h"
+
+namespace openelm {
+
+void Int8ActivationScratch::Reserve(int32_t rows, int64_t kp) {
+  if (int64_t{rows} * kp > q_size_) {
+    q_size_ = int64_t{rows} * kp;
+    q_ = std::make_unique<int8_t[]>(q_size_);
+  }
+  if (rows > scale_size_) {
+    scale_size_ = rows;
+    scales_ = std::make_unique<float[]>(scale_size_);
+  }
+}
+
+void QuantizeWeightsPerChannel(const float* weight, int64_t n, int64_t k, int64_t kp,
+                               int8_t* q, float* scale, int32_t num_threads) {
+#pragma omp parallel for num_threads(num_threads) schedule(static)
+  for (int64_t j = 0; j < n; ++j) {
+    const float* w = weight + j * k;
+    float amax = 0.0f;
+    for (int64_t c = 0; c < k; ++c) amax = std::fmax(amax, std::fabs(w[c]));
+    scale[j] = amax > 0.0f ? amax / 127.0f : 1.0f;
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int64_t c = 0; c < k; ++c) {
+      q[Int8WeightOffset(j, c, kp)] = static_cast<int8_t>(std::nearbyint(w[c] * inv));
+    }
+  }
+}
+
+Int8Matmul::Int8Matmul(const CpuKernels& kernels, int64_t n, int64_t k, int32_t num_threads,
+                       std::shared_ptr<Int8ActivationScratch> scratch)
+    : kernels_(kernels),
+      n_(n),
+      k_(k),
+      kp_((k + kInt8Chunk - 1) / kInt8Chunk * kInt8Chunk),
+      padded_n_((n + kInt8BlockRows - 1) / kInt8BlockRows * kInt8BlockRows),
+      num_threads_(num_threads),
+      scratch_(std::move(scratch)) {}
+
+Int8Matmul::~Int8Matmul() = default;
+
+absl::StatusOr<std::unique_ptr<Int8Matmul>> Int8Matmul::Create(
+    const CpuKernels& kernels, int64_t n, int64_t k, int32_t max_m, const float* weight,
+    std::shared_ptr<Int8ActivationScratch> scratch, int32_t num_threads,
+    const std::string& name) {
+  if (n <= 0 || k <= 0 || max_m <= 0 || weight == nullptr || scratch == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad int8 matmul: n=", n, " k=", k, " max_m=", max_m));
+  }
+  for (int64_t i = 0; i < n * k; ++i) {
+    if (!std::isfinite(weight[i])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", name.empty() ? "(unnamed)" : name, " cannot be quantized to int8: element ",
+          i, " is ", weight[i]));
+    }
+  }
+  std::unique_ptr<Int8Matmul> mm(
+      new Int8Matmul(kernels, n, k, num_threads > 0 ? num_threads : 1, std::move(scratch)));
+  mm->q_ = std::make_unique<int8_t[]>(mm->padded_n_ * mm->kp_);      // zero-filled
+  mm->scale_ = std::make_unique<float[]>(mm->padded_n_);             // zero-filled
+  QuantizeWeightsPerChannel(weight, n, k, mm->kp_, mm->q_.get(), mm->scale_.get(),
+                            mm->num_threads_);
+  OPENELM_RETURN_IF_ERROR(mm->SetMaxM(max_m));
+  return mm;
+}
+
+absl::Status Int8Matmul::SetMaxM(int32_t max_m) {
+  if (max_m <= 0) return absl::InvalidArgumentError("matmul max_m must be positive");
+  max_m_ = max_m;
+  scratch_->Reserve(max_m, kp_);
+  return absl::OkStatus();
+}
+
+absl::Status Int8Matmul::Run(const float* src, int32_t m, float* dst) {
+  if (m == 0) return absl::OkStatus();
+  if (m < 0 || m > max_m_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("matmul rows ", m, " outside [0, ", max_m_, "]"));
+  }
+  kernels_.quantize_rows_s8(src, m, k_, kp_, scratch_->q(), scratch_->scales());
+  kernels_.int8_matmul({.a_q = scratch_->q(), .a_scale = scratch_->scales(), .m = m, .kp = kp_,
+                        .w_q = q_.get(), .w_scale = scale_.get(), .n = n_, .dst = dst,
+                        .num_threads = num_threads_});
+  ++num_runs_;
+  return absl::OkStatus();
+}
+
+void Int8Matmul::GatherRow(int64_t row, float* out) const {
+  const float s = scale_[row];
+  for (int64_t c = 0; c < k_; ++c) out[c] = static_cast<float>(WeightAt(row, c)) * s;
+}
+
+}  // namespace openelm
