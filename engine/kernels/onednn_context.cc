@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/base/check.h"
+#include "engine/kernels/cpu_isa.h"
 #include "engine/kernels/onednn_handles.h"
 
 namespace openelm {
@@ -28,6 +29,9 @@ OnednnContext::~OnednnContext() = default;
 
 absl::StatusOr<std::unique_ptr<OnednnContext>> OnednnContext::Create(
     int32_t num_threads) {
+  // Fix the ISA level (and oneDNN's cap, if any) before oneDNN runs at all:
+  // the cap is only honoured before oneDNN's first use.
+  EffectiveCpuIsa();
   std::unique_ptr<OnednnContext> ctx(new OnednnContext());
   ctx->num_threads_ = num_threads > 0 ? num_threads : omp_get_num_procs();
   // oneDNN's OpenMP runtime takes its team size from the calling thread's

@@ -153,12 +153,18 @@ TEST(Int8AccuracyTest, OpenElm270mAgainstTheReference) {
   ScopedDir dir(absl::StrCat(::testing::TempDir(), "/openelm_int8_270m_", getpid()));
   ASSERT_OK(WriteRandomCheckpoint(config, /*seed=*/270, DType::kBF16, 1, dir.path()));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir.path()));
-  // CI runs one 32-token prompt (about 20 s); OPENELM_INT8_ACCURACY_PROMPTS=N
+  // CI runs one 32-token prompt (about 15 s; 8 tokens in sanitizer builds);
+  // OPENELM_INT8_ACCURACY_PROMPTS=N
   // measures N of them (BENCHMARKS.md used 8).
   const char* env = std::getenv("OPENELM_INT8_ACCURACY_PROMPTS");
   const int32_t num_prompts = env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 1;
   std::vector<std::vector<TokenId>> prompts;
-  for (int32_t i = 0; i < num_prompts; ++i) prompts.push_back(Prompt(32, 5 + i));
+#ifdef OPENELM_SANITIZER_BUILD
+  constexpr int32_t kPromptLen = 8;  // instrumented code is ~10x slower
+#else
+  constexpr int32_t kPromptLen = 32;
+#endif
+  for (int32_t i = 0; i < num_prompts; ++i) prompts.push_back(Prompt(kPromptLen, 5 + i));
   std::vector<LogitRows> got(num_prompts);
   {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmModel> model, Int8Model(*ckpt, 64));
@@ -177,9 +183,9 @@ TEST(Int8AccuracyTest, OpenElm270mAgainstTheReference) {
     }
   }
   const Accuracy a = Compare(all_got, all_want);
-  Report(absl::StrCat("270M, ", num_prompts, " x 32 positions, teacher-forced"), a);
+  Report(absl::StrCat("270M, ", num_prompts, " x ", kPromptLen, " positions, teacher-forced"), a);
   // Measured (8 x 32 positions): see BENCHMARKS.md; the bars keep a margin.
-  EXPECT_GE(a.top1(), 0.90);
+  EXPECT_GE(a.top1(), kPromptLen >= 32 ? 0.90 : 0.75);  // 8 positions: at most 2 misses
   EXPECT_LE(a.mean_dlogprob, 0.06);
 }
 
