@@ -6,13 +6,14 @@
 // accumulation, written once over int8 ops I (isa/int8_ops_*.h).
 //
 // Dot-product form over W in blocks of kInt8BlockRows output channels
-// (int8_matmul.h): one block is one contiguous run of memory with its rows
-// interleaved chunk by chunk, so a tile of one or two blocks reads one or two
-// sequential streams. A tile is MR rows of A x NR rows of W over the whole of
-// K; M = 1 uses NR = 8 (two blocks), otherwise MR = 2, NR = 4, which keeps 8
+// (cpu_kernels.h): one block is one contiguous run of memory with its rows
+// interleaved chunk by chunk, and a thread's blocks follow each other, so each
+// thread reads one sequential stream (prefetched kPrefetchBytes ahead). A
+// tile is MR rows of A x one block over the whole of K: MR = 2 keeps 8
 // accumulators, the A chunks and their absolute values in the 16 AVX2
-// registers. Threads split the blocks. No std:: templates (see
-// bf16_matmul_impl.h).
+// registers; M = 1 uses MR = 1 (two blocks per tile, two streams, measured
+// 20-25 GB/s against 25-29 for one). Threads split the blocks. No std::
+// templates (see bf16_matmul_impl.h).
 #include <cstdint>
 
 #include "engine/kernels/cpu_kernels.h"
@@ -22,6 +23,7 @@ namespace openelm::kernels_internal {
 template <class I>
 struct Int8Gemm {
   using Reg = typename I::Reg;
+  static constexpr int64_t kPrefetchBytes = 1024;
 
   // w: the first of NR / kInt8BlockRows blocks; `ncols` <= NR outputs stored.
   template <int MR, int NR>
@@ -36,6 +38,10 @@ struct Int8Gemm {
     }
     const int64_t block_bytes = kp * kB;
     for (int64_t kk = 0; kk < kp; kk += I::kChunk) {
+      // One block is one sequential stream (and the next tile of this thread
+      // continues it): fetch kPrefetchBytes ahead, past the block's end too.
+      __builtin_prefetch(w + kk * kB + kPrefetchBytes);
+      __builtin_prefetch(w + kk * kB + kPrefetchBytes + 64);
       Reg av[MR], aa[MR];
 #pragma GCC unroll 8
       for (int r = 0; r < MR; ++r) {
@@ -59,21 +65,13 @@ struct Int8Gemm {
   static void Run(const Int8MatmulArgs& a) {
     if (a.m <= 0) return;
     // Scales and blocks cover n rounded up to whole blocks (zero padding).
-    const int64_t nr_max = a.m == 1 ? 2 * kInt8BlockRows : kInt8BlockRows;
+    const int64_t nr_max = kInt8BlockRows;  // one block per tile
     const int64_t groups = (a.n + nr_max - 1) / nr_max;
 #pragma omp parallel for num_threads(a.num_threads) schedule(static) if (groups > 1 && a.num_threads > 1)
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t n0 = g * nr_max;
       const int ncols = static_cast<int>(a.n - n0 < nr_max ? a.n - n0 : nr_max);
       const int8_t* w = a.w_q + n0 * a.kp;  // blocks are contiguous: row n0's block
-      if (a.m == 1) {
-        if (ncols > kInt8BlockRows) {
-          Tile<1, 2 * kInt8BlockRows>(a.a_q, a.a_scale, a.kp, w, a.w_scale + n0, a.dst + n0, a.n, ncols);
-        } else {
-          Tile<1, kInt8BlockRows>(a.a_q, a.a_scale, a.kp, w, a.w_scale + n0, a.dst + n0, a.n, ncols);
-        }
-        continue;
-      }
       for (int32_t m0 = 0; m0 < a.m; m0 += 2) {
         const int8_t* aq = a.a_q + m0 * a.kp;
         float* c = a.dst + m0 * a.n + n0;
