@@ -1,42 +1,17 @@
-// The avx512 build of every own kernel (see cpu_kernels.h). The int8 matmul
-// uses the 256-bit AVX2 integer ops here too (every AVX-512 CPU has them).
-#include "engine/kernels/cpu_kernels.h"
-#include "engine/kernels/isa/attention_ops.h"
-#include "engine/kernels/isa/bf16_matmul_impl.h"
-#include "engine/kernels/isa/elementwise_impl.h"
+// The AVX-512 build of every own kernel (see cpu_kernels.h), compiled with
+// -mavx512f/bw/vl/dq. The int8 matmul uses the 256-bit AVX2 integer ops here
+// too (every AVX-512 CPU has them); attention is the hand-tuned AVX-512
+// kernel of paged_attention_avx512.cc.
 #include "engine/kernels/isa/int8_ops_avx2.h"
-#include "engine/kernels/isa/int8_matmul_impl.h"
 #include "engine/kernels/isa/simd_avx512.h"
-#include "engine/kernels/paged_attention_impl.h"
+#include "engine/kernels/isa/kernel_table.h"
+#include "engine/kernels/paged_attention.h"
 
 namespace openelm::kernels_internal {
-namespace {
-
-using V = VecAvx512;
-
-void Attention(const attention_internal::KernelArgs& args) {
-  using namespace attention_internal;  // NOLINT: RunKernel, RunScalar, RunAvx512
-  RunAvx512(args);
-}
-
-}  // namespace
 
 const CpuKernels& Avx512Kernels() {
-  static const CpuKernels kernels = {
-      .isa = CpuIsa::kAvx512,
-      .rms_norm_row = &RmsNormRow<V>,
-      .rope_rotate_head = &RopeRotateHead<V>,
-      .swiglu_row = &SwiGluRow<V>,
-      .add = &AddRow<V>,
-      .f32_to_bf16 = &F32ToBf16Row<V>,
-      .bf16_to_f32 = &Bf16ToF32Row<V>,
-      .paged_attention = &Attention,
-      .attention_head_dim_multiple = 16,
-      .bf16_matmul = &Bf16Gemm<V>::Run,
-      .matmul_lanes = V::kLanes,
-      .int8_matmul = &Int8Gemm<I8Avx2>::Run,
-      .quantize_rows_s8 = &Int8Gemm<I8Avx2>::QuantizeRows,
-  };
+  static const CpuKernels kernels = MakeCpuKernels<VecAvx512, I8Avx2>(
+      CpuIsa::kAvx512, &attention_internal::RunAvx512, VecAvx512::kLanes);
   return kernels;
 }
 

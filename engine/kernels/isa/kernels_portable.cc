@@ -1,41 +1,16 @@
-// The portable build of every own kernel (see cpu_kernels.h).
-#include "engine/kernels/cpu_kernels.h"
-#include "engine/kernels/isa/attention_ops.h"
-#include "engine/kernels/isa/bf16_matmul_impl.h"
-#include "engine/kernels/isa/elementwise_impl.h"
+// The portable build of every own kernel (see cpu_kernels.h): plain C++,
+// no ISA flags; the readable definition of each operation.
 #include "engine/kernels/isa/int8_ops_portable.h"
-#include "engine/kernels/isa/int8_matmul_impl.h"
 #include "engine/kernels/isa/simd_portable.h"
-#include "engine/kernels/paged_attention_impl.h"
+#include "engine/kernels/isa/kernel_table.h"
+#include "engine/kernels/paged_attention.h"
 
 namespace openelm::kernels_internal {
-namespace {
-
-using V = VecPortable;
-
-void Attention(const attention_internal::KernelArgs& args) {
-  using namespace attention_internal;  // NOLINT: RunKernel, RunScalar, RunAvx512
-  RunScalar(args);
-}
-
-}  // namespace
 
 const CpuKernels& PortableKernels() {
-  static const CpuKernels kernels = {
-      .isa = CpuIsa::kPortable,
-      .rms_norm_row = &RmsNormRow<V>,
-      .rope_rotate_head = &RopeRotateHead<V>,
-      .swiglu_row = &SwiGluRow<V>,
-      .add = &AddRow<V>,
-      .f32_to_bf16 = &F32ToBf16Row<V>,
-      .bf16_to_f32 = &Bf16ToF32Row<V>,
-      .paged_attention = &Attention,
-      .attention_head_dim_multiple = 1,
-      .bf16_matmul = &Bf16Gemm<V>::Run,
-      .matmul_lanes = V::kLanes,
-      .int8_matmul = &Int8Gemm<I8Portable>::Run,
-      .quantize_rows_s8 = &Int8Gemm<I8Portable>::QuantizeRows,
-  };
+  // Attention: the scalar Ops in paged_attention.cc, for any head_dim.
+  static const CpuKernels kernels =
+      MakeCpuKernels<VecPortable, I8Portable>(CpuIsa::kPortable, &attention_internal::RunScalar, 1);
   return kernels;
 }
 

@@ -14,10 +14,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/isa_levels.h"
+#include "tests/testing/random_vectors.h"
 #include "tests/testing/status_matchers.h"
 
 namespace openelm {
 namespace {
+
+using ::openelm::testing::RandomVector;
 
 using ::openelm::testing::StatusIs;
 
@@ -26,14 +29,6 @@ std::vector<uint16_t> RandomBf16(int64_t n, uint32_t seed) {
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<uint16_t> v(n);
   for (uint16_t& x : v) x = F32ToBf16(dist(rng));
-  return v;
-}
-
-std::vector<float> RandomF32(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
   return v;
 }
 
@@ -56,7 +51,7 @@ TEST_P(Bf16MatmulTest, MatchesDoubleLoopsForEveryRowCount) {
   EXPECT_EQ(mm->packed_weight_bytes(), PackedBf16Words(n, k, kernels.matmul_lanes) * 4);
   int32_t runs = 0;
   for (int32_t m : {1, 2, 3, 4, 5, 6, 7, 11, 13, 64, 70}) {
-    const std::vector<float> src = RandomF32(int64_t{m} * k, 100 + m);
+    const std::vector<float> src = RandomVector(int64_t{m} * k, 100 + m);
     constexpr int kGuard = 5;
     std::vector<float> dst((m + kGuard) * n, 12345.0f);
     ASSERT_OK(mm->Run(src.data(), m, dst.data()));

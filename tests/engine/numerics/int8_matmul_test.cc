@@ -16,21 +16,16 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/isa_levels.h"
+#include "tests/testing/random_vectors.h"
 #include "tests/testing/status_matchers.h"
 
 namespace openelm {
 namespace {
 
+using ::openelm::testing::RandomVector;
+
 using ::openelm::testing::StatusIs;
 using ::testing::HasSubstr;
-
-std::vector<float> RandomF32(int64_t n, uint32_t seed, float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 // Symmetric per-row quantization, written from the definition.
 void QuantizeRowRef(const float* x, int64_t k, std::vector<int32_t>* q, double* scale) {
@@ -54,7 +49,7 @@ TEST_P(Int8MatmulTest, MatchesIntegerSumsOfTheQuantizedValues) {
   const CpuKernels& kernels = OPENELM_KERNELS_OR_SKIP(std::get<0>(GetParam()));
   const auto [n, k] = std::get<1>(GetParam());
   constexpr int32_t kMaxM = 9;
-  std::vector<float> w = RandomF32(n * k, 5, 0.02f);
+  std::vector<float> w = RandomVector(n * k, 5, 0.02f);
   w[0] = 0.0f;  // one row with a zero
   auto scratch = std::make_shared<Int8ActivationScratch>();
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Int8Matmul> mm,
@@ -81,7 +76,7 @@ TEST_P(Int8MatmulTest, MatchesIntegerSumsOfTheQuantizedValues) {
   for (int64_t c = 0; c < k; ++c) ASSERT_FLOAT_EQ(row[c], wq[n - 1][c] * static_cast<float>(ws[n - 1]));
 
   for (int32_t m : {1, 2, 3, 4, 5, 9}) {
-    std::vector<float> src = RandomF32(int64_t{m} * k, 50 + m, 3.0f);
+    std::vector<float> src = RandomVector(int64_t{m} * k, 50 + m, 3.0f);
     constexpr int kGuard = 3;
     std::vector<float> dst((m + kGuard) * n, 777.0f);
     ASSERT_OK(mm->Run(src.data(), m, dst.data()));
@@ -140,7 +135,7 @@ TEST(Int8MatmulTest, NonFiniteWeightIsRefusedNamingTheTensor) {
 }
 
 TEST(Int8MatmulTest, RowLimitAndSharedScratch) {
-  std::vector<float> w = RandomF32(8 * 40, 1);
+  std::vector<float> w = RandomVector(8 * 40, 1);
   auto scratch = std::make_shared<Int8ActivationScratch>();
   ASSERT_OK_AND_ASSIGN(auto a, Int8Matmul::Create(ActiveKernels(), 8, 40, 2, w.data(), scratch, 1));
   ASSERT_OK_AND_ASSIGN(auto b, Int8Matmul::Create(ActiveKernels(), 40, 8, 2, w.data(), scratch, 1));

@@ -10,17 +10,12 @@
 #include "engine/kernels/rope.h"
 #include "engine/kernels/swiglu.h"
 #include "gtest/gtest.h"
+#include "tests/testing/random_vectors.h"
 
 namespace openelm {
 namespace {
 
-std::vector<float> RandomVector(int64_t n, uint32_t seed, float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using ::openelm::testing::RandomVector;
 
 TEST(FastExpTest, MatchesStdExpToAFewUlps) {
   for (float x = -87.0f; x <= 88.0f; x += 0.0137f) {

@@ -13,21 +13,16 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/isa_levels.h"
+#include "tests/testing/random_vectors.h"
 #include "tests/testing/status_matchers.h"
 
 namespace openelm {
 namespace {
 
+using ::openelm::testing::RandomVector;
+
 using ::openelm::testing::StatusIs;
 using ::testing::HasSubstr;
-
-std::vector<float> RandomVector(int64_t n, uint32_t seed, float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 class IsaKernelsTest : public ::testing::TestWithParam<CpuIsa> {};
 

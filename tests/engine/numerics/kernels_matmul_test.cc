@@ -12,20 +12,15 @@
 #include "engine/kernels/onednn_matmul.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/random_vectors.h"
 #include "tests/testing/status_matchers.h"
 
 namespace openelm {
 namespace {
 
-using ::openelm::testing::StatusIs;
+using ::openelm::testing::RandomVector;
 
-std::vector<float> RandomVector(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
+using ::openelm::testing::StatusIs;
 
 // dst[i, j] = sum_c src[i, c] * w[j, c], in double.
 std::vector<double> NaiveMatmul(const std::vector<float>& src, const std::vector<float>& w,
