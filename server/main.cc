@@ -13,6 +13,8 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "engine/base/logging.h"
@@ -73,6 +75,14 @@ int Run(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Serves an OpenELM model over gRPC (openelm.v1.InferenceService).\n"
       "Usage: openelm_server [--model_dir=DIR] [--tokenizer=FILE] [--port=N] ...");
+  // --help lists the server's flags, which live in server/options.cc (absl
+  // matches only files named after the program by default).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "server/");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   // Block the shutdown signals in every thread (threads created later inherit

@@ -38,6 +38,7 @@ using ::openelm::testing::e2e::ScratchDir;
 using ::openelm::testing::e2e::ServerChild;
 using ::openelm::testing::e2e::SumSeries;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr absl::Duration kCommandTimeout = absl::Seconds(120);
 
@@ -132,6 +133,20 @@ absl::StatusOr<google::protobuf::Struct> ReadResult(const std::string& path) {
   auto status = google::protobuf::util::JsonStringToMessage(*text, &s);
   if (!status.ok()) return absl::InternalError(status.ToString());
   return s;
+}
+
+// `--help` lists each program's own flags (absl's default shows only flags
+// from a file named after the program, and printed "No flags matched").
+TEST(HelpTest, ServerAndCliListTheirFlags) {
+  ASSERT_OK_AND_ASSIGN(CommandResult server, RunAndCapture({OPENELM_SERVER_BIN, "--help"}, absl::Seconds(30)));
+  EXPECT_THAT(server.out, Not(HasSubstr("No flags matched")));
+  for (const char* flag : {"--model_dir", "--weight_dtype", "--max_cpu_isa", "--tenants_config",
+                           "--max_stream_backlog_bytes", "--tls_cert"}) {
+    EXPECT_THAT(server.out, HasSubstr(flag)) << server.out;
+  }
+  ASSERT_OK_AND_ASSIGN(CommandResult cli, RunAndCapture({OPENELM_CLI_BIN, "--help"}, absl::Seconds(30)));
+  EXPECT_THAT(cli.out, Not(HasSubstr("No flags matched")));
+  EXPECT_THAT(cli.out, HasSubstr("--target"));
 }
 
 TEST_F(ClientE2eTest, HealthAndTokenize) {
