@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/base/status_macros.h"
 #include "engine/kernels/bf16.h"
 
 namespace openelm {
@@ -79,17 +80,14 @@ absl::StatusOr<std::unique_ptr<Bf16Matmul>> Bf16Matmul::Create(const CpuKernels&
 }
 
 absl::Status Bf16Matmul::SetMaxM(int32_t max_m) {
-  if (max_m <= 0) return absl::InvalidArgumentError("matmul max_m must be positive");
+  OPENELM_RETURN_IF_ERROR(CheckMatmulMaxM(max_m));
   max_m_ = max_m;
   return absl::OkStatus();
 }
 
 absl::Status Bf16Matmul::Run(const float* src, int32_t m, float* dst) {
   if (m == 0) return absl::OkStatus();
-  if (m < 0 || m > max_m_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("matmul rows ", m, " outside [0, ", max_m_, "]"));
-  }
+  OPENELM_RETURN_IF_ERROR(CheckMatmulRows(m, max_m_));
   kernels_.bf16_matmul({.src = src, .m = m, .k = k_, .n = n_, .packed = packed_.get(),
                         .dst = dst, .num_threads = num_threads_});
   ++num_runs_;

@@ -74,7 +74,7 @@ absl::StatusOr<std::unique_ptr<Int8Matmul>> Int8Matmul::Create(
 }
 
 absl::Status Int8Matmul::SetMaxM(int32_t max_m) {
-  if (max_m <= 0) return absl::InvalidArgumentError("matmul max_m must be positive");
+  OPENELM_RETURN_IF_ERROR(CheckMatmulMaxM(max_m));
   max_m_ = max_m;
   scratch_->Reserve(max_m, kp_);
   return absl::OkStatus();
@@ -82,10 +82,7 @@ absl::Status Int8Matmul::SetMaxM(int32_t max_m) {
 
 absl::Status Int8Matmul::Run(const float* src, int32_t m, float* dst) {
   if (m == 0) return absl::OkStatus();
-  if (m < 0 || m > max_m_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("matmul rows ", m, " outside [0, ", max_m_, "]"));
-  }
+  OPENELM_RETURN_IF_ERROR(CheckMatmulRows(m, max_m_));
   kernels_.quantize_rows_s8(src, m, k_, kp_, scratch_->q(), scratch_->scales());
   kernels_.int8_matmul({.a_q = scratch_->q(), .a_scale = scratch_->scales(), .m = m, .kp = kp_,
                         .w_q = q_.get(), .w_scale = scale_.get(), .n = n_, .dst = dst,

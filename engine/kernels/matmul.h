@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 
 namespace openelm {
 
@@ -15,6 +16,18 @@ namespace openelm {
 //
 // Buffers passed to Run() must hold RowCapacity(m) rows (src readable, dst
 // writable; rows past m are junk). Thread-compatible.
+// The argument checks every Matmul shares: SetMaxM's bound and Run's rows.
+inline absl::Status CheckMatmulMaxM(int32_t max_m) {
+  if (max_m <= 0) return absl::InvalidArgumentError("matmul max_m must be positive");
+  return absl::OkStatus();
+}
+inline absl::Status CheckMatmulRows(int32_t m, int32_t max_m) {
+  if (m < 0 || m > max_m) {
+    return absl::InvalidArgumentError(absl::StrCat("matmul rows ", m, " outside [0, ", max_m, "]"));
+  }
+  return absl::OkStatus();
+}
+
 class Matmul {
  public:
   virtual ~Matmul() = default;

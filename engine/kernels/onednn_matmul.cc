@@ -121,7 +121,7 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(
 }
 
 absl::Status PackedMatmul::SetMaxM(int32_t max_m) {
-  if (max_m <= 0) return absl::InvalidArgumentError("matmul max_m must be positive");
+  OPENELM_RETURN_IF_ERROR(CheckMatmulMaxM(max_m));
   Impl& impl = *impl_;
   const dnnl::engine& eng = ctx_->handles().engine;
   const Dt dt = ToDnnl(spec_.compute);
@@ -165,10 +165,7 @@ absl::Status PackedMatmul::SetMaxM(int32_t max_m) {
 }
 absl::Status PackedMatmul::Run(const float* src, int32_t m, float* dst) {
   if (m == 0) return absl::OkStatus();
-  if (m < 0 || m > spec_.max_m) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("matmul rows ", m, " outside [0, ", spec_.max_m, "]"));
-  }
+  OPENELM_RETURN_IF_ERROR(CheckMatmulRows(m, spec_.max_m));
   Impl::Bucket* bucket = nullptr;
   for (Impl::Bucket& b : impl_->buckets) {
     if (b.m >= m) {
