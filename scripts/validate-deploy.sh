@@ -9,9 +9,11 @@
 #      deprecation warnings count as failures.
 #   2. deploy/tools/validate-manifests.mjs on each build: Kubernetes API
 #      schemas (npm kubernetes-models 5.1.0), CRD schemas (ServiceMonitor from
-#      @kubernetes-models/prometheus-operator 6.0.0, Gateway/GRPCRoute from
-#      @kubernetes-models/gateway-api 2.0.0), unknown-field detection, and
-#      project rules (selectors, probes, drain timing, metric names, Envoy).
+#      @kubernetes-models/prometheus-operator 6.0.0, Gateway/GRPCRoute/
+#      BackendTLSPolicy from @kubernetes-models/gateway-api 2.0.0),
+#      unknown-field detection, and project rules (selectors, probes that can
+#      speak TLS, drain timing, flag files mounted from Secrets, metric
+#      names, Envoy).
 #   3. A broken manifest must be rejected (self-test of step 2).
 #   4. promtool check config / check rules / test rules (Debian's prometheus).
 #   5. bash -n on the container scripts.
@@ -118,15 +120,18 @@ else
 fi
 
 # ------------------------------------------------------- 3. self-test ----
-# A typo'd field and a grace period shorter than the drain must be caught.
+# A typo'd field, a grace period shorter than the drain and a tenants file
+# that is not mounted must be caught.
 prod="$(printf '%s\n' "${rendered[@]}" | grep 'overlays_production' | head -n1)"
 if [ -n "${prod}" ]; then
-  sed 's/readOnlyRootFilesystem: true/readOnlyRootFilesytem: true/; s/terminationGracePeriodSeconds: .*/terminationGracePeriodSeconds: 1/' \
+  sed 's/readOnlyRootFilesystem: true/readOnlyRootFilesytem: true/; s/terminationGracePeriodSeconds: .*/terminationGracePeriodSeconds: 1/
+       s#--tenants_config=/etc/openelm-auth/tenants.json#--tenants_config=/etc/openelm-auth/tenants.yaml#' \
     "${prod}" >"${work}/broken.yaml"
   if "${validator[@]}" "${work}/broken.yaml" >"${work}/broken.log" 2>&1; then
     fail "self-test: a broken manifest was accepted"
   elif grep -q 'unknown field .*readOnlyRootFilesytem' "${work}/broken.log" \
-       && grep -q 'terminationGracePeriodSeconds 1 <' "${work}/broken.log"; then
+       && grep -q 'terminationGracePeriodSeconds 1 <' "${work}/broken.log" \
+       && grep -q 'tenants_config: /etc/openelm-auth/tenants.yaml: volume auth projects only' "${work}/broken.log"; then
     pass "self-test: broken manifest rejected"
   else
     sed 's/^/    /' "${work}/broken.log"

@@ -17,7 +17,9 @@
 //    the validator enumerates (maps such as labels) or never inspects
 //    (free-form fields) are not judged.
 // 3. Project rules: selectors match the pods, probes and drain timing fit
-//    together, the HPA and prometheus-adapter use contract metric names, and
+//    together, probes can speak the gRPC port's protocol (exec probes when
+//    it is TLS), files named by server flags and probes are mounted from
+//    Secrets, the HPA and prometheus-adapter use contract metric names, and
 //    the Envoy example points at an existing Service.
 //
 // Exits 0 when everything passes, 1 when any check fails, 2 on usage errors.
@@ -185,21 +187,9 @@ function checkServerDeployment(dep, objects, where, contract) {
     fail(at, `limits.cpu ${lim.cpu} is not a whole number of CPUs`);
   }
 
-  // Probes: native gRPC health checks on the gRPC port.
+  // Probes: health checks on the gRPC port (see checkProbes, after the flags).
   const grpcPort = (server.ports ?? []).find((p) => p.name === "grpc")?.containerPort;
   if (grpcPort === undefined) fail(at, "no container port named grpc");
-  for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
-    const probe = server[kind];
-    if (!probe?.grpc) {
-      fail(at, `${kind} must be a grpc probe`);
-      continue;
-    }
-    if (probe.grpc.port !== grpcPort) fail(at, `${kind} port ${probe.grpc.port} != grpc port ${grpcPort}`);
-  }
-  if (server.readinessProbe?.grpc &&
-      server.readinessProbe.grpc.service !== "openelm.v1.InferenceService") {
-    fail(at, "readinessProbe must ask for service openelm.v1.InferenceService");
-  }
   const window = (p) => (p?.periodSeconds ?? 10) * (p?.failureThreshold ?? 3);
   if (server.livenessProbe && window(server.livenessProbe) < 60) {
     fail(at, `livenessProbe fails after ${window(server.livenessProbe)} s; allow >= 60 s`);
@@ -229,6 +219,8 @@ function checkServerDeployment(dep, objects, where, contract) {
   if (Number(flags.get("metrics_port")) !== metricsPort) {
     fail(`ConfigMap ${cmName}`, `--metrics_port ${flags.get("metrics_port")} != container metrics port ${metricsPort}`);
   }
+  checkProbes(server, flags, grpcPort, at);
+  checkMountedFiles(server, spec, objects, flags, at, `ConfigMap ${cmName}`);
   const drain = parseDurationSeconds(flags.get("drain_timeout") ?? "30s");
   if (Number.isNaN(drain)) fail(`ConfigMap ${cmName}`, "--drain_timeout is not an Abseil duration");
   const preStop = server.lifecycle?.preStop?.exec?.command ?? [];
@@ -290,6 +282,107 @@ function checkServerDeployment(dep, objects, where, contract) {
           fail(ow, `no selected Service has a port named ${ep.port}`);
         }
       }
+    }
+  }
+}
+
+// Probes: native gRPC probes (plaintext only), or, when the gRPC port speaks
+// TLS, exec probes that run `openelm health` over TLS on loopback.
+function checkProbes(server, flags, grpcPort, at) {
+  const tls = flags.has("tls_cert");
+  for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+    const probe = server[kind];
+    if (probe?.grpc) {
+      if (tls) fail(at, `${kind}: native grpc probes cannot speak TLS, but --tls_cert is set`);
+      if (probe.grpc.port !== grpcPort) fail(at, `${kind} port ${probe.grpc.port} != grpc port ${grpcPort}`);
+      if (kind === "readinessProbe" && probe.grpc.service !== "openelm.v1.InferenceService") {
+        fail(at, "readinessProbe must ask for service openelm.v1.InferenceService");
+      }
+      continue;
+    }
+    const cmd = (probe?.exec?.command ?? []).map(String);
+    if (!(cmd[0]?.endsWith("/openelm") || cmd[0] === "openelm") || cmd[1] !== "health") {
+      fail(at, `${kind} must be a grpc probe or an exec probe running \`openelm health\``);
+      continue;
+    }
+    const arg = (name) => cmd.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+    const target = arg("target");
+    if (target !== `127.0.0.1:${grpcPort}` && target !== `localhost:${grpcPort}`) {
+      fail(at, `${kind}: --target=${target} is not the loopback gRPC port ${grpcPort}`);
+    }
+    if (tls && !arg("tls_ca")) fail(at, `${kind}: the gRPC port speaks TLS; pass --tls_ca`);
+    if (flags.has("tls_client_ca") && !(arg("tls_cert") && arg("tls_key"))) {
+      fail(at, `${kind}: mutual TLS is on; pass --tls_cert and --tls_key`);
+    }
+    if (!tls && arg("tls_ca")) fail(at, `${kind}: passes --tls_ca but the server has no --tls_cert`);
+    const service = arg("service") ?? "";
+    if (kind === "readinessProbe" && service !== "openelm.v1.InferenceService") {
+      fail(at, "readinessProbe must pass --service=openelm.v1.InferenceService");
+    }
+    const timeout = parseDurationSeconds(arg("timeout") ?? "5s");
+    if (!(timeout < (probe.timeoutSeconds ?? 1))) {
+      fail(at, `${kind}: --timeout must be shorter than timeoutSeconds ${probe.timeoutSeconds ?? 1}`);
+    }
+  }
+}
+
+// Every file a server flag or a probe names must come from a volume mounted
+// in the server container: a Secret or ConfigMap key that exists when the
+// object is part of the build, from a volume that is not optional.
+function checkMountedFiles(server, spec, objects, flags, at, flagsWhere) {
+  const refs = [];
+  for (const name of ["tenants_config", "tls_cert", "tls_key", "tls_client_ca"]) {
+    if (flags.has(name)) refs.push([`${flagsWhere} --${name}`, flags.get(name), name]);
+  }
+  for (const kind of ["startupProbe", "readinessProbe", "livenessProbe"]) {
+    for (const a of (server[kind]?.exec?.command ?? []).map(String)) {
+      const m = /^--(tls_ca|tls_cert|tls_key)=(.+)$/.exec(a);
+      if (m) refs.push([`${at} ${kind} --${m[1]}`, m[2], m[1]]);
+    }
+  }
+  if (flags.has("tls_cert") !== flags.has("tls_key")) fail(flagsWhere, "--tls_cert and --tls_key go together");
+  if (flags.has("tls_client_ca") && !flags.has("tls_cert")) fail(flagsWhere, "--tls_client_ca needs --tls_cert");
+  for (const [where, file, flag] of refs) {
+    if (!file.startsWith("/")) {
+      fail(where, `${file} is not an absolute path`);
+      continue;
+    }
+    const mount = (server.volumeMounts ?? [])
+      .filter((m) => file === m.mountPath || file.startsWith(`${m.mountPath.replace(/\/$/, "")}/`))
+      .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+    if (!mount) {
+      fail(where, `${file} is on no volume mounted in container ${server.name}`);
+      continue;
+    }
+    const volume = (spec.volumes ?? []).find((v) => v.name === mount.name);
+    const source = volume?.secret ?? volume?.configMap;
+    if (!source) {
+      fail(where, `${file}: volume ${mount.name} is not a Secret or ConfigMap`);
+      continue;
+    }
+    if (mount.subPath && flag === "tenants_config") {
+      fail(where, `${file}: subPath mounts never see Secret updates, so tenants reloads would not happen`);
+    }
+    if (source.optional === true) {
+      fail(where, `${file}: volume ${mount.name} is optional; the server would fail to start without it`);
+    }
+    const rel = mount.subPath ?? file.slice(mount.mountPath.replace(/\/$/, "").length + 1);
+    let key = rel;
+    if (source.items) {
+      const item = source.items.find((i) => i.path === rel);
+      if (!item) {
+        fail(where, `${file}: volume ${mount.name} projects only ${source.items.map((i) => i.path).join(", ")}`);
+        continue;
+      }
+      key = item.key;
+    }
+    const kind = volume.secret ? "Secret" : "ConfigMap";
+    const name = volume.secret ? source.secretName : source.name;
+    const obj = objects.find((o) => o.kind === kind && o.metadata?.name === name);
+    if (!obj && !source.items) {
+      fail(where, `${file}: ${kind} ${name} is created outside this build; list its keys in volume ${mount.name}'s items`);
+    } else if (obj && !Object.hasOwn({ ...(obj.data ?? {}), ...(obj.stringData ?? {}) }, key)) {
+      fail(where, `${file}: ${kind} ${name} in this build has no key ${key}`);
     }
   }
 }
