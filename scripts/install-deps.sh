@@ -14,7 +14,12 @@ PACKAGES=(
   libsentencepiece-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest
-  python3 python3-grpcio python3-grpc-tools
+  # Python client package (client/python; scripts/test-python-client.sh): its
+  # stubs come from protobuf-compiler + protobuf-compiler-grpc above, not
+  # python3-grpc-tools (whose protoc 3.5 rejects proto3 `optional`).
+  python3 python3-grpcio python3-protobuf python3-venv python3-pip
+  python3-setuptools python3-wheel
+  python3-h2  # raw HTTP/2 client of tests/e2e/stuck_reader_h2.py
   curl
   prometheus  # promtool + prometheus: scripts/validate-deploy.sh, scripts/test-prometheus.sh
 )
