@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include <grpc/grpc.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "engine/base/logging.h"
@@ -124,8 +126,13 @@ void WriteAccessLine(const ReactorEnv& env, const AccessRecord& record) {
 // ---- GenerateStreamReactor ----
 
 GenerateStreamReactor::GenerateStreamReactor(const ReactorEnv& env, RequestId id,
-                                             const char* method, std::string peer)
+                                             const char* method, std::string peer,
+                                             grpc::CallbackServerContext* context)
     : env_(env), id_(id) {
+  {
+    absl::MutexLock lock(&stall_->mu);
+    stall_->context = context;
+  }
   access_.Start(method, id, std::move(peer));
   env_.tracker->Begin();
 }
@@ -136,7 +143,58 @@ void GenerateStreamReactor::FinishNow(const grpc::Status& status) {
     finish_called_ = true;
   }
   access_.code = status.error_code();
-  Finish(status);
+  FinishOnce(status);
+}
+
+void GenerateStreamReactor::FinishOnce(const grpc::Status& status) {
+  {
+    absl::MutexLock lock(&stall_->mu);
+    if (stall_->resetting != std::thread::id() &&
+        stall_->resetting != std::this_thread::get_id()) {
+      stall_->deferred = status;  // the alarm's thread finishes after TryCancel
+      return;
+    }
+    stall_->context = nullptr;
+  }
+  Finish(status);  // `this` may be deleted from here on
+}
+
+void GenerateStreamReactor::ArmStallReset() {
+  GenerateStreamReactor* self = this;
+  std::shared_ptr<StallReset> stall = stall_;
+  stall_alarm_.Set(absl::ToChronoTime(absl::Now() + kStalledWriteGrace),
+                   [self, stall](bool fired) {
+    if (!fired) return;  // cancelled: the reactor is gone
+    grpc::CallbackServerContext* context = nullptr;
+    {
+      absl::MutexLock lock(&stall->mu);
+      if (stall->context == nullptr) return;  // finished meanwhile
+      context = stall->context;
+      stall->resetting = std::this_thread::get_id();
+    }
+    // Cancelling sends the status in trailers (HEADERS are not flow
+    // controlled), so even this client learns why; the stuck write then
+    // fails and OnWriteDone(false) finishes the reactor.
+    OPENELM_LOG(WARNING) << "request " << self->id_ << ": the client accepted no data for "
+                         << absl::FormatDuration(kStalledWriteGrace)
+                         << " after the backlog cut; resetting the stream";
+    const std::string message = absl::StrCat(
+        "stream backlog exceeded ", self->env_.max_stream_backlog_bytes,
+        " bytes and the client read nothing for ",
+        absl::FormatDuration(kStalledWriteGrace));
+    grpc_call_cancel_with_status(context->c_call(), GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                 message.c_str(), nullptr);
+    std::optional<grpc::Status> deferred;
+    {
+      absl::MutexLock lock(&stall->mu);
+      stall->resetting = std::thread::id();
+      deferred = std::move(stall->deferred);
+      stall->deferred.reset();
+      if (deferred.has_value()) stall->context = nullptr;
+    }
+    // Finish() was held back for us, so `self` is still alive.
+    if (deferred.has_value()) self->Finish(*deferred);
+  });
 }
 
 absl::Status GenerateStreamReactor::Submit(GenerateSpec spec, QuotaTicket ticket) {
@@ -146,13 +204,18 @@ absl::Status GenerateStreamReactor::Submit(GenerateSpec spec, QuotaTicket ticket
   ticket_ = std::move(ticket);
   // Set before Submit: OnCancel may race with it and must reach the engine.
   submitted_.store(true);
+  if (cancelled_.load()) {  // the client left while the request was admitted
+    submitted_.store(false);
+    ticket_.Abandon();
+    return absl::CancelledError("the client cancelled the call");
+  }
   absl::Status status = env_.engine->Submit(id_, std::move(spec), this);
   if (!status.ok()) {
     submitted_.store(false);
     ticket_.Abandon();
   }
-  // On success the engine may already be calling us; `this` stays valid until
-  // the handler returns (gRPC calls OnDone only after that).
+  // On success the engine may already have finished the request and the
+  // RPC may be gone: `this` is not touched again here.
   return status;
 }
 
@@ -182,6 +245,7 @@ void GenerateStreamReactor::OnOutput(const OutputDelta& delta) {
     last = now;
   }
   Action next;
+  bool arm_stall = false;
   {
     absl::MutexLock lock(&mu_);
     if (!broken_) {
@@ -192,6 +256,7 @@ void GenerateStreamReactor::OnOutput(const OutputDelta& delta) {
         broken_ = true;
         if (write_in_flight_) {
           pending_.resize(1);
+          arm_stall = true;
         } else {
           pending_.clear();
         }
@@ -199,6 +264,9 @@ void GenerateStreamReactor::OnOutput(const OutputDelta& delta) {
     }
     next = NextActionLocked();
   }
+  // Before Perform: the engine has not finished, so nothing can have called
+  // Finish() and `this` is alive.
+  if (arm_stall) ArmStallReset();
   Perform(this, next);
 }
 
@@ -240,7 +308,9 @@ void GenerateStreamReactor::OnWriteDone(bool ok) {
 
 void GenerateStreamReactor::OnCancel() {
   // Client cancel, disconnect or gRPC deadline: the engine answers with
-  // OnFinish within one step, and that leads to Finish().
+  // OnFinish within one step, and that leads to Finish(). Before Submit the
+  // flag stops the request from being submitted.
+  cancelled_.store(true);
   if (submitted_.load()) env_.engine->Cancel(id_);
 }
 
@@ -281,7 +351,7 @@ void GenerateStreamReactor::Perform(GenerateStreamReactor* self, const Action& a
   } else if (action.cancel_engine != nullptr) {
     action.cancel_engine->Cancel(action.cancel_id);
   } else if (action.finish.has_value()) {
-    self->Finish(*action.finish);  // `self` may be deleted from here on
+    self->FinishOnce(*action.finish);  // `self` may be deleted from here on
   }
 }
 
@@ -305,6 +375,11 @@ absl::Status GenerateUnaryReactor::Submit(GenerateSpec spec, QuotaTicket ticket)
   if (spec.params.prompt_logprobs >= 0) prompt_ = spec.prompt;
   ticket_ = std::move(ticket);
   submitted_.store(true);
+  if (cancelled_.load()) {
+    submitted_.store(false);
+    ticket_.Abandon();
+    return absl::CancelledError("the client cancelled the call");
+  }
   absl::Status status = env_.engine->Submit(id_, std::move(spec), this);
   if (!status.ok()) {
     submitted_.store(false);
@@ -328,6 +403,7 @@ void GenerateUnaryReactor::OnFinish(const FinishInfo& info) {
 }
 
 void GenerateUnaryReactor::OnCancel() {
+  cancelled_.store(true);
   if (submitted_.load()) env_.engine->Cancel(id_);
 }
 

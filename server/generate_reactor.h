@@ -4,8 +4,10 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -13,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
 #include "engine/llm_engine.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -44,6 +47,12 @@ class RpcTracker {
 // cancelled and the stream ends with RESOURCE_EXHAUSTED
 // (ServerOptions::max_stream_backlog_bytes).
 inline constexpr int64_t kMaxStreamBacklogBytes = 1 << 20;
+
+// After that cut, how long the write the client never accepted may stay stuck
+// before the server resets the stream (a reader that is only slow still gets
+// the RESOURCE_EXHAUSTED status within this time; one that stopped reading
+// for good cannot take even the trailers, so only a reset ends its call).
+inline constexpr absl::Duration kStalledWriteGrace = absl::Seconds(2);
 
 // What a generation reactor uses; everything outlives every reactor (the
 // Server shuts gRPC down before destroying them).
@@ -92,8 +101,9 @@ void WriteAccessLine(const ReactorEnv& env, const AccessRecord& record);
 // the one collecting new output behind it, so no thread is parked per request
 // and a slow reader costs one growing message (bounded, see above).
 //
-// Lifetime: created by the method handler, which then calls exactly one of
-// FinishNow() or Submit(); deleted in OnDone(). Finish() is called only
+// Lifetime: created by the method handler; then exactly one of FinishNow()
+// or Submit() is called, from the handler or later from the service's work
+// queue; deleted in OnDone(). Finish() is called only
 // (a) by FinishNow() / after a failed Submit(), or (b) after the engine's
 // OnFinish(), so the engine never calls a deleted sink. Decisions are made
 // under mu_ and acted on (StartWrite, Cancel, Finish) after unlocking;
@@ -106,8 +116,9 @@ class GenerateStreamReactor final
       public TokenSink {
  public:
   // `method` (a literal) and `peer` are for the access log.
+  // `context` is the call's, valid until OnDone().
   GenerateStreamReactor(const ReactorEnv& env, RequestId id, const char* method,
-                        std::string peer);
+                        std::string peer, grpc::CallbackServerContext* context);
 
   // The authenticated tenant, for the access log (before Submit/FinishNow).
   void NoteTenant(absl::string_view tenant) { access_.tenant = std::string(tenant); }
@@ -139,6 +150,24 @@ class GenerateStreamReactor final
     std::optional<grpc::Status> finish;
   };
 
+  // Lets the stall alarm reset a stream whose write never completes without
+  // racing the reactor's own Finish(): shared with the alarm's callback,
+  // which may run after the reactor is gone.
+  struct StallReset {
+    absl::Mutex mu;
+    // Null once Finish() was called (OnDone may follow at any time).
+    grpc::CallbackServerContext* context ABSL_GUARDED_BY(mu) = nullptr;
+    // The thread inside TryCancel(); a Finish() from another thread waits in
+    // `deferred` for it to return (TryCancel may run reactions inline).
+    std::thread::id resetting ABSL_GUARDED_BY(mu);
+    std::optional<grpc::Status> deferred ABSL_GUARDED_BY(mu);
+  };
+
+  // Every Finish() goes through here (see StallReset).
+  void FinishOnce(const grpc::Status& status);
+  // Arms the stall alarm (engine thread, at the backlog cut).
+  void ArmStallReset();
+
   v1::GenerateResponse* TailLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Action NextActionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Static: an empty action or a cancel must not touch `self`, which may
@@ -149,6 +178,9 @@ class GenerateStreamReactor final
   const ReactorEnv env_;
   const RequestId id_;
   std::atomic<bool> submitted_{false};
+  std::atomic<bool> cancelled_{false};  // OnCancel ran
+  const std::shared_ptr<StallReset> stall_ = std::make_shared<StallReset>();
+  grpc::Alarm stall_alarm_;
   // Engine-thread only: when each completion last produced output.
   std::vector<absl::Time> last_output_;
   // Copy of the prompt, kept only when prompt logprobs were requested.
@@ -202,6 +234,7 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
   const RequestId id_;
   v1::GenerateResponse* const response_;
   std::atomic<bool> submitted_{false};
+  std::atomic<bool> cancelled_{false};  // OnCancel ran
   std::vector<TokenId> prompt_;
   QuotaTicket ticket_;  // as in GenerateStreamReactor
   AccessRecord access_;  // as in GenerateStreamReactor

@@ -50,11 +50,24 @@ int64_t CeilDiv(int64_t a, int64_t b) { return b > 0 ? (a + b - 1) / b : 0; }
 }  // namespace
 
 InferenceService::InferenceService(Metrics* metrics, int64_t max_prompt_bytes,
-                                   TenantRegistry* tenants, QuotaManager* quotas)
+                                   TenantRegistry* tenants, QuotaManager* quotas,
+                                   int request_threads)
     : metrics_(metrics),
       max_prompt_bytes_(max_prompt_bytes),
       tenants_(tenants),
-      quotas_(quotas) {}
+      quotas_(quotas),
+      work_(std::make_unique<WorkQueue>(request_threads, kMaxQueuedRequests)) {}
+
+InferenceService::~InferenceService() = default;
+
+template <typename Reactor>
+void InferenceService::Offload(Reactor* reactor, std::function<void()> work) {
+  if (!work_->Schedule(std::move(work))) {
+    reactor->Finish(Reject(absl::ResourceExhaustedError(absl::StrCat(
+        "server is busy: ", work_->max_queued(),
+        " requests already wait to be tokenized; retry later"))));
+  }
+}
 
 absl::StatusOr<TenantHandle> InferenceService::Authenticate(
     const grpc::CallbackServerContext& context) const {
@@ -115,6 +128,7 @@ void InferenceService::SetReady(LlmEngine* engine, const Tokenizer* tokenizer,
   ready->limits.vocab_size = info.vocab_size;
   ready->limits.max_context_length = info.max_context_length;
   ready->limits.max_prompt_bytes = max_prompt_bytes_;
+  ready->limits.max_bytes_per_token = tokenizer->max_bytes_per_token();
 
   const EngineLoad load = engine->load();
   const int32_t block_size = load.block_size_tokens > 0
@@ -200,19 +214,38 @@ Reactor* InferenceService::AdmitAndSubmit(
     reactor->FinishNow(Reject(ready.status()));
     return reactor;
   }
+  const ReadyState* state = *ready;
+  if (!work_->Schedule([this, reactor, state, context, &request] {
+        AdmitAndSubmitNow(reactor, *state, context, request);
+      })) {
+    reactor->FinishNow(Reject(absl::ResourceExhaustedError(absl::StrCat(
+        "server is busy: ", work_->max_queued(),
+        " requests already wait to be tokenized; retry later"))));
+  }
+  return reactor;
+}
+
+template <typename Reactor, typename Request>
+void InferenceService::AdmitAndSubmitNow(Reactor* reactor, const ReadyState& ready,
+                                         grpc::CallbackServerContext* context,
+                                         const Request& request) {
+  if (context->IsCancelled()) {
+    reactor->FinishNow(grpc::Status(grpc::StatusCode::CANCELLED,
+                                    "cancelled before it was admitted"));
+    return;
+  }
   GenerateSpec spec;
   QuotaTicket ticket;
   std::string tenant;
-  absl::Status admitted = Admit(**ready, context, request, &spec, &ticket, &tenant);
+  absl::Status admitted = Admit(ready, context, request, &spec, &ticket, &tenant);
   reactor->NoteTenant(tenant);
   if (!admitted.ok()) {
     reactor->FinishNow(Reject(admitted, tenant));
-    return reactor;
+    return;
   }
   if (absl::Status s = reactor->Submit(std::move(spec), std::move(ticket)); !s.ok()) {
     reactor->FinishNow(Reject(s, tenant));
   }
-  return reactor;
 }
 
 template <typename Request>
@@ -222,7 +255,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StartStream(
   auto* reactor = new GenerateStreamReactor(
       EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1),
       std::is_same_v<Request, v1::ChatRequest> ? "StreamChat" : "StreamGenerate",
-      access_log_ != nullptr ? context->peer() : std::string());
+      access_log_ != nullptr ? context->peer() : std::string(), context);
   return AdmitAndSubmit(reactor, ready, context, request);
 }
 
@@ -280,21 +313,25 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(
                      max_prompt_bytes_, " are allowed"))));
     return reactor;
   }
-  if (!IsValidUtf8(text)) {
-    reactor->Finish(Reject(absl::InvalidArgumentError("text is not valid UTF-8")));
-    return reactor;
-  }
-  const bool add_bos = request->has_add_bos() ? request->add_bos() : true;
-  absl::StatusOr<std::vector<TokenId>> ids = (*ready)->tokenizer->Encode(text, add_bos);
-  if (!ids.ok()) {
-    reactor->Finish(Reject(ids.status()));
-    return reactor;
-  }
-  for (TokenId id : *ids) {
-    response->add_token_ids(id);
-    response->add_pieces((*ready)->tokenizer->IdToPiece(id));
-  }
-  reactor->Finish(grpc::Status::OK);
+  const Tokenizer* tokenizer = (*ready)->tokenizer;
+  Offload(reactor, [this, reactor, tokenizer, request, response] {
+    const std::string& text = request->text();
+    if (!IsValidUtf8(text)) {
+      reactor->Finish(Reject(absl::InvalidArgumentError("text is not valid UTF-8")));
+      return;
+    }
+    const bool add_bos = request->has_add_bos() ? request->add_bos() : true;
+    absl::StatusOr<std::vector<TokenId>> ids = tokenizer->Encode(text, add_bos);
+    if (!ids.ok()) {
+      reactor->Finish(Reject(ids.status()));
+      return;
+    }
+    for (TokenId id : *ids) {
+      response->add_token_ids(id);
+      response->add_pieces(tokenizer->IdToPiece(id));
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
   return reactor;
 }
 

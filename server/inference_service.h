@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,7 @@
 #include "server/generate_reactor.h"
 #include "server/metrics.h"
 #include "server/request_parser.h"
+#include "server/work_queue.h"
 #include "server/tenants/quota.h"
 #include "server/tenants/tenant_registry.h"
 
@@ -50,7 +52,14 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   // `metrics` may be null. Without `tenants` there is no auth; without
   // `quotas` no per-tenant limits.
   InferenceService(Metrics* metrics, int64_t max_prompt_bytes,
-                   TenantRegistry* tenants = nullptr, QuotaManager* quotas = nullptr);
+                   TenantRegistry* tenants = nullptr, QuotaManager* quotas = nullptr,
+                   int request_threads = kDefaultRequestThreads);
+  ~InferenceService() override;
+
+  // Threads that tokenize and admit requests (see WorkQueue), and how many
+  // requests may wait for them before new ones get RESOURCE_EXHAUSTED.
+  static constexpr int kDefaultRequestThreads = 2;
+  static constexpr int kMaxQueuedRequests = 1024;
 
   // From now on requests run on `engine`. Call once. `engine_options` are
   // the options the engine was created with (for model info).
@@ -134,13 +143,22 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   grpc::ServerUnaryReactor* StartUnary(grpc::CallbackServerContext* context,
                                        const Request& request,
                                        v1::GenerateResponse* response);
-  // The admission sequence shared by both reactor kinds: readiness, auth,
-  // quota, validation, Submit. Finishes `reactor` on any failure.
+  // The admission sequence shared by both reactor kinds: readiness here,
+  // then auth, validation (tokenizing), quota and Submit on the work queue,
+  // off the gRPC thread. Finishes `reactor` on any failure. `request` is
+  // gRPC's and stays valid until the reactor is done.
   template <typename Reactor, typename Request>
   Reactor* AdmitAndSubmit(Reactor* reactor,
                           const absl::StatusOr<const ReadyState*>& ready,
                           grpc::CallbackServerContext* context,
                           const Request& request);
+  template <typename Reactor, typename Request>
+  void AdmitAndSubmitNow(Reactor* reactor, const ReadyState& ready,
+                         grpc::CallbackServerContext* context, const Request& request);
+  // Runs `work` on the work queue; when the queue is full, finishes
+  // `reactor` with RESOURCE_EXHAUSTED instead (counted as a rejection).
+  template <typename Reactor>
+  void Offload(Reactor* reactor, std::function<void()> work);
   ReactorEnv EnvFor(const ReadyState* ready);
 
   Metrics* const metrics_;
@@ -155,6 +173,9 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   mutable absl::Mutex mu_;
   std::unique_ptr<const ReadyState> ready_ ABSL_GUARDED_BY(mu_);
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Declared last: destroyed (joined) first, while what tasks use still lives.
+  std::unique_ptr<WorkQueue> work_;
 };
 
 }  // namespace openelm::server

@@ -232,6 +232,24 @@ absl::Status CheckPromptFits(int64_t num_prompt_tokens,
   return absl::OkStatus();
 }
 
+absl::Status CheckTextCanFit(absl::string_view field, int64_t num_bytes,
+                             int64_t extra_tokens, const SamplingParams& params,
+                             const RequestLimits& limits) {
+  if (limits.max_bytes_per_token <= 0) return absl::OkStatus();
+  const int64_t min_tokens =
+      (num_bytes + limits.max_bytes_per_token - 1) / limits.max_bytes_per_token +
+      extra_tokens;
+  if (min_tokens + params.max_tokens > limits.max_context_length) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": the prompt has ", num_bytes, " bytes, which encode to at least ",
+        min_tokens, " tokens (one token covers at most ",
+        limits.max_bytes_per_token, " bytes); with options.max_tokens (",
+        params.max_tokens, ") that exceeds the model's context length ",
+        limits.max_context_length));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<GenerateSpec> ParseGenerateRequest(
     const v1::GenerateRequest& request, const Tokenizer& tokenizer,
     const RequestLimits& limits) {
@@ -253,6 +271,11 @@ absl::StatusOr<GenerateSpec> ParseGenerateRequest(
         return absl::InvalidArgumentError("text: the prompt is not valid UTF-8");
       }
       const bool add_bos = request.has_add_bos() ? request.add_bos() : true;
+      OPENELM_ASSIGN_OR_RETURN(spec.params,
+                               ParseGenerationOptions(request.options(), limits));
+      OPENELM_RETURN_IF_ERROR(CheckTextCanFit(
+          "text", static_cast<int64_t>(text.size()), add_bos ? 1 : 0, spec.params,
+          limits));
       OPENELM_ASSIGN_OR_RETURN(spec.prompt, tokenizer.Encode(text, add_bos));
       break;
     }
@@ -278,8 +301,10 @@ absl::StatusOr<GenerateSpec> ParseGenerateRequest(
       return absl::InvalidArgumentError(
           "prompt: set either text or token_ids");
   }
-  OPENELM_ASSIGN_OR_RETURN(spec.params,
-                           ParseGenerationOptions(request.options(), limits));
+  if (request.prompt_case() != v1::GenerateRequest::kText) {
+    OPENELM_ASSIGN_OR_RETURN(spec.params,
+                             ParseGenerationOptions(request.options(), limits));
+  }
   OPENELM_RETURN_IF_ERROR(CheckPromptFits(
       static_cast<int64_t>(spec.prompt.size()), spec.params, limits));
   spec.priority = request.options().priority();
@@ -316,9 +341,11 @@ absl::StatusOr<GenerateSpec> ParseChatRequest(const v1::ChatRequest& request,
                      " bytes; at most ", limits.max_prompt_bytes, " are allowed"));
   }
   GenerateSpec spec;
-  OPENELM_ASSIGN_OR_RETURN(spec.prompt, RenderChat(tokenizer, messages));
   OPENELM_ASSIGN_OR_RETURN(spec.params,
                            ParseGenerationOptions(request.options(), limits));
+  OPENELM_RETURN_IF_ERROR(
+      CheckTextCanFit("messages", total_bytes, /*extra_tokens=*/1, spec.params, limits));
+  OPENELM_ASSIGN_OR_RETURN(spec.prompt, RenderChat(tokenizer, messages));
   OPENELM_RETURN_IF_ERROR(CheckPromptFits(
       static_cast<int64_t>(spec.prompt.size()), spec.params, limits));
   spec.priority = request.options().priority();

@@ -20,6 +20,9 @@ struct RequestLimits {
   int32_t vocab_size = 32000;
   int32_t max_context_length = 2048;
   int64_t max_prompt_bytes = 1 << 20;
+  // Tokenizer::max_bytes_per_token(): text longer than this many bytes per
+  // context token is rejected before it is tokenized. 0: no such check.
+  int32_t max_bytes_per_token = 0;
 };
 
 // Default of GenerationOptions.max_tokens when unset.
@@ -40,6 +43,14 @@ absl::StatusOr<SamplingParams> ParseGenerationOptions(
 // Checks that `num_prompt_tokens` (>= 1) plus max_tokens fits the context.
 absl::Status CheckPromptFits(int64_t num_prompt_tokens,
                              const SamplingParams& params,
+                             const RequestLimits& limits);
+
+// Checks, without tokenizing, that `num_bytes` of prompt text (plus
+// `extra_tokens` such as BOS) can fit the context beside max_tokens: text
+// encodes to at least ceil(num_bytes / max_bytes_per_token) tokens. Cheap, so
+// an oversized prompt is refused before the costly encode.
+absl::Status CheckTextCanFit(absl::string_view field, int64_t num_bytes,
+                             int64_t extra_tokens, const SamplingParams& params,
                              const RequestLimits& limits);
 
 // A whole GenerateRequest: model, prompt (tokenized with BOS unless

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -184,6 +185,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   int32_t vocab_size() const override { return static_cast<int32_t>(pieces_.size()); }
   TokenId bos_id() const override { return bos_id_; }
   TokenId eos_id() const override { return eos_id_; }
+  int32_t max_bytes_per_token() const override { return max_bytes_per_token_; }
 
  private:
   SentencePieceTokenizer(const OpenElmSpmApi* api, OpenElmSpmModel* model)
@@ -194,6 +196,8 @@ class SentencePieceTokenizer final : public Tokenizer {
   }
   // Copies the piece table and precomputes PieceBytes for every id.
   absl::Status ReadPieceTable(const std::string& model_path);
+  // Sets max_bytes_per_token_ (see Tokenizer::max_bytes_per_token).
+  void FindBytesPerTokenBound();
 
   const OpenElmSpmApi* const api_;
   OpenElmSpmModel* const model_;          // owned
@@ -202,6 +206,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::vector<int32_t> types_;            // OPENELM_SPM_PIECE_*, by TokenId
   TokenId bos_id_ = -1;
   TokenId eos_id_ = -1;
+  int32_t max_bytes_per_token_ = 0;
 };
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> SentencePieceTokenizer::Create(
@@ -216,6 +221,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> SentencePieceTokenizer::Create(
   std::unique_ptr<SentencePieceTokenizer> tokenizer(
       new SentencePieceTokenizer(api, model));
   OPENELM_RETURN_IF_ERROR(tokenizer->ReadPieceTable(model_path));
+  tokenizer->FindBytesPerTokenBound();
   return std::unique_ptr<Tokenizer>(std::move(tokenizer));
 }
 
@@ -266,6 +272,37 @@ absl::Status SentencePieceTokenizer::ReadPieceTable(const std::string& model_pat
   return absl::OkStatus();
 }
 
+void SentencePieceTokenizer::FindBytesPerTokenBound() {
+  max_bytes_per_token_ = 0;
+  // Every byte value needs its own fallback piece; otherwise text the
+  // vocabulary lacks becomes one <unk> of any length.
+  int32_t byte_pieces = 0;
+  size_t longest = 1;
+  for (size_t id = 0; id < pieces_.size(); ++id) {
+    if (types_[id] == OPENELM_SPM_PIECE_BYTE) ++byte_pieces;
+    if (types_[id] == OPENELM_SPM_PIECE_NORMAL) {
+      longest = std::max(longest, piece_bytes_[id].size());
+    }
+  }
+  if (byte_pieces != 256) return;
+  // A normalizer that folds (NFKC), drops (control characters) or squeezes
+  // (repeated spaces) text lets one token cover more input than its piece
+  // shows. The probe holds one of each; it must come back byte for byte
+  // (after the dummy-prefix space SentencePiece may add).
+  static constexpr absl::string_view kProbe =
+      "\xEF\xBC\xA1"      // FULLWIDTH LATIN CAPITAL LETTER A
+      "\xEF\xAC\x81"          // LATIN SMALL LIGATURE FI
+      "\xE3\x8E\x8F"          // SQUARE KG
+      "  x\t\ty\x01"          // runs of blanks, a control character
+      "\xC3\xA9" "e\xCC\x81 ";  // composed and decomposed e-acute
+  absl::StatusOr<std::vector<TokenId>> ids = Encode(kProbe, /*add_bos=*/false);
+  if (!ids.ok()) return;
+  std::string back;
+  for (TokenId id : *ids) back += PieceBytes(id);
+  if (back != kProbe && back != absl::StrCat(" ", kProbe)) return;
+  max_bytes_per_token_ = static_cast<int32_t>(longest);
+}
+
 absl::StatusOr<std::vector<TokenId>> SentencePieceTokenizer::Encode(
     absl::string_view text, bool add_bos) const {
   if (!utf8::IsValid(text)) {
@@ -310,6 +347,12 @@ absl::StatusOr<std::string> SentencePieceTokenizer::Decode(
 }
 
 }  // namespace
+
+int64_t MinTokensForBytes(const Tokenizer& tokenizer, int64_t num_bytes) {
+  const int64_t per_token = tokenizer.max_bytes_per_token();
+  if (per_token <= 0 || num_bytes <= 0) return 0;
+  return (num_bytes + per_token - 1) / per_token;
+}
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(
     const std::string& model_path) {

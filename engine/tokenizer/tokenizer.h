@@ -43,7 +43,19 @@ class Tokenizer {
   virtual int32_t vocab_size() const = 0;
   virtual TokenId bos_id() const = 0;
   virtual TokenId eos_id() const = 0;
+
+  // The most input bytes one token can stand for, when that is provably
+  // bounded: the model falls back to bytes (no <unk> swallowing a run of
+  // unknown text) and its normalizer leaves text as it is (checked on a probe
+  // at load). Text of n bytes then encodes to at least ceil(n / this) tokens,
+  // which lets a caller reject a prompt that cannot fit without encoding it.
+  // 0 when no such bound holds.
+  virtual int32_t max_bytes_per_token() const = 0;
 };
+
+// The fewest tokens `num_bytes` of text can encode to (0 when the tokenizer
+// gives no bound).
+int64_t MinTokensForBytes(const Tokenizer& tokenizer, int64_t num_bytes);
 
 }  // namespace openelm
 

@@ -257,5 +257,44 @@ TEST(TokenizerLoadTest, SeveralTokenizersCoexist) {
   }
 }
 
+// The bound a server uses to refuse oversized prompts without encoding them
+// must hold for every text: never more input bytes per token than it says.
+TEST_F(TokenizerTest, BytesPerTokenBoundHoldsAndIsTight) {
+  const int32_t bound = tokenizer_->max_bytes_per_token();
+  // Llama-2: byte fallback and an identity normalizer, so a bound exists;
+  // its longest pieces are runs of spaces / long words (well under 64).
+  ASSERT_GT(bound, 1);
+  EXPECT_LT(bound, 64);
+  std::vector<std::string> texts = RoundTripTexts();
+  texts.push_back(std::string(5000, ' '));
+  texts.push_back(std::string(5000, 'a'));
+  texts.push_back(std::string(3000, '\n'));
+  std::string words;
+  for (int i = 0; i < 300; ++i) absl::StrAppend(&words, "the international ");
+  texts.push_back(words);
+  // A run of the longest piece itself is the densest text there is.
+  std::string longest;
+  for (TokenId id = 0; id < tokenizer_->vocab_size(); ++id) {
+    if (!tokenizer_->IsControl(id) &&
+        tokenizer_->PieceBytes(id).size() > longest.size()) {
+      longest = tokenizer_->PieceBytes(id);
+    }
+  }
+  EXPECT_EQ(static_cast<int32_t>(longest.size()), bound);
+  std::string dense;
+  for (int i = 0; i < 200; ++i) dense += longest;
+  texts.push_back(dense);
+  for (const std::string& text : texts) {
+    ASSERT_OK_AND_ASSIGN(std::vector<TokenId> ids,
+                         tokenizer_->Encode(text, /*add_bos=*/false));
+    EXPECT_GE(static_cast<int64_t>(ids.size()),
+              MinTokensForBytes(*tokenizer_, static_cast<int64_t>(text.size())))
+        << "text of " << text.size() << " bytes";
+  }
+  EXPECT_EQ(MinTokensForBytes(*tokenizer_, 0), 0);
+  EXPECT_EQ(MinTokensForBytes(*tokenizer_, 1), 1);
+  EXPECT_EQ(MinTokensForBytes(*tokenizer_, bound + 1), 2);
+}
+
 }  // namespace
 }  // namespace openelm
