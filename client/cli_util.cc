@@ -3,8 +3,11 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -162,6 +165,42 @@ std::string FinishReasonName(v1::FinishReason reason) {
     default:
       return "unspecified";
   }
+}
+
+namespace {
+
+// "onednn" -> "oneDNN", "own-avx2" -> "own avx2 kernels",
+// "own-int8-avx2" -> "own int8 avx2 kernels".
+std::string KernelsName(absl::string_view matmul) {
+  if (matmul == "onednn") return "oneDNN";
+  if (absl::ConsumePrefix(&matmul, "own-")) {
+    return absl::StrCat("own ", absl::StrReplaceAll(matmul, {{"-", " "}}), " kernels");
+  }
+  return std::string(matmul);
+}
+
+}  // namespace
+
+std::string DescribeExecution(const v1::ModelInfo& model) {
+  std::vector<std::string> parts;
+  if (!model.weight_dtype().empty()) parts.push_back(absl::StrCat("weights ", model.weight_dtype()));
+  std::string matmul;
+  for (absl::string_view item : absl::StrSplit(model.execution_plan(), ' ', absl::SkipEmpty())) {
+    if (absl::ConsumePrefix(&item, "matmul=")) matmul = KernelsName(item);
+  }
+  if (!model.activation_dtype().empty()) {
+    parts.push_back(absl::StrCat("matmuls ", model.activation_dtype(),
+                                 matmul.empty() ? "" : absl::StrCat(" (", matmul, ")")));
+  } else if (!matmul.empty()) {
+    parts.push_back(absl::StrCat("matmuls on ", matmul));
+  }
+  if (!model.kv_dtype().empty()) parts.push_back(absl::StrCat("kv ", model.kv_dtype()));
+  if (!model.cpu_isa().empty()) parts.push_back(absl::StrCat("cpu ", model.cpu_isa()));
+  return absl::StrJoin(parts, ", ");
+}
+
+bool NeedsFinalNewline(absl::string_view last_text) {
+  return !absl::EndsWith(last_text, "\n");
 }
 
 }  // namespace openelm::cli

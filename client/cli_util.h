@@ -65,6 +65,18 @@ std::string ToJson(const google::protobuf::Message& message);
 // "length", "eos", ... for a finish reason (the metrics label spelling).
 std::string FinishReasonName(v1::FinishReason reason);
 
+// What runs, from a ListModels entry, for `openelm models`: the weight
+// precision beside the matmul input precision and kernels, e.g.
+//   "weights bf16, matmuls f32 (own avx2 kernels), kv bf16, cpu avx2"
+// The kernels come from the `matmul=` item of execution_plan; fields an older
+// server leaves empty are left out.
+std::string DescribeExecution(const v1::ModelInfo& model);
+
+// Whether output that ended with `last_text` (the last non-empty text
+// written; "" when none) needs a newline so that the shell prompt starts on
+// its own line.
+bool NeedsFinalNewline(absl::string_view last_text);
+
 }  // namespace openelm::cli
 
 #endif  // OPENELM_CLIENT_CLI_UTIL_H_

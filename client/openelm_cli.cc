@@ -174,7 +174,7 @@ class StreamPrinter {
     } else {
       for (const v1::Choice& c : chunk.choices()) {
         if (c.index() == 0 && !multi_) {
-          std::fwrite(c.text().data(), 1, c.text().size(), stdout);
+          Write(c.text());
         } else {
           multi_ = true;
           texts_[c.index()] += c.text();
@@ -188,16 +188,24 @@ class StreamPrinter {
   void Finish(const v1::GenerateResponse& last) {
     if (json_) return;
     for (const auto& [index, text] : texts_) {
-      std::printf("\n--- choice %d ---\n%s", index, text.c_str());
+      Write(absl::StrCat("\n--- choice ", index, " ---\n", text));
     }
-    if (isatty(STDOUT_FILENO)) std::printf("\n");
+    // End the output with a newline unless the text already did.
+    if (NeedsFinalNewline(tail_)) std::fputc('\n', stdout);
     std::fflush(stdout);
     if (isatty(STDERR_FILENO)) std::fprintf(stderr, "%s\n", Summary(last).c_str());
   }
 
  private:
+  void Write(absl::string_view text) {
+    if (text.empty()) return;
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    tail_ = std::string(text);
+  }
+
   const bool json_;
   bool multi_ = false;
+  std::string tail_;  // the last non-empty text written to stdout
   std::map<int32_t, std::string> texts_;  // choices other than a lone choice 0
 };
 
@@ -207,14 +215,15 @@ void PrintUnary(const v1::GenerateResponse& response, bool json) {
     return;
   }
   if (response.choices_size() == 1) {
-    std::fwrite(response.choices(0).text().data(), 1, response.choices(0).text().size(),
-                stdout);
+    const std::string& text = response.choices(0).text();
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    // End the output with a newline unless the text already did.
+    if (NeedsFinalNewline(text)) std::fputc('\n', stdout);
   } else {
     for (const v1::Choice& c : response.choices()) {
       std::printf("--- choice %d ---\n%s\n", c.index(), c.text().c_str());
     }
   }
-  if (isatty(STDOUT_FILENO)) std::printf("\n");
   std::fflush(stdout);
   if (isatty(STDERR_FILENO)) std::fprintf(stderr, "%s\n", Summary(response).c_str());
 }
@@ -353,7 +362,6 @@ int RunChat(OpenElmClient& client, const std::vector<std::string>& args) {
       if (!tty) return kExitFailed;
       continue;
     }
-    if (!tty && !json) std::printf("\n");  // separate replies when scripted
     v1::ChatMessage a;
     a.set_role(v1::ROLE_ASSISTANT);
     a.set_content(*reply);
@@ -399,16 +407,20 @@ int RunModels(OpenElmClient& client) {
     std::printf("%s\n", ToJson(*response).c_str());
     return kExitOk;
   }
-  std::printf("%-28s %-6s %14s %6s %7s %-5s %-5s %10s\n", "ID", "SIZE", "PARAMETERS",
-              "LAYERS", "CONTEXT", "W", "KV", "KV_TOKENS");
+  // WEIGHTS is the precision in memory, MATMUL the precision the matmuls run
+  // in (bf16 weights are widened to f32 in registers on CPUs without bf16
+  // instructions); the line under the table names the kernels.
+  std::printf("%-28s %-6s %14s %6s %7s %-7s %-6s %-5s %10s\n", "ID", "SIZE", "PARAMETERS",
+              "LAYERS", "CONTEXT", "WEIGHTS", "MATMUL", "KV", "KV_TOKENS");
   for (const v1::ModelInfo& m : response->models()) {
-    std::printf("%-28s %-6s %14lld %6d %7d %-5s %-5s %10lld\n", m.id().c_str(),
+    std::printf("%-28s %-6s %14lld %6d %7d %-7s %-6s %-5s %10lld\n", m.id().c_str(),
                 m.size().c_str(), static_cast<long long>(m.num_parameters()),
                 m.num_layers(), m.max_context_length(), m.weight_dtype().c_str(),
+                m.activation_dtype().empty() ? "-" : m.activation_dtype().c_str(),
                 m.kv_dtype().c_str(), static_cast<long long>(m.kv_capacity_tokens()));
   }
   for (const v1::ModelInfo& m : response->models()) {
-    if (!m.execution_plan().empty()) std::printf("%s: %s\n", m.id().c_str(), m.execution_plan().c_str());
+    std::printf("%s: %s\n", m.id().c_str(), DescribeExecution(m).c_str());
   }
   return kExitOk;
 }

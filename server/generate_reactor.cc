@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/base/logging.h"
 #include "server/proto_convert.h"
+#include "server/proto_io.h"
 #include "server/status_util.h"
 
 namespace openelm::server {
@@ -347,7 +348,8 @@ GenerateStreamReactor::Action GenerateStreamReactor::NextActionLocked() {
 
 void GenerateStreamReactor::Perform(GenerateStreamReactor* self, const Action& action) {
   if (action.write != nullptr) {
-    self->StartWrite(action.write);
+    SerializeResponse(*action.write, &self->write_buffer_);
+    self->StartWrite(&self->write_buffer_);
   } else if (action.cancel_engine != nullptr) {
     action.cancel_engine->Cancel(action.cancel_id);
   } else if (action.finish.has_value()) {
@@ -358,9 +360,9 @@ void GenerateStreamReactor::Perform(GenerateStreamReactor* self, const Action& a
 // ---- GenerateUnaryReactor ----
 
 GenerateUnaryReactor::GenerateUnaryReactor(const ReactorEnv& env, RequestId id,
-                                           v1::GenerateResponse* response,
+                                           grpc::ByteBuffer* raw_response,
                                            const char* method, std::string peer)
-    : env_(env), id_(id), response_(response) {
+    : env_(env), id_(id), raw_response_(raw_response) {
   access_.Start(method, id, std::move(peer));
   env_.tracker->Begin();
 }
@@ -371,7 +373,7 @@ void GenerateUnaryReactor::FinishNow(const grpc::Status& status) {
 }
 
 absl::Status GenerateUnaryReactor::Submit(GenerateSpec spec, QuotaTicket ticket) {
-  response_->set_request_id(absl::StrCat(id_));
+  response_.set_request_id(absl::StrCat(id_));
   if (spec.params.prompt_logprobs >= 0) prompt_ = spec.prompt;
   ticket_ = std::move(ticket);
   submitted_.store(true);
@@ -390,15 +392,16 @@ absl::Status GenerateUnaryReactor::Submit(GenerateSpec spec, QuotaTicket ticket)
 
 void GenerateUnaryReactor::OnOutput(const OutputDelta& delta) {
   if (!delta.tokens.empty()) ticket_.MarkStarted();
-  AppendDelta(delta, env_.tokenizer, response_);
+  AppendDelta(delta, env_.tokenizer, &response_);
 }
 
 void GenerateUnaryReactor::OnFinish(const FinishInfo& info) {
   ticket_.Finish(info.num_output_tokens);
-  AppendFinish(info, prompt_, env_.tokenizer, response_);
+  AppendFinish(info, prompt_, env_.tokenizer, &response_);
   access_.RecordFinish(info);
   const grpc::Status status = ToGrpcStatus(info.status);
   access_.code = status.error_code();
+  if (status.ok()) SerializeResponse(response_, raw_response_);
   Finish(status);  // last use of `this`
 }
 

@@ -111,9 +111,8 @@ void WriteAccessLine(const ReactorEnv& env, const AccessRecord& record);
 //
 // Thread-safety: OnOutput/OnFinish run on the engine thread, the gRPC
 // reactions on library threads; shared state is guarded by mu_.
-class GenerateStreamReactor final
-    : public grpc::ServerWriteReactor<v1::GenerateResponse>,
-      public TokenSink {
+class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                                    public TokenSink {
  public:
   // `method` (a literal) and `peer` are for the access log.
   // `context` is the call's, valid until OnDone().
@@ -194,6 +193,9 @@ class GenerateStreamReactor final
 
   absl::Mutex mu_;
   std::deque<v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
+  // The front message serialized, while its write is in flight (the method
+  // is raw; see proto_io.h). Touched only by whoever starts the write.
+  grpc::ByteBuffer write_buffer_;
   int64_t tail_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;       // client gone or too slow
@@ -208,14 +210,15 @@ class GenerateStreamReactor final
 // response and finishes after the engine's OnFinish().
 //
 // Lifetime and thread-safety as GenerateStreamReactor: the response is
-// touched only by the engine thread (or the handler before Submit), and
+// touched only by the engine thread (or the admitting thread before Submit), and
 // OnCancel only forwards to LlmEngine::Cancel.
 class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
                                    public TokenSink {
  public:
-  // `response` is owned by gRPC and valid until OnDone().
+  // `raw_response` is owned by gRPC and valid until OnDone(); the response
+  // is collected in a message of our own and serialized into it at the end.
   GenerateUnaryReactor(const ReactorEnv& env, RequestId id,
-                       v1::GenerateResponse* response, const char* method,
+                       grpc::ByteBuffer* raw_response, const char* method,
                        std::string peer);
 
   void NoteTenant(absl::string_view tenant) { access_.tenant = std::string(tenant); }
@@ -232,7 +235,8 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
  private:
   const ReactorEnv env_;
   const RequestId id_;
-  v1::GenerateResponse* const response_;
+  grpc::ByteBuffer* const raw_response_;
+  v1::GenerateResponse response_;
   std::atomic<bool> submitted_{false};
   std::atomic<bool> cancelled_{false};  // OnCancel ran
   std::vector<TokenId> prompt_;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "engine/base/status_macros.h"
+#include "server/proto_io.h"
 #include "server/status_util.h"
 
 namespace openelm::server {
@@ -81,10 +82,8 @@ absl::StatusOr<TenantHandle> InferenceService::Authenticate(
 template <typename Request>
 absl::Status InferenceService::Admit(const ReadyState& ready,
                                      grpc::CallbackServerContext* context,
-                                     const Request& request, GenerateSpec* spec,
-                                     QuotaTicket* ticket, std::string* tenant_id) {
-  OPENELM_ASSIGN_OR_RETURN(TenantHandle tenant, Authenticate(*context));
-  if (tenant != nullptr) *tenant_id = tenant->id;
+                                     const TenantHandle& tenant, const Request& request,
+                                     GenerateSpec* spec, QuotaTicket* ticket) {
   OPENELM_ASSIGN_OR_RETURN(*spec, MakeSpec(ready, context, request));
   if (tenant == nullptr) return absl::OkStatus();
   spec->tenant = tenant->id;
@@ -180,7 +179,19 @@ absl::StatusOr<const InferenceService::ReadyState*> InferenceService::GetReady()
 
 grpc::Status InferenceService::Reject(const absl::Status& status,
                                       absl::string_view tenant) const {
-  if (metrics_ != nullptr) metrics_->CountRejected(status.code(), tenant);
+  if (metrics_ != nullptr) {
+    // With auth off every caller is the one single-user tenant, whether or
+    // not the call got as far as authenticating.
+    std::string single_user;
+    if (tenant.empty() && tenants_ != nullptr && !tenants_->config()->auth_enabled) {
+      if (absl::StatusOr<TenantHandle> t = tenants_->Authenticate("");
+          t.ok() && *t != nullptr) {
+        single_user = (*t)->id;
+        tenant = single_user;
+      }
+    }
+    metrics_->CountRejected(status.code(), tenant);
+  }
   return ToGrpcStatus(status);
 }
 
@@ -206,17 +217,17 @@ absl::StatusOr<GenerateSpec> InferenceService::MakeSpec(
   return spec;
 }
 
-template <typename Reactor, typename Request>
+template <typename Request, typename Reactor>
 Reactor* InferenceService::AdmitAndSubmit(
     Reactor* reactor, const absl::StatusOr<const ReadyState*>& ready,
-    grpc::CallbackServerContext* context, const Request& request) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
   if (!ready.ok()) {
     reactor->FinishNow(Reject(ready.status()));
     return reactor;
   }
   const ReadyState* state = *ready;
-  if (!work_->Schedule([this, reactor, state, context, &request] {
-        AdmitAndSubmitNow(reactor, *state, context, request);
+  if (!work_->Schedule([this, reactor, state, context, raw] {
+        AdmitAndSubmitNow<Request>(reactor, *state, context, *raw);
       })) {
     reactor->FinishNow(Reject(absl::ResourceExhaustedError(absl::StrCat(
         "server is busy: ", work_->max_queued(),
@@ -225,20 +236,30 @@ Reactor* InferenceService::AdmitAndSubmit(
   return reactor;
 }
 
-template <typename Reactor, typename Request>
+template <typename Request, typename Reactor>
 void InferenceService::AdmitAndSubmitNow(Reactor* reactor, const ReadyState& ready,
                                          grpc::CallbackServerContext* context,
-                                         const Request& request) {
+                                         const grpc::ByteBuffer& raw) {
   if (context->IsCancelled()) {
     reactor->FinishNow(grpc::Status(grpc::StatusCode::CANCELLED,
                                     "cancelled before it was admitted"));
     return;
   }
+  absl::StatusOr<TenantHandle> authenticated = Authenticate(*context);
+  if (!authenticated.ok()) {
+    reactor->FinishNow(Reject(authenticated.status()));
+    return;
+  }
+  const std::string tenant = *authenticated != nullptr ? (*authenticated)->id : "";
+  reactor->NoteTenant(tenant);
+  Request request;
+  if (absl::Status parsed = ParseRequest(raw, max_request_bytes_, &request); !parsed.ok()) {
+    reactor->FinishNow(Reject(parsed, tenant));
+    return;
+  }
   GenerateSpec spec;
   QuotaTicket ticket;
-  std::string tenant;
-  absl::Status admitted = Admit(ready, context, request, &spec, &ticket, &tenant);
-  reactor->NoteTenant(tenant);
+  absl::Status admitted = Admit(ready, context, *authenticated, request, &spec, &ticket);
   if (!admitted.ok()) {
     reactor->FinishNow(Reject(admitted, tenant));
     return;
@@ -249,87 +270,104 @@ void InferenceService::AdmitAndSubmitNow(Reactor* reactor, const ReadyState& rea
 }
 
 template <typename Request>
-grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StartStream(
-    grpc::CallbackServerContext* context, const Request& request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::StartStream(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   absl::StatusOr<const ReadyState*> ready = GetReady();
   auto* reactor = new GenerateStreamReactor(
       EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1),
       std::is_same_v<Request, v1::ChatRequest> ? "StreamChat" : "StreamGenerate",
       access_log_ != nullptr ? context->peer() : std::string(), context);
-  return AdmitAndSubmit(reactor, ready, context, request);
+  return AdmitAndSubmit<Request>(reactor, ready, context, request);
 }
 
 template <typename Request>
 grpc::ServerUnaryReactor* InferenceService::StartUnary(
-    grpc::CallbackServerContext* context, const Request& request,
-    v1::GenerateResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
   absl::StatusOr<const ReadyState*> ready = GetReady();
   auto* reactor = new GenerateUnaryReactor(
       EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1), response,
       std::is_same_v<Request, v1::ChatRequest> ? "Chat" : "Generate",
       access_log_ != nullptr ? context->peer() : std::string());
-  return AdmitAndSubmit(reactor, ready, context, request);
+  return AdmitAndSubmit<Request>(reactor, ready, context, request);
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StreamGenerate(
-    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  return StartStream(context, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::StreamGenerate(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  return StartStream<v1::GenerateRequest>(context, request);
 }
 
-grpc::ServerUnaryReactor* InferenceService::Generate(
-    grpc::CallbackServerContext* context, const v1::GenerateRequest* request,
-    v1::GenerateResponse* response) {
-  return StartUnary(context, *request, response);
+grpc::ServerUnaryReactor* InferenceService::Generate(grpc::CallbackServerContext* context,
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  return StartUnary<v1::GenerateRequest>(context, request, response);
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::StreamChat(
-    grpc::CallbackServerContext* context, const v1::ChatRequest* request) {
-  return StartStream(context, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::StreamChat(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  return StartStream<v1::ChatRequest>(context, request);
 }
 
-grpc::ServerUnaryReactor* InferenceService::Chat(
-    grpc::CallbackServerContext* context, const v1::ChatRequest* request,
-    v1::GenerateResponse* response) {
-  return StartUnary(context, *request, response);
+grpc::ServerUnaryReactor* InferenceService::Chat(grpc::CallbackServerContext* context,
+                                                 const grpc::ByteBuffer* request,
+                                                 grpc::ByteBuffer* response) {
+  return StartUnary<v1::ChatRequest>(context, request, response);
 }
 
-grpc::ServerUnaryReactor* InferenceService::Tokenize(
-    grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
-    v1::TokenizeResponse* response) {
+bool InferenceService::StartUnaryCall(grpc::CallbackServerContext* context,
+                                      grpc::ServerUnaryReactor* reactor,
+                                      const ReadyState** ready, std::string* tenant) {
+  absl::StatusOr<const ReadyState*> state = GetReady();
+  if (!state.ok()) {
+    reactor->Finish(Reject(state.status()));
+    return false;
+  }
+  absl::StatusOr<TenantHandle> authenticated = Authenticate(*context);
+  if (!authenticated.ok()) {
+    reactor->Finish(Reject(authenticated.status()));
+    return false;
+  }
+  *ready = *state;
+  *tenant = *authenticated != nullptr ? (*authenticated)->id : "";
+  return true;
+}
+
+grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
+                                                     const grpc::ByteBuffer* raw_request,
+                                                     grpc::ByteBuffer* raw_response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<const ReadyState*> ready = GetReady();
-  if (!ready.ok()) {
-    reactor->Finish(Reject(ready.status()));
-    return reactor;
-  }
-  if (absl::StatusOr<TenantHandle> tenant = Authenticate(*context); !tenant.ok()) {
-    reactor->Finish(Reject(tenant.status()));
-    return reactor;
-  }
-  const std::string& text = request->text();
-  if (static_cast<int64_t>(text.size()) > max_prompt_bytes_) {
-    reactor->Finish(Reject(absl::InvalidArgumentError(
-        absl::StrCat("text has ", text.size(), " bytes; at most ",
-                     max_prompt_bytes_, " are allowed"))));
-    return reactor;
-  }
-  const Tokenizer* tokenizer = (*ready)->tokenizer;
-  Offload(reactor, [this, reactor, tokenizer, request, response] {
-    const std::string& text = request->text();
-    if (!IsValidUtf8(text)) {
-      reactor->Finish(Reject(absl::InvalidArgumentError("text is not valid UTF-8")));
+  const ReadyState* ready = nullptr;
+  std::string tenant;
+  if (!StartUnaryCall(context, reactor, &ready, &tenant)) return reactor;
+  const Tokenizer* tokenizer = ready->tokenizer;
+  Offload(reactor, [this, reactor, tokenizer, raw_request, raw_response,
+                    tenant = std::move(tenant)] {
+    v1::TokenizeRequest request;
+    if (absl::Status parsed = ParseRequest(*raw_request, max_request_bytes_, &request);
+        !parsed.ok()) {
+      reactor->Finish(Reject(parsed, tenant));
       return;
     }
-    const bool add_bos = request->has_add_bos() ? request->add_bos() : true;
+    const std::string& text = request.text();
+    if (static_cast<int64_t>(text.size()) > max_prompt_bytes_) {
+      reactor->Finish(Reject(absl::InvalidArgumentError(absl::StrCat(
+                                   "text has ", text.size(), " bytes; at most ",
+                                   max_prompt_bytes_, " are allowed")),
+                               tenant));
+      return;
+    }
+    const bool add_bos = request.has_add_bos() ? request.add_bos() : true;
     absl::StatusOr<std::vector<TokenId>> ids = tokenizer->Encode(text, add_bos);
     if (!ids.ok()) {
-      reactor->Finish(Reject(ids.status()));
+      reactor->Finish(Reject(ids.status(), tenant));
       return;
     }
+    v1::TokenizeResponse response;
     for (TokenId id : *ids) {
-      response->add_token_ids(id);
-      response->add_pieces(tokenizer->IdToPiece(id));
+      response.add_token_ids(id);
+      response.add_pieces(tokenizer->IdToPiece(id));
     }
+    SerializeResponse(response, raw_response);
     reactor->Finish(grpc::Status::OK);
   });
   return reactor;
@@ -339,29 +377,24 @@ grpc::ServerUnaryReactor* InferenceService::Detokenize(
     grpc::CallbackServerContext* context, const v1::DetokenizeRequest* request,
     v1::DetokenizeResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<const ReadyState*> ready = GetReady();
-  if (!ready.ok()) {
-    reactor->Finish(Reject(ready.status()));
-    return reactor;
-  }
-  if (absl::StatusOr<TenantHandle> tenant = Authenticate(*context); !tenant.ok()) {
-    reactor->Finish(Reject(tenant.status()));
-    return reactor;
-  }
-  const int32_t vocab = (*ready)->limits.vocab_size;
+  const ReadyState* ready = nullptr;
+  std::string tenant;
+  if (!StartUnaryCall(context, reactor, &ready, &tenant)) return reactor;
+  const int32_t vocab = ready->limits.vocab_size;
   for (int i = 0; i < request->token_ids_size(); ++i) {
     const int32_t id = request->token_ids(i);
     if (id < 0 || id >= vocab) {
-      reactor->Finish(Reject(absl::InvalidArgumentError(
-          absl::StrCat("token_ids[", i, "] = ", id, " is out of range [0, ",
-                       vocab, ")"))));
+      reactor->Finish(Reject(absl::InvalidArgumentError(absl::StrCat(
+                                 "token_ids[", i, "] = ", id,
+                                 " is out of range [0, ", vocab, ")")),
+                             tenant));
       return reactor;
     }
   }
-  absl::StatusOr<std::string> text = (*ready)->tokenizer->Decode(
+  absl::StatusOr<std::string> text = ready->tokenizer->Decode(
       absl::MakeConstSpan(request->token_ids().data(), request->token_ids_size()));
   if (!text.ok()) {
-    reactor->Finish(Reject(text.status()));
+    reactor->Finish(Reject(text.status(), tenant));
     return reactor;
   }
   response->set_text(*std::move(text));
@@ -373,38 +406,32 @@ grpc::ServerUnaryReactor* InferenceService::ListModels(
     grpc::CallbackServerContext* context, const v1::ListModelsRequest* /*request*/,
     v1::ListModelsResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<const ReadyState*> ready = GetReady();
-  if (!ready.ok()) {
-    reactor->Finish(Reject(ready.status()));
-    return reactor;
-  }
-  if (absl::StatusOr<TenantHandle> tenant = Authenticate(*context); !tenant.ok()) {
-    reactor->Finish(Reject(tenant.status()));
-    return reactor;
-  }
-  *response->add_models() = (*ready)->model_info;
+  const ReadyState* ready = nullptr;
+  std::string tenant;
+  if (!StartUnaryCall(context, reactor, &ready, &tenant)) return reactor;
+  *response->add_models() = ready->model_info;
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModel(
-    grpc::CallbackServerContext* context, const v1::GetModelRequest* request,
-    v1::ModelInfo* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request,
+    grpc::ByteBuffer* raw_response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<const ReadyState*> ready = GetReady();
-  if (!ready.ok()) {
-    reactor->Finish(Reject(ready.status()));
+  const ReadyState* ready = nullptr;
+  std::string tenant;
+  if (!StartUnaryCall(context, reactor, &ready, &tenant)) return reactor;
+  v1::GetModelRequest request;
+  if (absl::Status parsed = ParseRequest(*raw_request, max_request_bytes_, &request);
+      !parsed.ok()) {
+    reactor->Finish(Reject(parsed, tenant));
     return reactor;
   }
-  if (absl::StatusOr<TenantHandle> tenant = Authenticate(*context); !tenant.ok()) {
-    reactor->Finish(Reject(tenant.status()));
+  if (absl::Status s = CheckModel(request.model(), ready->limits); !s.ok()) {
+    reactor->Finish(Reject(s, tenant));
     return reactor;
   }
-  if (absl::Status s = CheckModel(request->model(), (*ready)->limits); !s.ok()) {
-    reactor->Finish(Reject(s));
-    return reactor;
-  }
-  *response = (*ready)->model_info;
+  SerializeResponse(ready->model_info, raw_response);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -47,7 +47,17 @@ namespace openelm::server {
 // registered with.
 // Thread-safety: handlers run on gRPC threads concurrently; SetReady and
 // StartDrain may be called from any thread.
-class InferenceService final : public v1::InferenceService::CallbackService {
+// The methods whose requests carry strings are registered raw (bytes in,
+// bytes out; see proto_io.h) so that unparsable requests get our statuses.
+using InferenceServiceBase = v1::InferenceService::WithRawCallbackMethod_StreamGenerate<
+    v1::InferenceService::WithRawCallbackMethod_Generate<
+        v1::InferenceService::WithRawCallbackMethod_StreamChat<
+            v1::InferenceService::WithRawCallbackMethod_Chat<
+                v1::InferenceService::WithRawCallbackMethod_Tokenize<
+                    v1::InferenceService::WithRawCallbackMethod_GetModel<
+                        v1::InferenceService::CallbackService>>>>>>;
+
+class InferenceService final : public InferenceServiceBase {
  public:
   // `metrics` may be null. Without `tenants` there is no auth; without
   // `quotas` no per-tenant limits.
@@ -73,25 +83,31 @@ class InferenceService final : public v1::InferenceService::CallbackService {
     max_stream_backlog_bytes_ = max_stream_backlog_bytes;
     access_log_ = access_log;
   }
+  // The largest request message accepted by the raw methods (ServerOptions::
+  // max_message_bytes); larger ones get RESOURCE_EXHAUSTED, counted.
+  void SetMaxRequestBytes(int64_t max_request_bytes) {
+    max_request_bytes_ = max_request_bytes;
+  }
 
   // Live generation RPCs (for Drain()).
   RpcTracker& tracker() { return tracker_; }
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* StreamGenerate(
-      grpc::CallbackServerContext* context,
-      const v1::GenerateRequest* request) override;
+  // Raw: requests are GenerateRequest / ChatRequest / TokenizeRequest /
+  // GetModelRequest bytes, responses GenerateResponse / TokenizeResponse /
+  // ModelInfo bytes.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* StreamGenerate(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Generate(grpc::CallbackServerContext* context,
-                                     const v1::GenerateRequest* request,
-                                     v1::GenerateResponse* response) override;
-  grpc::ServerWriteReactor<v1::GenerateResponse>* StreamChat(
-      grpc::CallbackServerContext* context,
-      const v1::ChatRequest* request) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* StreamChat(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Chat(grpc::CallbackServerContext* context,
-                                 const v1::ChatRequest* request,
-                                 v1::GenerateResponse* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
-                                     const v1::TokenizeRequest* request,
-                                     v1::TokenizeResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
                                        const v1::DetokenizeRequest* request,
                                        v1::DetokenizeResponse* response) override;
@@ -99,8 +115,8 @@ class InferenceService final : public v1::InferenceService::CallbackService {
                                        const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
   grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
-                                     const v1::GetModelRequest* request,
-                                     v1::ModelInfo* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetServerLoad(
       grpc::CallbackServerContext* context,
       const v1::GetServerLoadRequest* request,
@@ -117,44 +133,49 @@ class InferenceService final : public v1::InferenceService::CallbackService {
 
   // The ready state, or UNAVAILABLE (starting or draining).
   absl::StatusOr<const ReadyState*> GetReady() const;
-  // Counts `status` as a rejection (per tenant too; "" = not authenticated)
-  // and converts it.
+  // Counts `status` as a rejection (per tenant too; "" = not authenticated,
+  // which with auth off is the single-user tenant) and converts it.
   grpc::Status Reject(const absl::Status& status, absl::string_view tenant = "") const;
   // The caller's tenant from its metadata; null when there is no registry.
   absl::StatusOr<TenantHandle> Authenticate(
       const grpc::CallbackServerContext& context) const;
-  // Authenticates, builds the spec and admits it against the tenant's
+  // Builds the spec and admits it against the (authenticated) tenant's
   // quotas; on success `spec` carries the tenant and `ticket` the admission.
-  // A quota refusal adds the retry-after-ms trailer to `context`. `tenant`
-  // is set as soon as the caller is authenticated.
+  // A quota refusal adds the retry-after-ms trailer to `context`.
   template <typename Request>
   absl::Status Admit(const ReadyState& ready, grpc::CallbackServerContext* context,
-                     const Request& request, GenerateSpec* spec, QuotaTicket* ticket,
-                     std::string* tenant);
+                     const TenantHandle& tenant, const Request& request,
+                     GenerateSpec* spec, QuotaTicket* ticket);
   // Validation + deadline for a generation request.
   template <typename Request>
   absl::StatusOr<GenerateSpec> MakeSpec(const ReadyState& ready,
                                         grpc::CallbackServerContext* context,
                                         const Request& request) const;
   template <typename Request>
-  grpc::ServerWriteReactor<v1::GenerateResponse>* StartStream(
-      grpc::CallbackServerContext* context, const Request& request);
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* StartStream(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request);
   template <typename Request>
   grpc::ServerUnaryReactor* StartUnary(grpc::CallbackServerContext* context,
-                                       const Request& request,
-                                       v1::GenerateResponse* response);
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response);
   // The admission sequence shared by both reactor kinds: readiness here,
-  // then auth, validation (tokenizing), quota and Submit on the work queue,
-  // off the gRPC thread. Finishes `reactor` on any failure. `request` is
-  // gRPC's and stays valid until the reactor is done.
-  template <typename Reactor, typename Request>
+  // then parsing, auth, validation (tokenizing), quota and Submit on the
+  // work queue, off the gRPC thread. Finishes `reactor` on any failure.
+  // `raw` is gRPC's and stays valid until the reactor is done.
+  template <typename Request, typename Reactor>
   Reactor* AdmitAndSubmit(Reactor* reactor,
                           const absl::StatusOr<const ReadyState*>& ready,
                           grpc::CallbackServerContext* context,
-                          const Request& request);
-  template <typename Reactor, typename Request>
+                          const grpc::ByteBuffer* raw);
+  template <typename Request, typename Reactor>
   void AdmitAndSubmitNow(Reactor* reactor, const ReadyState& ready,
-                         grpc::CallbackServerContext* context, const Request& request);
+                         grpc::CallbackServerContext* context,
+                         const grpc::ByteBuffer& raw);
+  // The preamble of the small unary RPCs: ready, then authenticated. On
+  // failure finishes `reactor` with the (counted) refusal and returns false.
+  bool StartUnaryCall(grpc::CallbackServerContext* context,
+                      grpc::ServerUnaryReactor* reactor, const ReadyState** ready,
+                      std::string* tenant);
   // Runs `work` on the work queue; when the queue is full, finishes
   // `reactor` with RESOURCE_EXHAUSTED instead (counted as a rejection).
   template <typename Reactor>
@@ -167,6 +188,7 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   QuotaManager* const quotas_;
   RpcTracker tracker_;
   int64_t max_stream_backlog_bytes_ = kMaxStreamBacklogBytes;
+  int64_t max_request_bytes_ = int64_t{4} << 20;
   AccessLog* access_log_ = nullptr;
   std::atomic<RequestId> next_request_id_{1};
 

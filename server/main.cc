@@ -20,6 +20,7 @@
 #include "engine/base/logging.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/openelm_config.h"
+#include "server/default_paths.h"
 #include "server/options.h"
 #include "server/server.h"
 
@@ -98,6 +99,15 @@ int Run(int argc, char** argv) {
   if (!options.ok()) {
     OPENELM_LOG(ERROR) << options.status().ToString();
     return 2;
+  }
+  // Before the default model, which may take a while to generate.
+  if (options->tokenizer_path.empty()) {
+    absl::StatusOr<std::string> tokenizer = FindDefaultTokenizer();
+    if (!tokenizer.ok()) {
+      OPENELM_LOG(ERROR) << "start-up failed: " << tokenizer.status().ToString();
+      return 1;
+    }
+    options->tokenizer_path = *tokenizer;
   }
   if (options->model_dir.empty()) {
     absl::StatusOr<std::string> dir = EnsureDefaultModel(DefaultModelSizeFromFlags());

@@ -15,8 +15,14 @@ ABSL_FLAG(std::string, model_dir, "",
           "--default_model_size, generated into the cache directory on first "
           "run (its text is meaningless).");
 ABSL_FLAG(std::string, tokenizer, "",
-          "Path of the Llama-2 SentencePiece tokenizer.model. Default: "
-          "$OPENELM_TOKENIZER, else ../shared/tokenizer/llama2-tokenizer.model.");
+          "Path of the Llama-2 SentencePiece tokenizer.model. Empty: "
+          "$OPENELM_TOKENIZER if set (used alone), else the first file found of "
+          "<bindir>/../share/openelm/tokenizer.model (install prefix), "
+          "<bindir>/../../../shared/tokenizer/llama2-tokenizer.model (build "
+          "tree <repo>/build/bin beside <repo>/../shared) and ../shared/tokenizer/llama2-tokenizer.model "
+          "relative to the working directory; <bindir> is this binary's "
+          "directory. Start-up fails with NOT_FOUND listing them when none "
+          "exists.");
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address to bind the gRPC and metrics endpoints to (0.0.0.0 for all "
           "interfaces).");
@@ -97,10 +103,6 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   ServerOptions o;
   o.model_dir = absl::GetFlag(FLAGS_model_dir);
   o.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
-  if (o.tokenizer_path.empty()) o.tokenizer_path = GetEnv("OPENELM_TOKENIZER");
-  if (o.tokenizer_path.empty()) {
-    o.tokenizer_path = "../shared/tokenizer/llama2-tokenizer.model";
-  }
   o.host = absl::GetFlag(FLAGS_host);
   if (o.host.empty()) return absl::InvalidArgumentError("--host is empty");
   o.port = absl::GetFlag(FLAGS_port);

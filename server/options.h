@@ -21,7 +21,9 @@ struct ServerOptions {
   // main() fills it with the cached random-weight default when the flag is
   // empty.
   std::string model_dir;
-  std::string tokenizer_path;  // SentencePiece tokenizer.model
+  // SentencePiece tokenizer.model. Must be set when Server::Create runs;
+  // main() fills it from FindDefaultTokenizer() when the flag is empty.
+  std::string tokenizer_path;
   std::string host = "127.0.0.1";
   int port = 50051;            // 0 = pick a free port (see Server::port())
   int metrics_port = 9464;     // 0 = pick a free port; -1 = no metrics endpoint
@@ -64,9 +66,10 @@ struct ServerOptions {
 };
 
 // Reads the command-line flags (the only place that does) and the
-// environment (OPENELM_TOKENIZER for the tokenizer default). Invalid values
-// are kInvalidArgument naming the flag. `model_dir` stays empty when the flag
-// is empty; see DefaultModelDir().
+// environment (OPENELM_MAX_CPU_ISA). Invalid values are kInvalidArgument
+// naming the flag. `model_dir` and `tokenizer_path` stay empty when their
+// flags are; see DefaultModelDir() and FindDefaultTokenizer()
+// (server/default_paths.h), which main() uses to fill them.
 absl::StatusOr<ServerOptions> ServerOptionsFromFlags();
 
 // The --default_model_size flag ("270M" unless given).

@@ -16,6 +16,7 @@
 #include "engine/model/execution_plan.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/openelm_model.h"
+#include "server/proto_io.h"
 #include "server/tls.h"
 
 namespace openelm::server {
@@ -91,6 +92,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   // The ISA cap must be set before the first kernel or oneDNN primitive is
   // chosen: the plan is decided once per process.
   if (!options.max_cpu_isa.empty()) OPENELM_RETURN_IF_ERROR(SetCpuIsaCap(options.max_cpu_isa));
+  // Unparsable requests are answered with our statuses (proto_io.h); the
+  // library's own line about each goes through our log, rate-limited.
+  RouteProtobufLogs();
   std::unique_ptr<Server> server(new Server(options));
   OPENELM_RETURN_IF_ERROR(server->Start());
   return server;
@@ -111,6 +115,7 @@ absl::Status Server::Start() {
     access_log_ = std::make_unique<AccessLog>(std::move(log_options));
   }
   service_->SetStreamOptions(options_.max_stream_backlog_bytes, access_log_.get());
+  service_->SetMaxRequestBytes(options_.max_message_bytes);
   OPENELM_RETURN_IF_ERROR(StartGrpc());
   OPENELM_LOG(INFO) << "gRPC listening on " << address()
                     << " (health NOT_SERVING until the model is warm)";
@@ -185,7 +190,9 @@ absl::Status Server::StartGrpc() {
   builder.AddListeningPort(HostPort(options_.host, options_.port), credentials,
                            &port_);
   builder.RegisterService(service_.get());
-  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  // Requests between max_message_bytes and the ceiling reach our handlers,
+  // which refuse them with a counted RESOURCE_EXHAUSTED (proto_io.h).
+  builder.SetMaxReceiveMessageSize(GrpcReceiveCeiling(options_.max_message_bytes));
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              options_.max_concurrent_streams);

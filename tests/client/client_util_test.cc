@@ -149,5 +149,44 @@ TEST(CliUtilTest, JsonUsesProtoFieldNames) {
   EXPECT_EQ(cli::FinishReasonName(v1::FINISH_REASON_STOP_SEQUENCE), "stop_sequence");
 }
 
+// Issue 16.8: `openelm models` said "bf16" when the matmuls ran in f32.
+TEST(CliUtilTest, DescribeExecutionNamesWeightsBesideMatmulPrecisionAndKernels) {
+  v1::ModelInfo m;
+  m.set_weight_dtype("bf16");
+  m.set_kv_dtype("bf16");
+  m.set_activation_dtype("f32");
+  m.set_cpu_isa("avx2");
+  m.set_execution_plan("isa=avx2 weights=bf16 activations=f32 kv=bf16 matmul=own-avx2");
+  EXPECT_EQ(cli::DescribeExecution(m),
+            "weights bf16, matmuls f32 (own avx2 kernels), kv bf16, cpu avx2");
+
+  m.set_weight_dtype("int8");
+  m.set_execution_plan("isa=avx512 weights=int8 activations=f32 kv=bf16 matmul=own-int8-avx512");
+  m.set_cpu_isa("avx512");
+  EXPECT_EQ(cli::DescribeExecution(m),
+            "weights int8, matmuls f32 (own int8 avx512 kernels), kv bf16, cpu avx512");
+
+  m.set_weight_dtype("bf16");
+  m.set_activation_dtype("bf16");
+  m.set_cpu_isa("amx");
+  m.set_execution_plan("isa=amx weights=bf16 activations=bf16 kv=bf16 matmul=onednn");
+  EXPECT_EQ(cli::DescribeExecution(m), "weights bf16, matmuls bf16 (oneDNN), kv bf16, cpu amx");
+
+  // An older server without the plan fields: only what it said.
+  v1::ModelInfo old;
+  old.set_weight_dtype("bf16");
+  old.set_kv_dtype("f32");
+  EXPECT_EQ(cli::DescribeExecution(old), "weights bf16, kv f32");
+}
+
+// Issue 16.8: `openelm generate` left the shell prompt on the text's last line.
+TEST(CliUtilTest, FinalNewlineOnlyWhenTheTextDidNotEndWithOne) {
+  EXPECT_TRUE(cli::NeedsFinalNewline("Once upon a time"));
+  EXPECT_TRUE(cli::NeedsFinalNewline(""));
+  EXPECT_TRUE(cli::NeedsFinalNewline("a\nb"));
+  EXPECT_FALSE(cli::NeedsFinalNewline("line\n"));
+  EXPECT_FALSE(cli::NeedsFinalNewline("\n"));
+}
+
 }  // namespace
 }  // namespace openelm

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/openelm_client.h"
@@ -161,6 +162,18 @@ TEST_F(ClientE2eTest, HealthAndTokenize) {
   CommandResult models = Cli({"models"});
   EXPECT_EQ(models.exit_code, 0) << models.err;
   EXPECT_THAT(models.out, HasSubstr("tiny"));
+  // Issue 16.8: the weight precision alone hid that bf16 weights may run
+  // f32 matmuls; the line names what the server reports it runs.
+  std::unique_ptr<OpenElmClient> client = Client();
+  ASSERT_NE(client, nullptr);
+  ASSERT_OK_AND_ASSIGN(v1::ListModelsResponse listed, client->ListModels());
+  ASSERT_EQ(listed.models_size(), 1);
+  const v1::ModelInfo& info = listed.models(0);
+  ASSERT_FALSE(info.activation_dtype().empty());
+  EXPECT_THAT(models.out, HasSubstr(absl::StrCat(info.id(), ": weights ", info.weight_dtype(),
+                                                 ", matmuls ", info.activation_dtype(), " (")))
+      << models.out;
+  EXPECT_THAT(models.out, HasSubstr("MATMUL")) << models.out;
   CommandResult load = Cli({"load", "--json"});
   EXPECT_EQ(load.exit_code, 0) << load.err;
   EXPECT_THAT(load.out, HasSubstr("kv_blocks_total"));
@@ -184,15 +197,19 @@ TEST_F(ClientE2eTest, CliGreedyGenerateEqualsUnaryApi) {
   ASSERT_EQ(unary.choices_size(), 1);
   EXPECT_EQ(unary.usage().completion_tokens(), unary.choices(0).token_ids_size());
 
+  // The CLI prints the text and ends the line (issue 16.8: it left the shell
+  // prompt after the text when stdout was not a terminal).
+  const std::string& text = unary.choices(0).text();
+  const std::string printed = absl::EndsWith(text, "\n") ? text : text + "\n";
   CommandResult streamed = Cli(
       {"generate", "--temperature=0", "--max_tokens=12", "Once upon a time there was"});
   EXPECT_EQ(streamed.exit_code, 0) << streamed.err;
-  EXPECT_EQ(streamed.out, unary.choices(0).text());
+  EXPECT_EQ(streamed.out, printed);
   CommandResult one_shot =
       Cli({"generate", "--stream=false", "--temperature=0", "--max_tokens=12",
            "--prompt=Once upon a time there was"});
   EXPECT_EQ(one_shot.exit_code, 0) << one_shot.err;
-  EXPECT_EQ(one_shot.out, unary.choices(0).text());
+  EXPECT_EQ(one_shot.out, printed);
 
   // The streaming API's chunks add up to the same tokens.
   std::vector<int32_t> ids;
@@ -214,6 +231,11 @@ TEST_F(ClientE2eTest, CliGreedyGenerateEqualsUnaryApi) {
 TEST_F(ClientE2eTest, ChatFromFlagsAndStdin) {
   CommandResult once = Cli({"chat", "--temperature=0", "--max_tokens=4", "--user=Hi"});
   EXPECT_EQ(once.exit_code, 0) << once.err;
+  EXPECT_TRUE(absl::EndsWith(once.out, "\n")) << once.out;
+  CommandResult once_unary =
+      Cli({"chat", "--stream=false", "--temperature=0", "--max_tokens=4", "--user=Hi"});
+  EXPECT_EQ(once_unary.exit_code, 0) << once_unary.err;
+  EXPECT_EQ(once_unary.out, once.out);
   CommandResult interactive =
       Cli({"chat", "--temperature=0", "--max_tokens=4", "--json"}, "Hi\nAnd again?\n");
   EXPECT_EQ(interactive.exit_code, 0) << interactive.err;

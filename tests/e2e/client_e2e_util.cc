@@ -55,12 +55,31 @@ int WaitOrKill(pid_t pid, absl::Duration timeout) {
 }
 
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
-                            posix_spawn_file_actions_t* actions) {
+                            posix_spawn_file_actions_t* actions,
+                            const SpawnOptions& spawn) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
+  // The environment: ours, less unset_env and the names set_env replaces.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const absl::string_view entry(*e);
+    const absl::string_view name = entry.substr(0, entry.find('='));
+    bool drop = spawn.set_env.count(std::string(name)) > 0;
+    for (const std::string& u : spawn.unset_env) drop = drop || name == u;
+    if (!drop) env_strings.emplace_back(entry);
+  }
+  for (const auto& [name, value] : spawn.set_env) {
+    env_strings.push_back(absl::StrCat(name, "=", value));
+  }
+  std::vector<char*> env;
+  for (std::string& e : env_strings) env.push_back(e.data());
+  env.push_back(nullptr);
+  if (!spawn.working_dir.empty()) {
+    posix_spawn_file_actions_addchdir_np(actions, spawn.working_dir.c_str());
+  }
   pid_t pid = -1;
-  int rc = posix_spawn(&pid, args[0], actions, nullptr, args.data(), environ);
+  int rc = posix_spawn(&pid, args[0], actions, nullptr, args.data(), env.data());
   if (rc != 0) {
     return absl::InternalError(
         absl::StrCat("posix_spawn ", argv[0], ": ", std::strerror(rc)));
@@ -85,7 +104,8 @@ ScratchDir::~ScratchDir() {
 
 absl::StatusOr<CommandResult> RunAndCapture(const std::vector<std::string>& argv,
                                             absl::Duration timeout,
-                                            absl::string_view stdin_text) {
+                                            absl::string_view stdin_text,
+                                            const SpawnOptions& spawn) {
   ScratchDir dir;
   const std::string in_path = dir.path() + "/stdin";
   const std::string out_path = dir.path() + "/stdout";
@@ -101,7 +121,7 @@ absl::StatusOr<CommandResult> RunAndCapture(const std::vector<std::string>& argv
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  absl::StatusOr<pid_t> pid = Spawn(argv, &actions);
+  absl::StatusOr<pid_t> pid = Spawn(argv, &actions, spawn);
   posix_spawn_file_actions_destroy(&actions);
   if (!pid.ok()) return pid.status();
   CommandResult result;
@@ -131,7 +151,8 @@ std::string ServerChild::Log() const { return ReadAll(log_path_); }
 
 absl::Status ServerChild::Start(const std::string& binary,
                                 const std::vector<std::string>& args,
-                                const std::string& log_path, absl::Duration timeout) {
+                                const std::string& log_path, absl::Duration timeout,
+                                const SpawnOptions& spawn) {
   log_path_ = log_path;
   int fds[2];
   if (pipe(fds) != 0) return absl::InternalError("pipe failed");
@@ -144,7 +165,7 @@ absl::Status ServerChild::Start(const std::string& binary,
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
   std::vector<std::string> argv = {binary};
   argv.insert(argv.end(), args.begin(), args.end());
-  absl::StatusOr<pid_t> pid = Spawn(argv, &actions);
+  absl::StatusOr<pid_t> pid = Spawn(argv, &actions, spawn);
   posix_spawn_file_actions_destroy(&actions);
   close(fds[1]);
   if (!pid.ok()) {

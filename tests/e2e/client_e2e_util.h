@@ -35,11 +35,20 @@ struct CommandResult {
   std::string err;     // stderr
 };
 
+// How a child is started, beyond its arguments. The defaults inherit the
+// test's working directory and environment.
+struct SpawnOptions {
+  std::string working_dir;                   // "" = the test's
+  std::map<std::string, std::string> set_env;  // added or replaced
+  std::vector<std::string> unset_env;          // removed
+};
+
 // Runs argv[0] (a path) with the rest as arguments, feeding `stdin_text`,
 // and waits up to `timeout` (then SIGKILL, exit_code -1).
 absl::StatusOr<CommandResult> RunAndCapture(const std::vector<std::string>& argv,
                                             absl::Duration timeout,
-                                            absl::string_view stdin_text = "");
+                                            absl::string_view stdin_text = "",
+                                            const SpawnOptions& spawn = {});
 
 // An openelm_server child started with --port=0 --metrics_port=0. Its
 // stdout is read until both "listening on H:P" and "metrics on H:P" lines
@@ -53,7 +62,8 @@ class ServerChild {
   ServerChild& operator=(const ServerChild&) = delete;
 
   absl::Status Start(const std::string& binary, const std::vector<std::string>& args,
-                     const std::string& log_path, absl::Duration timeout);
+                     const std::string& log_path, absl::Duration timeout,
+                     const SpawnOptions& spawn = {});
   void Stop();
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }

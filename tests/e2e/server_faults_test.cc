@@ -49,12 +49,16 @@ class ServerFaultsTest : public ::testing::Test {
     ASSERT_OK(WriteTinyCheckpoint(model_dir_));
   }
 
-  // Runs the server binary with `args` and expects it to exit by itself.
+  // Runs the server binary (`binary`, default the built one) with `args` and
+  // expects it to exit by itself.
   e2e::CommandResult RunServer(const std::vector<std::string>& args,
-                               absl::Duration timeout = absl::Seconds(30)) {
-    std::vector<std::string> argv = {OPENELM_SERVER_BINARY};
+                               absl::Duration timeout = absl::Seconds(30),
+                               const e2e::SpawnOptions& spawn = {},
+                               const std::string& binary = OPENELM_SERVER_BINARY) {
+    std::vector<std::string> argv = {binary};
     argv.insert(argv.end(), args.begin(), args.end());
-    absl::StatusOr<e2e::CommandResult> result = e2e::RunAndCapture(argv, timeout);
+    absl::StatusOr<e2e::CommandResult> result =
+        e2e::RunAndCapture(argv, timeout, /*stdin_text=*/"", spawn);
     EXPECT_OK(result.status());
     return result.ok() ? *result : e2e::CommandResult{};
   }
@@ -133,6 +137,100 @@ TEST_F(ServerFaultsTest, MissingTokenizerIsNotFoundNamingThePath) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
   EXPECT_THAT(r.err, HasSubstr(missing));
+}
+
+// Issue 16.5: without --tokenizer and $OPENELM_TOKENIZER the server looks
+// for the tokenizer relative to its own binary, not the working directory.
+// Every child here runs from another directory with OPENELM_TOKENIZER
+// removed from its environment (or set on purpose).
+e2e::SpawnOptions ElsewhereWithoutTokenizerEnv(const std::string& working_dir) {
+  e2e::SpawnOptions spawn;
+  spawn.working_dir = working_dir;
+  spawn.unset_env = {"OPENELM_TOKENIZER"};
+  return spawn;
+}
+
+// Copies the server binary to <prefix>/bin/openelm_server (an install-prefix
+// layout; /proc/self/exe then names the copy) and returns the copy's path.
+std::string CopyServerInto(const std::string& prefix) {
+  std::filesystem::create_directories(prefix + "/bin");
+  const std::string copy = prefix + "/bin/openelm_server";
+  std::filesystem::copy_file(OPENELM_SERVER_BINARY, copy);
+  return copy;
+}
+
+TEST_F(ServerFaultsTest, DefaultTokenizerIsFoundFromAnotherWorkingDirectory) {
+  // The build tree's layout: <repo>/build/bin beside <repo>/../shared.
+  const std::filesystem::path bin_dir =
+      std::filesystem::canonical(OPENELM_SERVER_BINARY).parent_path();
+  const std::string expected =
+      (bin_dir / "../../../shared/tokenizer/llama2-tokenizer.model").lexically_normal().string();
+  if (!std::filesystem::is_regular_file(expected)) {
+    GTEST_SKIP() << "build directory is not <repo>/<build>/bin beside ../shared: no "
+                 << expected;
+  }
+  e2e::ServerChild server;
+  ASSERT_OK(server.Start(OPENELM_SERVER_BINARY,
+                         {absl::StrCat("--model_dir=", model_dir_), "--port=0",
+                          "--metrics_port=0", "--threads=1"},
+                         dir_.path() + "/server_cwd_root.log", kStartTimeout,
+                         ElsewhereWithoutTokenizerEnv("/")));
+  EXPECT_THAT(server.Log(), HasSubstr(absl::StrCat("tokenizer ", expected)));
+}
+
+TEST_F(ServerFaultsTest, InstalledLayoutFindsShareOpenelmTokenizer) {
+  const std::string prefix = std::filesystem::canonical(dir_.path()).string() + "/opt/openelm";
+  const std::string binary = CopyServerInto(prefix);
+  const std::string installed = prefix + "/share/openelm/tokenizer.model";
+  std::filesystem::create_directories(prefix + "/share/openelm");
+  // A link, so the real tokenizer is never copied.
+  std::filesystem::create_symlink(std::filesystem::canonical(OPENELM_TOKENIZER_MODEL),
+                                  installed);
+  e2e::ServerChild server;
+  ASSERT_OK(server.Start(binary,
+                         {absl::StrCat("--model_dir=", model_dir_), "--port=0",
+                          "--metrics_port=0", "--threads=1"},
+                         dir_.path() + "/server_installed.log", kStartTimeout,
+                         ElsewhereWithoutTokenizerEnv("/")));
+  EXPECT_THAT(server.Log(), HasSubstr(absl::StrCat("tokenizer ", installed)));
+}
+
+TEST_F(ServerFaultsTest, NoDefaultTokenizerIsNotFoundListingEveryPlaceLooked) {
+  // A copy of the binary where no candidate exists: <root>/opt/openelm/bin,
+  // run from that directory.
+  const std::string root = std::filesystem::canonical(dir_.path()).string();
+  const std::string binary = CopyServerInto(root + "/opt/openelm");
+  const std::vector<std::string> candidates = {
+      root + "/opt/openelm/share/openelm/tokenizer.model",    // install prefix
+      root + "/shared/tokenizer/llama2-tokenizer.model",      // build tree
+      root + "/opt/openelm/shared/tokenizer/llama2-tokenizer.model",  // cwd-relative
+  };
+  e2e::CommandResult r = RunServer(
+      {absl::StrCat("--model_dir=", model_dir_), "--port=0", "--metrics_port=-1"},
+      absl::Seconds(30), ElsewhereWithoutTokenizerEnv(root + "/opt/openelm/bin"), binary);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
+  size_t last = 0;
+  for (const std::string& candidate : candidates) {
+    const size_t at = r.err.find(candidate, last);
+    ASSERT_NE(at, std::string::npos) << candidate << " not (in order) in:\n" << r.err;
+    last = at + candidate.size();
+  }
+  EXPECT_THAT(r.err, HasSubstr("--tokenizer"));
+  EXPECT_THAT(r.err, HasSubstr("OPENELM_TOKENIZER"));
+}
+
+TEST_F(ServerFaultsTest, TokenizerEnvNamingAMissingFileIsNotFoundNamingIt) {
+  const std::string missing = dir_.path() + "/no_such_tokenizer.model";
+  e2e::SpawnOptions spawn;
+  spawn.working_dir = "/";
+  spawn.set_env = {{"OPENELM_TOKENIZER", missing}};
+  e2e::CommandResult r = RunServer(
+      {absl::StrCat("--model_dir=", model_dir_), "--port=0", "--metrics_port=-1"},
+      absl::Seconds(30), spawn);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("OPENELM_TOKENIZER=", missing)));
 }
 
 TEST_F(ServerFaultsTest, PortHeldByPlainListenerFails) {

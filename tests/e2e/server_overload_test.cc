@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include "gtest/gtest.h"
 #include "openelm/v1/inference.grpc.pb.h"
@@ -171,6 +172,177 @@ TEST_F(ServerOverloadTest, ClientThatNeverOpensItsWindowHasItsCallEndedWithinSec
   EXPECT_THAT(log, HasSubstr("resetting the stream"));
   EXPECT_THAT(log, HasSubstr("method=StreamGenerate"));
   EXPECT_THAT(log, HasSubstr("code=RESOURCE_EXHAUSTED"));
+}
+
+// Issue 16.3: invalid UTF-8 in a string field used to end with UNIMPLEMENTED
+// and no message (gRPC's stock handler), plus one unthrottled
+// "[libprotobuf ERROR ...]" line per request, counted nowhere.
+TEST_F(ServerOverloadTest, InvalidUtf8IsInvalidArgumentNamingTheFieldCountedAndQuiet) {
+  ASSERT_NO_FATAL_FAILURE(StartServer({}));
+  auto stub = v1::InferenceService::NewStub(
+      grpc::CreateChannel(server_.target(), grpc::InsecureChannelCredentials()));
+  auto deadline = [] {
+    return std::chrono::system_clock::now() + std::chrono::seconds(20);
+  };
+  const std::string bad = "caf\xC3 \xFF\xFE";
+  const double rejected_before =
+      Metric("openelm_requests_rejected_total{reason=\"invalid_argument\"}");
+  constexpr int kRounds = 10;
+  for (int round = 0; round < kRounds; ++round) {
+    {
+      v1::GenerateRequest req;
+      req.set_text(bad);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(deadline());
+      v1::GenerateResponse resp;
+      const grpc::Status status = stub->Generate(&ctx, req, &resp);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_THAT(status.error_message(), HasSubstr("text: is not valid UTF-8"));
+    }
+    {
+      v1::GenerateRequest req;
+      req.set_text("fine");
+      req.mutable_options()->add_stop(bad);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(deadline());
+      auto reader = stub->StreamGenerate(&ctx, req);
+      v1::GenerateResponse resp;
+      EXPECT_FALSE(reader->Read(&resp));
+      const grpc::Status status = reader->Finish();
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_THAT(status.error_message(), HasSubstr("options.stop: is not valid UTF-8"));
+    }
+    {
+      v1::ChatRequest req;
+      v1::ChatMessage* m = req.add_messages();
+      m->set_role(v1::ROLE_USER);
+      m->set_content(bad);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(deadline());
+      v1::GenerateResponse resp;
+      const grpc::Status status = stub->Chat(&ctx, req, &resp);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_THAT(status.error_message(), HasSubstr("messages[].content: is not valid UTF-8"));
+    }
+    {
+      v1::TokenizeRequest req;
+      req.set_text(bad);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(deadline());
+      v1::TokenizeResponse resp;
+      const grpc::Status status = stub->Tokenize(&ctx, req, &resp);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_THAT(status.error_message(), HasSubstr("text: is not valid UTF-8"));
+    }
+  }
+  // Bytes that are no message at all.
+  {
+    grpc::GenericStub generic(
+        grpc::CreateChannel(server_.target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    const std::string junk = "\x0A\xFF\xFF\xFF\xFF\x0F";  // length past the end
+    grpc::Slice slice(junk);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer response;
+    grpc::CompletionQueue cq;
+    auto call = generic.PrepareUnaryCall(&ctx, "/openelm.v1.InferenceService/Generate",
+                                         request, &cq);
+    call->StartCall();
+    grpc::Status status;
+    call->Finish(&response, &status, reinterpret_cast<void*>(1));
+    void* tag = nullptr;
+    bool ok = false;
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(),
+                HasSubstr("not a valid openelm.v1.GenerateRequest message"));
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+  }
+  // Every refusal counted (4 per round + the junk), and the library's
+  // complaint about each did not reach the log line by line.
+  EXPECT_GE(Metric("openelm_requests_rejected_total{reason=\"invalid_argument\"}") -
+                rejected_before,
+            4 * kRounds + 1);
+  const std::string log = server_.Log();
+  size_t protobuf_lines = 0;
+  for (size_t at = log.find("libprotobuf"); at != std::string::npos;
+       at = log.find("libprotobuf", at + 1)) {
+    ++protobuf_lines;
+  }
+  EXPECT_EQ(protobuf_lines, 0u) << log;
+}
+
+// Issue 16.8: with auth off, refusals were labelled tenant="unauthenticated"
+// by some RPCs and "default" by others, and requests over the message size
+// limit were refused by gRPC before any counting.
+TEST_F(ServerOverloadTest, RefusalsCountedUnderOneTenantIncludingOversizedMessages) {
+  ASSERT_NO_FATAL_FAILURE(StartServer({}));
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxSendMessageSize(64 << 20);
+  auto stub = v1::InferenceService::NewStub(grpc::CreateCustomChannel(
+      server_.target(), grpc::InsecureChannelCredentials(), channel_args));
+  auto deadline = [] {
+    return std::chrono::system_clock::now() + std::chrono::seconds(20);
+  };
+  const std::string invalid = "openelm_tenant_requests_rejected_total{reason=\"invalid_argument\",tenant=\"default\"}";
+  const std::string exhausted = "openelm_tenant_requests_rejected_total{reason=\"resource_exhausted\",tenant=\"default\"}";
+  const double invalid_before = Metric(invalid);
+  const double exhausted_before = Metric(exhausted);
+  {  // Tokenize: text over --max_prompt_bytes
+    v1::TokenizeRequest req;
+    req.set_text(std::string((1 << 20) + 1, 'a'));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    v1::TokenizeResponse resp;
+    EXPECT_EQ(stub->Tokenize(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {  // GetModel: unknown model
+    v1::GetModelRequest req;
+    req.set_model("no-such-model");
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    v1::ModelInfo resp;
+    EXPECT_EQ(stub->GetModel(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {  // Detokenize: id out of range
+    v1::DetokenizeRequest req;
+    req.add_token_ids(-5);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    v1::DetokenizeResponse resp;
+    EXPECT_EQ(stub->Detokenize(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {  // Generate: bad option
+    v1::GenerateRequest req;
+    req.set_text("hi");
+    req.mutable_options()->set_temperature(7);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    v1::GenerateResponse resp;
+    EXPECT_EQ(stub->Generate(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {  // A 5 MiB message: over the 4 MiB limit
+    v1::GenerateRequest req;
+    req.set_text(std::string(5 << 20, 'a'));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline());
+    v1::GenerateResponse resp;
+    const grpc::Status status = stub->Generate(&ctx, req, &resp);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(status.error_message(), HasSubstr("at most 4194304 are allowed"));
+  }
+  EXPECT_EQ(Metric(invalid) - invalid_before, 4);
+  EXPECT_EQ(Metric(exhausted) - exhausted_before, 1);
+  EXPECT_EQ(Metric("openelm_tenant_requests_rejected_total{reason=\"invalid_argument\","
+                   "tenant=\"unauthenticated\"}"),
+            0);
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "server/access_log.h"
 #include "server/generate_reactor.h"
 #include "server/metrics.h"
+#include "server/proto_io.h"
 #include "server/request_parser.h"
 #include "server/status_util.h"
 #include "tests/server/server_test_util.h"
@@ -34,6 +35,7 @@ namespace {
 
 using ::openelm::testing::MetricValue;
 using ::openelm::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 TEST(StatusUtilTest, MapsEveryCanonicalCodeOneToOne) {
@@ -468,6 +470,83 @@ TEST(MetricsTest, InterTokenLatencyIsObservedPerToken) {
   const std::string text = metrics.Serialize();
   EXPECT_EQ(MetricValue(text, "openelm_inter_token_latency_seconds_count"), 3);
   EXPECT_NEAR(*MetricValue(text, "openelm_inter_token_latency_seconds_sum"), 0.03, 1e-9);
+}
+
+// ---- proto_io: requests parsed by us, statuses of ours ----
+
+grpc::ByteBuffer BytesOf(const std::string& bytes) {
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+std::string GenerateRequestWithText(const std::string& text) {
+  // Field 2 (text), length-delimited; short texts only (one-byte length).
+  return absl::StrCat("\x12", std::string(1, static_cast<char>(text.size())), text);
+}
+
+TEST(ProtoIoTest, ParsesAWellFormedRequest) {
+  v1::GenerateRequest request;
+  ASSERT_OK(ParseRequest(BytesOf(GenerateRequestWithText("hello")), 1 << 20, &request));
+  EXPECT_EQ(request.text(), "hello");
+}
+
+TEST(ProtoIoTest, InvalidUtf8NamesTheFieldByItsPath) {
+  RouteProtobufLogs();
+  v1::GenerateRequest request;
+  EXPECT_THAT(ParseRequest(BytesOf(GenerateRequestWithText("a\xFF")), 1 << 20, &request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("text: is not valid UTF-8")));
+  // messages[0].content = "\xC3" inside a ChatRequest.
+  const std::string message = "\x08\x02\x12\x01\xC3";  // role USER, content
+  // ChatRequest.messages is field 2.
+  const std::string chat =
+      absl::StrCat("\x12", std::string(1, static_cast<char>(message.size())), message);
+  v1::ChatRequest chat_request;
+  EXPECT_THAT(ParseRequest(BytesOf(chat), 1 << 20, &chat_request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("messages[].content: is not valid UTF-8")));
+}
+
+TEST(ProtoIoTest, GarbageAndOversizedAreRefused) {
+  v1::GenerateRequest request;
+  EXPECT_THAT(ParseRequest(BytesOf("\x0A\xFF\xFF\xFF\xFF\x0F"), 1 << 20, &request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not a valid openelm.v1.GenerateRequest message")));
+  EXPECT_THAT(ParseRequest(BytesOf(GenerateRequestWithText("0123456789")), 8, &request),
+              StatusIs(absl::StatusCode::kResourceExhausted, HasSubstr("at most 8")));
+  EXPECT_THAT(ParseRequest(grpc::ByteBuffer(), 8, &request),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_EQ(GrpcReceiveCeiling(4 << 20), 16 << 20);
+  EXPECT_EQ(GrpcReceiveCeiling(64 << 20), 256 << 20);
+}
+
+TEST(ProtoIoTest, SerializeResponseRoundTrips) {
+  v1::GenerateResponse response;
+  response.set_request_id("42");
+  grpc::ByteBuffer raw;
+  SerializeResponse(response, &raw);
+  v1::GenerateResponse back;
+  ASSERT_OK(ParseRequest(raw, 1 << 20, &back));
+  EXPECT_EQ(back.request_id(), "42");
+}
+
+// ---- CheckTextCanFit: the byte bound before tokenizing ----
+
+TEST(CheckTextCanFitTest, RefusesOnlyWhatCannotFit) {
+  RequestLimits limits;
+  limits.max_context_length = 100;
+  limits.max_bytes_per_token = 10;
+  SamplingParams params;
+  params.max_tokens = 10;
+  // 890 bytes -> at least 89 tokens + BOS + 10 new = 100: fits exactly.
+  EXPECT_OK(CheckTextCanFit("text", 890, 1, params, limits));
+  EXPECT_THAT(CheckTextCanFit("text", 891, 1, params, limits),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       AllOf(HasSubstr("text: the prompt has 891 bytes"),
+                             HasSubstr("at least 91 tokens"),
+                             HasSubstr("context length 100"))));
+  limits.max_bytes_per_token = 0;  // no bound known: never refuses
+  EXPECT_OK(CheckTextCanFit("text", int64_t{1} << 40, 1, params, limits));
 }
 
 }  // namespace
