@@ -10,6 +10,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libssl-dev openssl  # SHA-256 of API keys, TLS key checks; scripts/gen-test-certs.sh
   libabsl-dev
+  nlohmann-json3-dev  # JSON: config.json, safetensors headers, tenants file
   libdnnl-dev ocl-icd-opencl-dev
   libsentencepiece-dev
   prometheus-cpp-dev

@@ -1,70 +1,42 @@
 #ifndef OPENELM_ENGINE_BASE_JSON_H_
 #define OPENELM_ENGINE_BASE_JSON_H_
 
+// JSON for config.json, safetensors headers, the sharded index and the
+// tenants file: nlohmann::json (Debian's nlohmann-json3-dev) used directly,
+// plus the few helpers below that keep its exceptions away from callers and
+// add the checks those files need.
+
 #include <cstdint>
-#include <map>
-#include <memory>
+#include <optional>
 #include <string>
-#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace openelm {
 
-// A parsed JSON value (RFC 8259). Used for config.json, safetensors headers,
-// the sharded index and the tenants file. Objects keep keys sorted and reject
-// duplicate keys. Numbers are kept as double plus, when the literal is an
-// integer that fits, as int64.
-class JsonValue {
- public:
-  enum class Type { kNull, kBool, kNumber, kString, kArray, kObject };
+// Parses `text` as one complete JSON document (RFC 8259; trailing
+// non-whitespace is an error, strings must be valid UTF-8). Stricter than
+// nlohmann::json::parse: duplicate object keys (compared after unescaping) and
+// nesting deeper than 64 arrays/objects are refused. Objects keep their keys
+// sorted. Never throws: errors are kInvalidArgument
+// "JSON parse error at byte <offset>: <what>", with the 0-based byte offset.
+absl::StatusOr<nlohmann::json> ParseJson(absl::string_view text);
 
-  Type type() const { return type_; }
-  bool is_null() const { return type_ == Type::kNull; }
-  bool is_bool() const { return type_ == Type::kBool; }
-  bool is_number() const { return type_ == Type::kNumber; }
-  bool is_integer() const { return type_ == Type::kNumber && is_int_; }
-  bool is_string() const { return type_ == Type::kString; }
-  bool is_array() const { return type_ == Type::kArray; }
-  bool is_object() const { return type_ == Type::kObject; }
+// The member `key` of `object`, or nullptr when it is absent or `object` is
+// not an object.
+const nlohmann::json* JsonFind(const nlohmann::json& object, absl::string_view key);
 
-  // Accessors; calling the wrong one is a bug (checked).
-  bool as_bool() const;
-  double as_double() const;
-  int64_t as_int() const;
-  const std::string& as_string() const;
-  const std::vector<JsonValue>& as_array() const;
-  const std::map<std::string, JsonValue>& as_object() const;
+// The value when it is an integer literal that fits in int64 (so not 1.0,
+// 1e2, nor 2^63); nullopt otherwise.
+std::optional<int64_t> JsonInt64(const nlohmann::json& value);
 
-  // Object member or nullptr when absent (or when this is not an object).
-  const JsonValue* Find(absl::string_view key) const;
-
-  static JsonValue Null();
-  static JsonValue Bool(bool v);
-  static JsonValue Number(double v);
-  static JsonValue Integer(int64_t v);
-  static JsonValue String(std::string v);
-  static JsonValue Array(std::vector<JsonValue> v);
-  static JsonValue Object(std::map<std::string, JsonValue> v);
-
-  // Serialises compactly (keys in sorted order); used by the generator.
-  std::string Dump() const;
-
- private:
-  Type type_ = Type::kNull;
-  bool bool_ = false;
-  bool is_int_ = false;
-  double number_ = 0;
-  int64_t int_ = 0;
-  std::string string_;
-  std::vector<JsonValue> array_;
-  std::map<std::string, JsonValue> object_;
-};
-
-// Parses `text` completely (trailing garbage is an error). Errors are
-// kInvalidArgument with the byte offset. Nesting deeper than 64 is refused.
-absl::StatusOr<JsonValue> ParseJson(absl::string_view text);
+// Compact text (keys sorted). Never throws: invalid UTF-8 in strings built by
+// our own code is written as U+FFFD. A float that is a whole number keeps a
+// ".0" so that it reads back as a float; NaN and infinities are written null.
+std::string JsonDump(const nlohmann::json& value);
 
 }  // namespace openelm
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -107,10 +108,10 @@ struct RawEntry {
 
 // Parses and validates one tensor entry of a safetensors header.
 absl::StatusOr<RawEntry> ParseEntry(const std::string& file, const std::string& name,
-                                    const JsonValue& v) {
-  const JsonValue* dtype = v.Find("dtype");
-  const JsonValue* shape = v.Find("shape");
-  const JsonValue* offsets = v.Find("data_offsets");
+                                    const nlohmann::json& v) {
+  const nlohmann::json* dtype = JsonFind(v, "dtype");
+  const nlohmann::json* shape = JsonFind(v, "shape");
+  const nlohmann::json* offsets = JsonFind(v, "data_offsets");
   if (!v.is_object() || dtype == nullptr || shape == nullptr || offsets == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat("safetensors file '", file, "': entry for tensor '", name,
@@ -119,41 +120,44 @@ absl::StatusOr<RawEntry> ParseEntry(const std::string& file, const std::string& 
   RawEntry e;
   e.name = name;
   absl::StatusOr<DType> parsed_dtype = dtype->is_string()
-                                           ? ParseDType(dtype->as_string())
+                                           ? ParseDType(dtype->get<std::string>())
                                            : absl::InvalidArgumentError("not a string");
   if (!parsed_dtype.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor '", name, "' in '", file, "' has unsupported dtype ",
-                     dtype->Dump(), " (supported: F32, F16, BF16)"));
+                     JsonDump(*dtype), " (supported: F32, F16, BF16)"));
   }
   e.dtype = *parsed_dtype;
-  bool shape_ok = shape->is_array() && shape->as_array().size() <= 8;
+  bool shape_ok = shape->is_array() && shape->size() <= 8;
   if (shape_ok) {
-    for (const JsonValue& d : shape->as_array()) {
-      if (!d.is_integer() || d.as_int() < 0 || d.as_int() > (int64_t{1} << 40)) {
+    for (const nlohmann::json& d : *shape) {
+      const std::optional<int64_t> n = JsonInt64(d);
+      if (!n.has_value() || *n < 0 || *n > (int64_t{1} << 40)) {
         shape_ok = false;
         break;
       }
-      e.shape.push_back(d.as_int());
+      e.shape.push_back(*n);
     }
   }
   if (!shape_ok) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "tensor '", name, "' in '", file, "' has invalid shape ", shape->Dump(),
+        "tensor '", name, "' in '", file, "' has invalid shape ", JsonDump(*shape),
         ": expected a list of at most 8 non-negative integers"));
   }
-  const bool offsets_ok =
-      offsets->is_array() && offsets->as_array().size() == 2 &&
-      offsets->as_array()[0].is_integer() && offsets->as_array()[1].is_integer() &&
-      offsets->as_array()[0].as_int() >= 0 &&
-      offsets->as_array()[0].as_int() <= offsets->as_array()[1].as_int();
-  if (!offsets_ok) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tensor '", name, "' in '", file, "' has invalid data_offsets ",
-                     offsets->Dump(), ": expected [begin, end] with 0 <= begin <= end"));
+  // Exact integers only: 1.0, 1e3 and values beyond int64 are refused.
+  std::optional<int64_t> begin;
+  std::optional<int64_t> end;
+  if (offsets->is_array() && offsets->size() == 2) {
+    begin = JsonInt64((*offsets)[0]);
+    end = JsonInt64((*offsets)[1]);
   }
-  e.begin = offsets->as_array()[0].as_int();
-  e.end = offsets->as_array()[1].as_int();
+  if (!begin.has_value() || !end.has_value() || *begin < 0 || *begin > *end) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor '", name, "' in '", file, "' has invalid data_offsets ",
+        JsonDump(*offsets), ": expected [begin, end] with 0 <= begin <= end"));
+  }
+  e.begin = *begin;
+  e.end = *end;
   // Byte size must equal prod(shape) * element size (no overflow possible:
   // at most 8 dims of <= 2^40 would overflow, so check as we go).
   int64_t want = DTypeBytes(e.dtype);
@@ -291,7 +295,8 @@ absl::StatusOr<std::vector<TensorView>> ParseSafetensors(const FileMapping& m) {
         absl::StrCat("safetensors file '", file, "': header length ", header_len,
                      " runs past the end of the file (", m.size, " bytes)"));
   }
-  absl::StatusOr<JsonValue> header = ParseJson(absl::string_view(m.data + 8, header_len));
+  absl::StatusOr<nlohmann::json> header =
+      ParseJson(absl::string_view(m.data + 8, header_len));
   if (!header.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("safetensors file '", file,
@@ -302,7 +307,7 @@ absl::StatusOr<std::vector<TensorView>> ParseSafetensors(const FileMapping& m) {
         absl::StrCat("safetensors file '", file, "': header must be a JSON object"));
   }
   std::vector<RawEntry> entries;
-  for (const auto& [name, v] : header->as_object()) {
+  for (const auto& [name, v] : header->items()) {
     if (name == "__metadata__") {
       if (!v.is_object()) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -434,28 +439,29 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     OPENELM_RETURN_IF_ERROR(add_file_tensors(std::move(views)));
   } else if (FileExists(index_path)) {
     OPENELM_ASSIGN_OR_RETURN(std::string index_text, ReadSmallFile(index_path));
-    absl::StatusOr<JsonValue> index = ParseJson(index_text);
+    absl::StatusOr<nlohmann::json> index = ParseJson(index_text);
     if (!index.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "index '", index_path, "' is not valid JSON: ", index.status().message()));
     }
-    const JsonValue* weight_map = index->Find("weight_map");
-    if (weight_map == nullptr || !weight_map->is_object() ||
-        weight_map->as_object().empty()) {
+    const nlohmann::json* weight_map = JsonFind(*index, "weight_map");
+    if (weight_map == nullptr || !weight_map->is_object() || weight_map->empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("index '", index_path,
                        "' has no weight_map object of tensor names to shard files"));
     }
     // shard file -> tensors the index puts there
     std::map<std::string, std::vector<std::string>> shards;
-    for (const auto& [name, shard] : weight_map->as_object()) {
-      if (!shard.is_string() || shard.as_string().empty() ||
-          absl::StrContains(shard.as_string(), "/") || shard.as_string()[0] == '.') {
+    for (const auto& [name, shard] : weight_map->items()) {
+      const std::string* file =
+          shard.is_string() ? shard.get_ptr<const std::string*>() : nullptr;
+      if (file == nullptr || file->empty() || absl::StrContains(*file, "/") ||
+          (*file)[0] == '.') {
         return absl::InvalidArgumentError(absl::StrCat(
             "index '", index_path, "' maps tensor '", name, "' to an invalid shard name ",
-            shard.Dump(), " (must be a file name in the checkpoint directory)"));
+            JsonDump(shard), " (must be a file name in the checkpoint directory)"));
       }
-      shards[shard.as_string()].push_back(name);
+      shards[*file].push_back(name);
     }
     for (const auto& [shard, names] : shards) {
       const std::string shard_path = JoinPath(dir, shard);
@@ -469,13 +475,13 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
       ckpt->mappings_.push_back(std::make_unique<Mapping>(Mapping{std::move(m)}));
       std::set<std::string> in_shard;
       for (const TensorView& t : views) {
-        const JsonValue* listed = weight_map->Find(t.name);
-        if (listed == nullptr || listed->as_string() != shard) {
+        const nlohmann::json* listed = JsonFind(*weight_map, t.name);
+        if (listed == nullptr || *listed != shard) {
           return absl::InvalidArgumentError(absl::StrCat(
               "tensor '", t.name, "' in shard '", shard_path,
               "' is not listed for that shard in '", index_path, "'",
               listed == nullptr ? ""
-                                : absl::StrCat(" (listed in ", listed->Dump(), ")")));
+                                : absl::StrCat(" (listed in ", JsonDump(*listed), ")")));
         }
         in_shard.insert(t.name);
       }

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <map>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -80,58 +80,61 @@ double CleanDouble(float f) {
 // Reads config.json fields with messages that name the file, field and value.
 class FieldReader {
  public:
-  FieldReader(const JsonValue& root, absl::string_view path) : root_(root), path_(path) {}
+  FieldReader(const nlohmann::json& root, absl::string_view path)
+      : root_(root), path_(path) {}
 
   absl::Status Error(absl::string_view field, absl::string_view problem) const {
     return absl::InvalidArgumentError(
         absl::StrCat("config.json '", path_, "': field '", field, "' ", problem));
   }
 
-  static std::string Shown(const JsonValue& v) {
-    std::string text = v.Dump();
+  static std::string Shown(const nlohmann::json& v) {
+    std::string text = JsonDump(v);
     if (text.size() > 80) text = text.substr(0, 77) + "...";
     return text;
   }
 
-  absl::StatusOr<const JsonValue*> Required(absl::string_view field) const {
-    const JsonValue* v = root_.Find(field);
+  absl::StatusOr<const nlohmann::json*> Required(absl::string_view field) const {
+    const nlohmann::json* v = JsonFind(root_, field);
     if (v == nullptr) return Error(field, "is missing");
     return v;
   }
 
   absl::StatusOr<int64_t> Int(absl::string_view field, int64_t min_value,
                               int64_t max_value) const {
-    OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
+    OPENELM_ASSIGN_OR_RETURN(const nlohmann::json* v, Required(field));
     return IntValue(field, *v, min_value, max_value);
   }
 
-  absl::StatusOr<int64_t> IntValue(absl::string_view field, const JsonValue& v,
+  absl::StatusOr<int64_t> IntValue(absl::string_view field, const nlohmann::json& v,
                                    int64_t min_value, int64_t max_value) const {
-    if (!v.is_integer()) {
+    const std::optional<int64_t> n = JsonInt64(v);
+    if (!n.has_value()) {
       return Error(field, absl::StrCat("must be an integer, got ", Shown(v)));
     }
-    if (v.as_int() < min_value || v.as_int() > max_value) {
+    if (*n < min_value || *n > max_value) {
       return Error(field, absl::StrCat("must be in [", min_value, ", ", max_value,
-                                       "], got ", v.as_int()));
+                                       "], got ", *n));
     }
-    return v.as_int();
+    return *n;
   }
 
   absl::StatusOr<double> PositiveNumber(absl::string_view field,
-                                        const JsonValue& v) const {
+                                        const nlohmann::json& v) const {
     if (!v.is_number())
       return Error(field, absl::StrCat("must be a number, got ", Shown(v)));
-    if (!(v.as_double() > 0)) {
+    const double x = v.get<double>();
+    if (!(x > 0)) {
       return Error(field, absl::StrCat("must be positive, got ", Shown(v)));
     }
-    return v.as_double();
+    return x;
   }
 
   absl::StatusOr<bool> Bool(absl::string_view field) const {
-    OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
-    if (!v->is_bool())
+    OPENELM_ASSIGN_OR_RETURN(const nlohmann::json* v, Required(field));
+    if (!v->is_boolean())
       return Error(field, absl::StrCat("must be true or false, got ", Shown(*v)));
-    return v->as_bool();
+    return v->get<bool>();
   }
 
   // A bool that this engine only supports as `true`.
@@ -143,31 +146,29 @@ class FieldReader {
   }
 
   absl::StatusOr<std::string> String(absl::string_view field) const {
-    OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
+    OPENELM_ASSIGN_OR_RETURN(const nlohmann::json* v, Required(field));
     if (!v->is_string())
       return Error(field, absl::StrCat("must be a string, got ", Shown(*v)));
-    return v->as_string();
+    return v->get<std::string>();
   }
 
   // A list of exactly `n` integers in [min_value, max_value].
   absl::StatusOr<std::vector<int32_t>> IntList(absl::string_view field, int32_t n,
                                                int64_t min_value,
                                                int64_t max_value) const {
-    OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
+    OPENELM_ASSIGN_OR_RETURN(const nlohmann::json* v, Required(field));
     if (!v->is_array()) {
       return Error(field,
                    absl::StrCat("must be a list of ", n, " integers, got ", Shown(*v)));
     }
-    if (static_cast<int64_t>(v->as_array().size()) != n) {
-      return Error(field,
-                   absl::StrCat("has ", v->as_array().size(),
-                                " entries, expected num_transformer_layers = ", n));
+    if (static_cast<int64_t>(v->size()) != n) {
+      return Error(field, absl::StrCat("has ", v->size(),
+                                       " entries, expected num_transformer_layers = ", n));
     }
     std::vector<int32_t> out;
-    for (size_t i = 0; i < v->as_array().size(); ++i) {
-      OPENELM_ASSIGN_OR_RETURN(
-          int64_t x, IntValue(absl::StrCat(field, "[", i, "]"), v->as_array()[i],
-                              min_value, max_value));
+    for (size_t i = 0; i < v->size(); ++i) {
+      OPENELM_ASSIGN_OR_RETURN(int64_t x, IntValue(absl::StrCat(field, "[", i, "]"),
+                                                   (*v)[i], min_value, max_value));
       out.push_back(static_cast<int32_t>(x));
     }
     return out;
@@ -177,7 +178,8 @@ class FieldReader {
   // Multipliers: positive and at most kMaxMultiplier (the published models
   // use 0.5 to 4.0; a larger one would overflow the derived sizes).
   static constexpr double kMaxMultiplier = 64.0;
-  absl::StatusOr<double> Multiplier(absl::string_view field, const JsonValue& v) const {
+  absl::StatusOr<double> Multiplier(absl::string_view field,
+                                    const nlohmann::json& v) const {
     OPENELM_ASSIGN_OR_RETURN(double x, PositiveNumber(field, v));
     if (!(x <= kMaxMultiplier)) {
       return Error(field, absl::StrCat("must be at most ", kMaxMultiplier, ", got ", Shown(v)));
@@ -186,29 +188,29 @@ class FieldReader {
   }
 
   absl::StatusOr<std::vector<double>> NumberOrList(absl::string_view field) const {
-    OPENELM_ASSIGN_OR_RETURN(const JsonValue* v, Required(field));
+    OPENELM_ASSIGN_OR_RETURN(const nlohmann::json* v, Required(field));
     std::vector<double> out;
     if (v->is_number()) {
       OPENELM_ASSIGN_OR_RETURN(double x, Multiplier(field, *v));
       out.push_back(x);
       return out;
     }
-    if (!v->is_array() || v->as_array().empty()) {
+    if (!v->is_array() || v->empty()) {
       return Error(
           field, absl::StrCat("must be a number or a list of numbers, got ", Shown(*v)));
     }
-    for (size_t i = 0; i < v->as_array().size(); ++i) {
-      OPENELM_ASSIGN_OR_RETURN(
-          double x, Multiplier(absl::StrCat(field, "[", i, "]"), v->as_array()[i]));
+    for (size_t i = 0; i < v->size(); ++i) {
+      OPENELM_ASSIGN_OR_RETURN(double x,
+                               Multiplier(absl::StrCat(field, "[", i, "]"), (*v)[i]));
       out.push_back(x);
     }
     return out;
   }
 
-  const JsonValue& root() const { return root_; }
+  const nlohmann::json& root() const { return root_; }
 
  private:
-  const JsonValue& root_;
+  const nlohmann::json& root_;
   std::string path_;
 };
 
@@ -225,15 +227,15 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
 
 // Pretty printer for config.json: two-space indent and sorted keys like
 // Hugging Face's save_pretrained, with lists of scalars on one line.
-void PrettyPrint(const JsonValue& v, int indent, std::string* out) {
+void PrettyPrint(const nlohmann::json& v, int indent, std::string* out) {
   const std::string pad(indent + 2, ' ');
   if (v.is_object()) {
     out->append("{\n");
     bool first = true;
-    for (const auto& [key, child] : v.as_object()) {
+    for (const auto& [key, child] : v.items()) {
       if (!first) out->append(",\n");
       first = false;
-      absl::StrAppend(out, pad, JsonValue::String(key).Dump(), ": ");
+      absl::StrAppend(out, pad, JsonDump(key), ": ");
       PrettyPrint(child, indent + 2, out);
     }
     absl::StrAppend(out, "\n", std::string(indent, ' '), "}");
@@ -242,7 +244,7 @@ void PrettyPrint(const JsonValue& v, int indent, std::string* out) {
   if (v.is_array()) {
     out->push_back('[');
     bool first = true;
-    for (const JsonValue& child : v.as_array()) {
+    for (const nlohmann::json& child : v) {
       if (!first) out->append(", ");
       first = false;
       PrettyPrint(child, indent + 2, out);
@@ -250,7 +252,7 @@ void PrettyPrint(const JsonValue& v, int indent, std::string* out) {
     out->push_back(']');
     return;
   }
-  out->append(v.Dump());
+  out->append(JsonDump(v));
 }
 
 struct PublishedShape {
@@ -311,12 +313,12 @@ OpenElmConfig BuildConfig(int32_t num_layers, int32_t model_dim, int32_t head_di
 
 absl::StatusOr<OpenElmConfig> OpenElmConfig::FromJson(absl::string_view json,
                                                       absl::string_view path) {
-  absl::StatusOr<JsonValue> parsed = ParseJson(json);
+  absl::StatusOr<nlohmann::json> parsed = ParseJson(json);
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "config.json '", path, "' is not valid JSON: ", parsed.status().message()));
   }
-  const JsonValue& root = *parsed;
+  const nlohmann::json& root = *parsed;
   if (!root.is_object()) {
     return absl::InvalidArgumentError(
         absl::StrCat("config.json '", path, "' must hold a JSON object"));
@@ -329,12 +331,10 @@ absl::StatusOr<OpenElmConfig> OpenElmConfig::FromJson(absl::string_view json,
     return r.Error("model_type",
                    absl::StrCat("is \"", model_type, "\", expected \"openelm\""));
   }
-  if (const JsonValue* arch = root.Find("architectures"); arch != nullptr) {
+  if (const nlohmann::json* arch = JsonFind(root, "architectures"); arch != nullptr) {
     bool found = false;
     if (arch->is_array()) {
-      for (const JsonValue& a : arch->as_array()) {
-        found |= a.is_string() && a.as_string() == "OpenELMForCausalLM";
-      }
+      for (const nlohmann::json& a : *arch) found |= a == "OpenELMForCausalLM";
     }
     if (!found) {
       return r.Error("architectures",
@@ -355,7 +355,8 @@ absl::StatusOr<OpenElmConfig> OpenElmConfig::FromJson(absl::string_view json,
   OPENELM_ASSIGN_OR_RETURN(int64_t max_context, r.Int("max_context_length", 1, 1 << 24));
   OPENELM_ASSIGN_OR_RETURN(int64_t ffn_divisor, r.Int("ffn_dim_divisor", 1, kMaxDim));
   OPENELM_ASSIGN_OR_RETURN(int64_t rope_max, r.Int("rope_max_length", 1, 1 << 24));
-  OPENELM_ASSIGN_OR_RETURN(const JsonValue* rope_freq, r.Required("rope_freq_constant"));
+  OPENELM_ASSIGN_OR_RETURN(const nlohmann::json* rope_freq,
+                           r.Required("rope_freq_constant"));
   OPENELM_ASSIGN_OR_RETURN(double rope_theta,
                            r.PositiveNumber("rope_freq_constant", *rope_freq));
   c.num_layers = static_cast<int32_t>(num_layers);
@@ -369,7 +370,7 @@ absl::StatusOr<OpenElmConfig> OpenElmConfig::FromJson(absl::string_view json,
   c.rope_freq_constant = static_cast<float>(rope_theta);
 
   for (const char* field : {"bos_token_id", "eos_token_id"}) {
-    const JsonValue* v = root.Find(field);
+    const nlohmann::json* v = JsonFind(root, field);
     if (v == nullptr || v->is_null()) continue;  // keep the Llama-2 defaults
     OPENELM_ASSIGN_OR_RETURN(int64_t id, r.IntValue(field, *v, 0, vocab - 1));
     (absl::string_view(field) == "bos_token_id" ? c.bos_token_id : c.eos_token_id) =
@@ -390,14 +391,15 @@ absl::StatusOr<OpenElmConfig> OpenElmConfig::FromJson(absl::string_view json,
         "activation_fn_name",
         absl::StrCat("is \"", c.activation, "\", only \"swish\" (SiLU) is supported"));
   }
-  if (const JsonValue* norm = root.Find("normalization_layer_name"); norm != nullptr) {
-    if (!norm->is_string() || norm->as_string() != "rms_norm") {
+  if (const nlohmann::json* norm = JsonFind(root, "normalization_layer_name");
+      norm != nullptr) {
+    if (*norm != "rms_norm") {
       return r.Error("normalization_layer_name",
                      absl::StrCat("is ", FieldReader::Shown(*norm),
                                   ", only \"rms_norm\" is supported"));
     }
   }
-  if (const JsonValue* dtype = root.Find("torch_dtype");
+  if (const nlohmann::json* dtype = JsonFind(root, "torch_dtype");
       dtype != nullptr && !dtype->is_null()) {
     if (!dtype->is_string()) {
       return r.Error("torch_dtype",
@@ -542,53 +544,51 @@ absl::StatusOr<OpenElmConfig> MakeOpenElmConfig(absl::string_view size) {
 
 std::string OpenElmConfigToJson(const OpenElmConfig& config,
                                 absl::string_view torch_dtype) {
-  std::map<std::string, JsonValue> o;
+  nlohmann::json o = nlohmann::json::object();
   const auto number_list = [](const std::vector<float>& values) {
-    std::vector<JsonValue> out;
-    for (float v : values) out.push_back(JsonValue::Number(CleanDouble(v)));
-    return JsonValue::Array(std::move(out));
+    nlohmann::json out = nlohmann::json::array();
+    for (float v : values) out.push_back(CleanDouble(v));
+    return out;
   };
-  std::vector<JsonValue> q_heads;
-  std::vector<JsonValue> kv_heads;
+  nlohmann::json q_heads = nlohmann::json::array();
+  nlohmann::json kv_heads = nlohmann::json::array();
   for (const LayerShape& l : config.layers) {
-    q_heads.push_back(JsonValue::Integer(l.num_query_heads));
-    kv_heads.push_back(JsonValue::Integer(l.num_kv_heads));
+    q_heads.push_back(l.num_query_heads);
+    kv_heads.push_back(l.num_kv_heads);
   }
-  o["activation_fn_name"] = JsonValue::String(config.activation);
-  o["architectures"] = JsonValue::Array({JsonValue::String("OpenELMForCausalLM")});
-  o["auto_map"] = JsonValue::Object(
-      {{"AutoConfig", JsonValue::String("configuration_openelm.OpenELMConfig")},
-       {"AutoModelForCausalLM",
-        JsonValue::String("modeling_openelm.OpenELMForCausalLM")}});
-  o["bos_token_id"] = JsonValue::Integer(config.bos_token_id);
-  o["eos_token_id"] = JsonValue::Integer(config.eos_token_id);
-  o["ffn_dim_divisor"] = JsonValue::Integer(config.ffn_dim_divisor);
+  o["activation_fn_name"] = config.activation;
+  o["architectures"] = nlohmann::json::array({"OpenELMForCausalLM"});
+  o["auto_map"] = {{"AutoConfig", "configuration_openelm.OpenELMConfig"},
+                   {"AutoModelForCausalLM", "modeling_openelm.OpenELMForCausalLM"}};
+  o["bos_token_id"] = config.bos_token_id;
+  o["eos_token_id"] = config.eos_token_id;
+  o["ffn_dim_divisor"] = config.ffn_dim_divisor;
   o["ffn_multipliers"] = number_list(config.ffn_multipliers);
-  o["ffn_with_glu"] = JsonValue::Bool(config.ffn_with_glu);
-  o["head_dim"] = JsonValue::Integer(config.head_dim);
-  o["initializer_range"] = JsonValue::Number(0.02);
-  o["max_context_length"] = JsonValue::Integer(config.max_context_length);
-  o["model_dim"] = JsonValue::Integer(config.model_dim);
-  o["model_type"] = JsonValue::String("openelm");
-  o["normalization_layer_name"] = JsonValue::String("rms_norm");
-  o["normalize_qk_projections"] = JsonValue::Bool(config.normalize_qk_projections);
-  o["num_gqa_groups"] = JsonValue::Integer(config.num_gqa_groups);
-  o["num_kv_heads"] = JsonValue::Array(std::move(kv_heads));
-  o["num_query_heads"] = JsonValue::Array(std::move(q_heads));
-  o["num_transformer_layers"] = JsonValue::Integer(config.num_layers);
+  o["ffn_with_glu"] = config.ffn_with_glu;
+  o["head_dim"] = config.head_dim;
+  o["initializer_range"] = 0.02;
+  o["max_context_length"] = config.max_context_length;
+  o["model_dim"] = config.model_dim;
+  o["model_type"] = "openelm";
+  o["normalization_layer_name"] = "rms_norm";
+  o["normalize_qk_projections"] = config.normalize_qk_projections;
+  o["num_gqa_groups"] = config.num_gqa_groups;
+  o["num_kv_heads"] = std::move(kv_heads);
+  o["num_query_heads"] = std::move(q_heads);
+  o["num_transformer_layers"] = config.num_layers;
   o["qkv_multipliers"] = number_list(config.qkv_multipliers);
   const double theta = CleanDouble(config.rope_freq_constant);
   o["rope_freq_constant"] = theta == std::floor(theta) && theta < 1e15
-                                ? JsonValue::Integer(static_cast<int64_t>(theta))
-                                : JsonValue::Number(theta);
-  o["rope_max_length"] = JsonValue::Integer(config.rope_max_length);
-  o["share_input_output_layers"] = JsonValue::Bool(config.share_input_output_layers);
-  o["torch_dtype"] = JsonValue::String(std::string(torch_dtype));
-  o["transformers_version"] = JsonValue::String("4.39.3");
-  o["use_cache"] = JsonValue::Bool(true);
-  o["vocab_size"] = JsonValue::Integer(config.vocab_size);
+                                ? nlohmann::json(static_cast<int64_t>(theta))
+                                : nlohmann::json(theta);
+  o["rope_max_length"] = config.rope_max_length;
+  o["share_input_output_layers"] = config.share_input_output_layers;
+  o["torch_dtype"] = std::string(torch_dtype);
+  o["transformers_version"] = "4.39.3";
+  o["use_cache"] = true;
+  o["vocab_size"] = config.vocab_size;
   std::string out;
-  PrettyPrint(JsonValue::Object(std::move(o)), 0, &out);
+  PrettyPrint(o, 0, &out);
   out.push_back('\n');
   return out;
 }

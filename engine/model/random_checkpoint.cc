@@ -13,7 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <thread>
 #include <utility>
 
@@ -141,21 +140,17 @@ absl::Status WriteTextFile(const std::string& path, const std::string& text) {
 absl::Status WriteShard(const std::string& path,
                         const std::vector<PlannedTensor*>& tensors, uint64_t seed,
                         DType dtype) {
-  std::map<std::string, JsonValue> header;
-  header["__metadata__"] = JsonValue::Object({{"format", JsonValue::String("pt")}});
+  nlohmann::json header = nlohmann::json::object();
+  header["__metadata__"] = {{"format", "pt"}};
   int64_t data_bytes = 0;
   for (const PlannedTensor* t : tensors) {
-    std::vector<JsonValue> shape;
-    for (int64_t d : t->shape) shape.push_back(JsonValue::Integer(d));
-    header[t->name] = JsonValue::Object(
-        {{"dtype", JsonValue::String(std::string(DTypeName(dtype)))},
-         {"shape", JsonValue::Array(std::move(shape))},
-         {"data_offsets",
-          JsonValue::Array({JsonValue::Integer(t->begin),
-                            JsonValue::Integer(t->begin + t->num_bytes)})}});
+    header[t->name] = {
+        {"dtype", std::string(DTypeName(dtype))},
+        {"shape", t->shape},
+        {"data_offsets", nlohmann::json::array({t->begin, t->begin + t->num_bytes})}};
     data_bytes = std::max(data_bytes, t->begin + t->num_bytes);
   }
-  std::string header_text = JsonValue::Object(std::move(header)).Dump();
+  std::string header_text = JsonDump(header);
   // Pad with spaces (allowed by the format) so the data starts 8-byte aligned.
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
   const int64_t file_bytes = 8 + static_cast<int64_t>(header_text.size()) + data_bytes;
@@ -274,7 +269,7 @@ absl::Status WriteRandomCheckpoint(const OpenElmConfig& config, uint64_t seed,
   std::filesystem::remove(prefix + "model.safetensors", ec);
   std::filesystem::remove(prefix + "model.safetensors.index.json", ec);
 
-  std::map<std::string, JsonValue> weight_map;
+  nlohmann::json weight_map = nlohmann::json::object();
   for (int32_t s = 0; s < num_shards; ++s) {
     std::vector<PlannedTensor*> in_shard;
     for (PlannedTensor& t : tensors) {
@@ -282,17 +277,16 @@ absl::Status WriteRandomCheckpoint(const OpenElmConfig& config, uint64_t seed,
     }
     const std::string file =
         num_shards == 1 ? "model.safetensors" : ShardName(s, num_shards);
-    for (const PlannedTensor* t : in_shard) weight_map[t->name] = JsonValue::String(file);
+    for (const PlannedTensor* t : in_shard) weight_map[t->name] = file;
     OPENELM_RETURN_IF_ERROR(WriteShard(prefix + file, in_shard, seed, dtype));
   }
   if (num_shards > 1) {
     int64_t total = 0;
     for (int64_t b : shard_bytes) total += b;
-    const JsonValue index = JsonValue::Object(
-        {{"metadata", JsonValue::Object({{"total_size", JsonValue::Integer(total)}})},
-         {"weight_map", JsonValue::Object(std::move(weight_map))}});
+    const nlohmann::json index = {{"metadata", {{"total_size", total}}},
+                                  {"weight_map", std::move(weight_map)}};
     OPENELM_RETURN_IF_ERROR(
-        WriteTextFile(prefix + "model.safetensors.index.json", index.Dump() + "\n"));
+        WriteTextFile(prefix + "model.safetensors.index.json", JsonDump(index) + "\n"));
   }
   return absl::OkStatus();
 }

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -30,7 +31,7 @@ constexpr double kMaxWeight = 1e6;
 // of the field ("tenants[2].limits.weight") and the file name.
 class ObjectReader {
  public:
-  ObjectReader(const JsonValue& object, std::string path, absl::string_view source)
+  ObjectReader(const nlohmann::json& object, std::string path, absl::string_view source)
       : object_(object), path_(std::move(path)), source_(source) {}
 
   absl::Status Error(absl::string_view field, absl::string_view what) const {
@@ -44,39 +45,42 @@ class ObjectReader {
 
   // Fails on members not in `known`.
   absl::Status CheckKnown(const std::set<std::string>& known) const {
-    for (const auto& [key, value] : object_.as_object()) {
+    for (const auto& [key, value] : object_.items()) {
       if (!known.contains(key)) return Error(key, "unknown field");
     }
     return absl::OkStatus();
   }
 
-  const JsonValue* Find(absl::string_view field) const { return object_.Find(field); }
+  const nlohmann::json* Find(absl::string_view field) const {
+    return JsonFind(object_, field);
+  }
 
   absl::Status ReadBool(absl::string_view field, bool* out) const {
-    const JsonValue* v = Find(field);
+    const nlohmann::json* v = Find(field);
     if (v == nullptr) return absl::OkStatus();
-    if (!v->is_bool()) return Error(field, "must be true or false");
-    *out = v->as_bool();
+    if (!v->is_boolean()) return Error(field, "must be true or false");
+    *out = v->get<bool>();
     return absl::OkStatus();
   }
 
   absl::Status ReadString(absl::string_view field, bool required,
                           std::string* out) const {
-    const JsonValue* v = Find(field);
+    const nlohmann::json* v = Find(field);
     if (v == nullptr) {
       return required ? Error(field, "is required") : absl::OkStatus();
     }
     if (!v->is_string()) return Error(field, "must be a string");
-    *out = v->as_string();
+    *out = v->get<std::string>();
     return absl::OkStatus();
   }
 
   template <typename Int>
   absl::Status ReadInt(absl::string_view field, int64_t max, Int* out) const {
-    const JsonValue* v = Find(field);
+    const nlohmann::json* v = Find(field);
     if (v == nullptr) return absl::OkStatus();
-    if (!v->is_integer()) return Error(field, "must be an integer");
-    const int64_t n = v->as_int();
+    const std::optional<int64_t> integer = JsonInt64(*v);
+    if (!integer.has_value()) return Error(field, "must be an integer");
+    const int64_t n = *integer;
     if (n < 0 || n > max) {
       return Error(field,
                    absl::StrCat("must be in [0, ", max, "] (0 = no limit), got ", n));
@@ -87,10 +91,10 @@ class ObjectReader {
 
   // A number in (0, max].
   absl::Status ReadPositive(absl::string_view field, double max, double* out) const {
-    const JsonValue* v = Find(field);
+    const nlohmann::json* v = Find(field);
     if (v == nullptr) return absl::OkStatus();
     if (!v->is_number()) return Error(field, "must be a number");
-    const double d = v->as_double();
+    const double d = v->get<double>();
     if (!std::isfinite(d) || d <= 0 || d > max) {
       return Error(field, absl::StrCat("must be in (0, ", max, "], got ", d));
     }
@@ -99,7 +103,7 @@ class ObjectReader {
   }
 
  private:
-  const JsonValue& object_;
+  const nlohmann::json& object_;
   const std::string path_;
   const absl::string_view source_;
 };
@@ -123,7 +127,7 @@ bool IsSha256Hex(absl::string_view s) {
   return true;
 }
 
-absl::Status ParseLimits(const JsonValue& value, const std::string& path,
+absl::Status ParseLimits(const nlohmann::json& value, const std::string& path,
                          absl::string_view source, TenantLimits* limits) {
   if (!value.is_object()) {
     return absl::InvalidArgumentError(
@@ -147,7 +151,7 @@ absl::Status ParseLimits(const JsonValue& value, const std::string& path,
   return absl::OkStatus();
 }
 
-absl::Status ParseTenant(const JsonValue& value, const std::string& path,
+absl::Status ParseTenant(const nlohmann::json& value, const std::string& path,
                          absl::string_view source, TenantSpec* tenant) {
   if (!value.is_object()) {
     return absl::InvalidArgumentError(
@@ -161,30 +165,30 @@ absl::Status ParseTenant(const JsonValue& value, const std::string& path,
         "id", absl::StrCat("must be 1-", kMaxTenantIdLength,
                            " characters of [A-Za-z0-9_.-], got \"", tenant->id, "\""));
   }
-  if (const JsonValue* keys = r.Find("api_key_sha256"); keys != nullptr) {
+  if (const nlohmann::json* keys = r.Find("api_key_sha256"); keys != nullptr) {
     if (!keys->is_array()) {
       return r.Error("api_key_sha256", "must be an array of strings");
     }
-    for (size_t i = 0; i < keys->as_array().size(); ++i) {
-      const JsonValue& key = keys->as_array()[i];
+    for (size_t i = 0; i < keys->size(); ++i) {
+      const nlohmann::json& key = (*keys)[i];
       const std::string field = absl::StrCat("api_key_sha256[", i, "]");
-      if (!key.is_string() || !IsSha256Hex(key.as_string())) {
+      if (!key.is_string() || !IsSha256Hex(key.get<std::string>())) {
         return r.Error(field,
                        "must be a SHA-256 hex digest (64 hex digits); store "
                        "the hash of the key, never the key itself");
       }
-      tenant->api_key_sha256.push_back(absl::AsciiStrToLower(key.as_string()));
+      tenant->api_key_sha256.push_back(absl::AsciiStrToLower(key.get<std::string>()));
     }
   }
   OPENELM_RETURN_IF_ERROR(r.ReadPositive("weight", kMaxWeight, &tenant->weight));
-  if (const JsonValue* limits = r.Find("limits"); limits != nullptr) {
+  if (const nlohmann::json* limits = r.Find("limits"); limits != nullptr) {
     OPENELM_RETURN_IF_ERROR(
         ParseLimits(*limits, r.FieldPath("limits"), source, &tenant->limits));
   }
   return absl::OkStatus();
 }
 
-absl::Status ParseSharedPrefix(const JsonValue& value, const std::string& path,
+absl::Status ParseSharedPrefix(const nlohmann::json& value, const std::string& path,
                                absl::string_view source, SharedPrefix* prefix) {
   if (!value.is_object()) {
     return absl::InvalidArgumentError(
@@ -230,7 +234,7 @@ TenantsConfig TenantsConfig::SingleUser() {
 
 absl::StatusOr<TenantsConfig> ParseTenantsConfig(absl::string_view json_text,
                                                  absl::string_view source) {
-  absl::StatusOr<JsonValue> root = ParseJson(json_text);
+  absl::StatusOr<nlohmann::json> root = ParseJson(json_text);
   if (!root.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": ", root.status().message()));
@@ -244,14 +248,14 @@ absl::StatusOr<TenantsConfig> ParseTenantsConfig(absl::string_view json_text,
   OPENELM_RETURN_IF_ERROR(r.CheckKnown({"auth_enabled", "shared_prefixes", "tenants"}));
   OPENELM_RETURN_IF_ERROR(r.ReadBool("auth_enabled", &config.auth_enabled));
 
-  if (const JsonValue* prefixes = r.Find("shared_prefixes"); prefixes != nullptr) {
+  if (const nlohmann::json* prefixes = r.Find("shared_prefixes"); prefixes != nullptr) {
     if (!prefixes->is_array()) return r.Error("shared_prefixes", "must be an array");
     std::set<std::string> names;
-    for (size_t i = 0; i < prefixes->as_array().size(); ++i) {
+    for (size_t i = 0; i < prefixes->size(); ++i) {
       const std::string path = absl::StrCat("shared_prefixes[", i, "]");
       SharedPrefix prefix;
       OPENELM_RETURN_IF_ERROR(
-          ParseSharedPrefix(prefixes->as_array()[i], path, source, &prefix));
+          ParseSharedPrefix((*prefixes)[i], path, source, &prefix));
       if (!names.insert(prefix.name).second) {
         return r.Error(absl::StrCat(path, ".name"),
                        absl::StrCat("duplicate name \"", prefix.name, "\""));
@@ -260,13 +264,13 @@ absl::StatusOr<TenantsConfig> ParseTenantsConfig(absl::string_view json_text,
     }
   }
 
-  if (const JsonValue* tenants = r.Find("tenants"); tenants != nullptr) {
+  if (const nlohmann::json* tenants = r.Find("tenants"); tenants != nullptr) {
     if (!tenants->is_array()) return r.Error("tenants", "must be an array");
     std::map<std::string, std::string> key_owner;  // hash -> tenant id
-    for (size_t i = 0; i < tenants->as_array().size(); ++i) {
+    for (size_t i = 0; i < tenants->size(); ++i) {
       const std::string path = absl::StrCat("tenants[", i, "]");
       TenantSpec tenant;
-      OPENELM_RETURN_IF_ERROR(ParseTenant(tenants->as_array()[i], path, source, &tenant));
+      OPENELM_RETURN_IF_ERROR(ParseTenant((*tenants)[i], path, source, &tenant));
       if (config.FindTenant(tenant.id) != nullptr) {
         return r.Error(absl::StrCat(path, ".id"),
                        absl::StrCat("duplicate tenant id \"", tenant.id, "\""));

@@ -8,7 +8,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -49,7 +48,7 @@ std::string LittleEndian64(uint64_t v) {
 
 // A safetensors file split into its header (as JSON members) and data area.
 struct Safetensors {
-  std::map<std::string, JsonValue> header;
+  nlohmann::json header;
   std::string data;
 
   static Safetensors Load(const std::string& path) {
@@ -57,31 +56,27 @@ struct Safetensors {
     uint64_t len = 0;
     std::memcpy(&len, bytes.data(), 8);
     Safetensors s;
-    s.header = ParseJson(bytes.substr(8, len))->as_object();
+    s.header = *ParseJson(bytes.substr(8, len));
     s.data = bytes.substr(8 + len);
     return s;
   }
 
   void Save(const std::string& path) const {
-    std::string text = JsonValue::Object(header).Dump();
+    std::string text = JsonDump(header);
     text.append((8 - text.size() % 8) % 8, ' ');
     WriteBytes(path, LittleEndian64(text.size()) + text + data);
   }
 
   std::pair<int64_t, int64_t> Offsets(const std::string& name) const {
-    const std::vector<JsonValue>& o = header.at(name).Find("data_offsets")->as_array();
-    return {o[0].as_int(), o[1].as_int()};
+    const nlohmann::json& o = header.at(name).at("data_offsets");
+    return {o.at(0).get<int64_t>(), o.at(1).get<int64_t>()};
   }
 
   void Set(const std::string& name, const std::string& dtype, std::vector<int64_t> shape,
            int64_t begin, int64_t end) {
-    std::vector<JsonValue> dims;
-    for (int64_t d : shape) dims.push_back(JsonValue::Integer(d));
-    header[name] = JsonValue::Object(
-        {{"dtype", JsonValue::String(dtype)},
-         {"shape", JsonValue::Array(std::move(dims))},
-         {"data_offsets",
-          JsonValue::Array({JsonValue::Integer(begin), JsonValue::Integer(end)})}});
+    header[name] = {{"dtype", dtype},
+                    {"shape", std::move(shape)},
+                    {"data_offsets", nlohmann::json::array({begin, end})}};
   }
 };
 
@@ -167,8 +162,7 @@ TEST_F(CorruptCheckpointTest, UnknownDtype) {
 
 TEST_F(CorruptCheckpointTest, MalformedEntry) {
   Safetensors s = Safetensors::Load(file_);
-  s.header["transformer.norm.weight"] =
-      JsonValue::Object({{"dtype", JsonValue::String("BF16")}});
+  s.header["transformer.norm.weight"] = {{"dtype", "BF16"}};
   s.Save(file_);
   EXPECT_THAT(Open(),
               InvalidWith("entry for tensor 'transformer.norm.weight' must be an object "
@@ -179,6 +173,25 @@ TEST_F(CorruptCheckpointTest, MalformedEntry) {
   s.Set("transformer.norm.weight", "BF16", {128}, 256, 0);
   s.Save(file_);
   EXPECT_THAT(Open(), InvalidWith("has invalid data_offsets [256,0]"));
+  // Offsets and dimensions must be exact integers: no floats, nothing
+  // beyond int64, no negatives.
+  const auto [b, e] = s.Offsets("transformer.layers.0.attn_norm.weight");
+  for (const char* offsets :
+       {"[0.0,256]", "[0,256.0]", "[-256,0]", "[0,9223372036854775808]", "[0]",
+        "[0,\"256\"]", "{\"begin\":0,\"end\":256}"}) {
+    SCOPED_TRACE(offsets);
+    s.Set("transformer.norm.weight", "BF16", {128}, b, e);
+    s.header["transformer.norm.weight"]["data_offsets"] = nlohmann::json::parse(offsets);
+    s.Save(file_);
+    EXPECT_THAT(Open(), InvalidWith(absl::StrCat(
+                            "tensor 'transformer.norm.weight' in '", file_,
+                            "' has invalid data_offsets ", offsets,
+                            ": expected [begin, end] with 0 <= begin <= end")));
+  }
+  s.Set("transformer.norm.weight", "BF16", {128}, b, e);
+  s.header["transformer.norm.weight"]["shape"] = {128.0};
+  s.Save(file_);
+  EXPECT_THAT(Open(), InvalidWith("has invalid shape [128.0]"));
 }
 
 TEST_F(CorruptCheckpointTest, OffsetsOutOfRange) {
@@ -250,11 +263,9 @@ TEST_F(CorruptCheckpointTest, ExtraTensor) {
 }
 
 TEST_F(CorruptCheckpointTest, ConfigDisagreesWithFfnTensors) {
-  ASSERT_OK_AND_ASSIGN(JsonValue cfg, ParseJson(ReadBytes(dir_ + "/config.json")));
-  std::map<std::string, JsonValue> o = cfg.as_object();
-  o["ffn_multipliers"] = JsonValue::Array(
-      {JsonValue::Number(2.0), JsonValue::Number(3.0), JsonValue::Number(3.0)});
-  WriteBytes(dir_ + "/config.json", JsonValue::Object(o).Dump());
+  ASSERT_OK_AND_ASSIGN(nlohmann::json o, ParseJson(ReadBytes(dir_ + "/config.json")));
+  o["ffn_multipliers"] = {2.0, 3.0, 3.0};
+  WriteBytes(dir_ + "/config.json", JsonDump(o));
   EXPECT_THAT(Open(),
               InvalidWith("tensor 'transformer.layers.2.ffn.proj_1.weight' in '" + file_ +
                           "' does not match config.json: it has 1024 rows but "
@@ -330,17 +341,16 @@ class CorruptShardedTest : public CorruptCheckpointTest {
     std::filesystem::remove(file_);
     ASSERT_OK(WriteRandomCheckpoint(config_, 3, DType::kBF16, 3, dir_));
     index_ = dir_ + "/model.safetensors.index.json";
-    ASSERT_OK_AND_ASSIGN(JsonValue index, ParseJson(ReadBytes(index_)));
-    weight_map_ = index.Find("weight_map")->as_object();
+    ASSERT_OK_AND_ASSIGN(nlohmann::json index, ParseJson(ReadBytes(index_)));
+    weight_map_ = index.at("weight_map");
   }
   void SaveIndex() {
-    WriteBytes(index_, JsonValue::Object({{"metadata", JsonValue::Object({})},
-                                          {"weight_map", JsonValue::Object(weight_map_)}})
-                           .Dump());
+    WriteBytes(index_, JsonDump({{"metadata", nlohmann::json::object()},
+                                 {"weight_map", weight_map_}}));
   }
 
   std::string index_;
-  std::map<std::string, JsonValue> weight_map_;
+  nlohmann::json weight_map_;
 };
 
 TEST_F(CorruptShardedTest, ValidShardsOpen) { EXPECT_OK(Open()); }
@@ -356,7 +366,7 @@ TEST_F(CorruptShardedTest, IndexPointsAtMissingShard) {
 
 TEST_F(CorruptShardedTest, IndexedTensorAbsentFromItsShard) {
   weight_map_["transformer.layers.0.attn.extra.weight"] =
-      JsonValue::String("model-00001-of-00003.safetensors");
+      "model-00001-of-00003.safetensors";
   SaveIndex();
   EXPECT_THAT(
       Open(),
@@ -368,10 +378,10 @@ TEST_F(CorruptShardedTest, IndexedTensorAbsentFromItsShard) {
 
 TEST_F(CorruptShardedTest, ShardTensorNotListedForItsShard) {
   std::string moved;
-  for (auto& [name, shard] : weight_map_) {
-    if (shard.as_string() == "model-00001-of-00003.safetensors") {
+  for (auto& [name, shard] : weight_map_.items()) {
+    if (shard == "model-00001-of-00003.safetensors") {
       moved = name;
-      shard = JsonValue::String("model-00002-of-00003.safetensors");
+      shard = "model-00002-of-00003.safetensors";
       break;
     }
   }
@@ -389,7 +399,7 @@ TEST_F(CorruptShardedTest, BadIndexFiles) {
   EXPECT_THAT(Open(), InvalidWith("index '" + index_ + "' is not valid JSON"));
   WriteBytes(index_, "{\"metadata\": {}}");
   EXPECT_THAT(Open(), InvalidWith("has no weight_map object"));
-  weight_map_["transformer.norm.weight"] = JsonValue::String("../model.safetensors");
+  weight_map_["transformer.norm.weight"] = "../model.safetensors";
   SaveIndex();
   EXPECT_THAT(Open(),
               InvalidWith("maps tensor 'transformer.norm.weight' to an invalid shard "

@@ -220,10 +220,9 @@ TEST_F(GeneratedCheckpointTest, ShardedTinyEqualsSingleFile) {
   EXPECT_EQ(files.size(), 3u);  // every shard holds tensors
   EXPECT_EQ(sharded->total_tensor_bytes(), single->total_tensor_bytes());
   ASSERT_OK_AND_ASSIGN(
-      JsonValue index,
+      nlohmann::json index,
       ParseJson(ReadBytes(Dir("sharded") + "/model.safetensors.index.json")));
-  EXPECT_EQ(index.Find("metadata")->Find("total_size")->as_int(),
-            single->total_tensor_bytes());
+  EXPECT_EQ(index.at("metadata").at("total_size"), single->total_tensor_bytes());
 }
 
 TEST_F(GeneratedCheckpointTest, DtypesHoldTheSameValues) {
@@ -234,9 +233,8 @@ TEST_F(GeneratedCheckpointTest, DtypesHoldTheSameValues) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpoint> f32, Checkpoint::Open(Dir("f32")));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpoint> bf16, Checkpoint::Open(Dir("bf16")));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpoint> f16, Checkpoint::Open(Dir("f16")));
-  EXPECT_EQ(
-      ParseJson(ReadBytes(Dir("f16") + "/config.json"))->Find("torch_dtype")->as_string(),
-      "float16");
+  EXPECT_EQ(ParseJson(ReadBytes(Dir("f16") + "/config.json"))->at("torch_dtype"),
+            "float16");
   for (const char* name :
        {"transformer.layers.2.ffn.proj_1.weight", "transformer.norm.weight"}) {
     SCOPED_TRACE(name);

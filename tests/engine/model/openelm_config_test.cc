@@ -1,6 +1,5 @@
 #include "engine/model/openelm_config.h"
 
-#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -186,7 +185,7 @@ TEST(OpenElmConfigTest, EveryConfigRoundTripsThroughJson) {
 
 TEST(OpenElmConfigTest, JsonHasTheHuggingFaceFields) {
   ASSERT_OK_AND_ASSIGN(OpenElmConfig c, MakeOpenElmConfig("270M"));
-  ASSERT_OK_AND_ASSIGN(JsonValue j, ParseJson(OpenElmConfigToJson(c)));
+  ASSERT_OK_AND_ASSIGN(nlohmann::json j, ParseJson(OpenElmConfigToJson(c)));
   for (const char* field : {"num_transformer_layers",
                             "model_dim",
                             "head_dim",
@@ -209,19 +208,17 @@ TEST(OpenElmConfigTest, JsonHasTheHuggingFaceFields) {
                             "model_type",
                             "architectures",
                             "torch_dtype"}) {
-    EXPECT_NE(j.Find(field), nullptr) << field;
+    EXPECT_TRUE(j.contains(field)) << field;
   }
-  EXPECT_EQ(j.Find("model_type")->as_string(), "openelm");
-  EXPECT_EQ(j.Find("architectures")->Dump(), "[\"OpenELMForCausalLM\"]");
-  EXPECT_EQ(j.Find("torch_dtype")->as_string(), "bfloat16");
-  EXPECT_EQ(j.Find("num_query_heads")->Dump(),
+  EXPECT_EQ(j.at("model_type"), "openelm");
+  EXPECT_EQ(JsonDump(j.at("architectures")), "[\"OpenELMForCausalLM\"]");
+  EXPECT_EQ(j.at("torch_dtype"), "bfloat16");
+  EXPECT_EQ(JsonDump(j.at("num_query_heads")),
             "[12,12,12,12,12,16,16,16,16,16,16,16,20,20,20,20]");
-  EXPECT_EQ(j.Find("num_kv_heads")->Dump(), "[3,3,3,3,3,4,4,4,4,4,4,4,5,5,5,5]");
-  EXPECT_EQ(j.Find("rope_freq_constant")->Dump(), "10000");
-  EXPECT_EQ(j.Find("activation_fn_name")->as_string(), "swish");
-  EXPECT_EQ(
-      ParseJson(OpenElmConfigToJson(c, "float32"))->Find("torch_dtype")->as_string(),
-      "float32");
+  EXPECT_EQ(JsonDump(j.at("num_kv_heads")), "[3,3,3,3,3,4,4,4,4,4,4,4,5,5,5,5]");
+  EXPECT_EQ(JsonDump(j.at("rope_freq_constant")), "10000");
+  EXPECT_EQ(j.at("activation_fn_name"), "swish");
+  EXPECT_EQ(ParseJson(OpenElmConfigToJson(c, "float32"))->at("torch_dtype"), "float32");
 }
 
 TEST(OpenElmConfigTest, KvBytesPerTokenSumsKvHeadsOverLayers) {
@@ -238,19 +235,16 @@ TEST(OpenElmConfigTest, KvBytesPerTokenSumsKvHeadsOverLayers) {
 
 TEST(OpenElmConfigTest, AcceptsApplesCompactMultiplierForms) {
   ASSERT_OK_AND_ASSIGN(OpenElmConfig c, MakeOpenElmConfig("1_1B"));
-  ASSERT_OK_AND_ASSIGN(JsonValue j, ParseJson(OpenElmConfigToJson(c)));
-  std::map<std::string, JsonValue> o = j.as_object();
+  ASSERT_OK_AND_ASSIGN(nlohmann::json o, ParseJson(OpenElmConfigToJson(c)));
   // [min, max] is spread over the layers exactly as Apple's config code does.
-  o["ffn_multipliers"] =
-      JsonValue::Array({JsonValue::Number(0.5), JsonValue::Number(4.0)});
+  o["ffn_multipliers"] = {0.5, 4.0};
   ASSERT_OK_AND_ASSIGN(OpenElmConfig spread,
-                       OpenElmConfig::FromJson(JsonValue::Object(o).Dump(), "mem"));
+                       OpenElmConfig::FromJson(JsonDump(o), "mem"));
   for (int i = 0; i < c.num_layers; ++i)
     EXPECT_EQ(spread.layers[i].ffn_dim, c.layers[i].ffn_dim);
   // One number applies to every layer.
-  o["ffn_multipliers"] = JsonValue::Number(2.0);
-  ASSERT_OK_AND_ASSIGN(OpenElmConfig flat,
-                       OpenElmConfig::FromJson(JsonValue::Object(o).Dump(), "mem"));
+  o["ffn_multipliers"] = 2.0;
+  ASSERT_OK_AND_ASSIGN(OpenElmConfig flat, OpenElmConfig::FromJson(JsonDump(o), "mem"));
   for (const LayerShape& l : flat.layers) EXPECT_EQ(l.ffn_dim, 4096);
 }
 
@@ -259,32 +253,23 @@ class ConfigErrorTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(OpenElmConfig c, MakeOpenElmConfig("270M"));
-    ASSERT_OK_AND_ASSIGN(JsonValue j, ParseJson(OpenElmConfigToJson(c)));
-    fields_ = j.as_object();
+    ASSERT_OK_AND_ASSIGN(fields_, ParseJson(OpenElmConfigToJson(c)));
   }
-  absl::Status ParseWith(const std::string& key, JsonValue value) {
-    std::map<std::string, JsonValue> o = fields_;
+  absl::Status ParseWith(const std::string& key, nlohmann::json value) {
+    nlohmann::json o = fields_;
     o[key] = std::move(value);
-    return OpenElmConfig::FromJson(JsonValue::Object(o).Dump(), "/ckpt/config.json")
-        .status();
+    return OpenElmConfig::FromJson(JsonDump(o), "/ckpt/config.json").status();
   }
   absl::Status ParseWithout(const std::string& key) {
-    std::map<std::string, JsonValue> o = fields_;
+    nlohmann::json o = fields_;
     o.erase(key);
-    return OpenElmConfig::FromJson(JsonValue::Object(o).Dump(), "/ckpt/config.json")
-        .status();
+    return OpenElmConfig::FromJson(JsonDump(o), "/ckpt/config.json").status();
   }
-  static JsonValue IntList(std::vector<int64_t> v) {
-    std::vector<JsonValue> out;
-    for (int64_t x : v) out.push_back(JsonValue::Integer(x));
-    return JsonValue::Array(std::move(out));
-  }
+  static nlohmann::json IntList(const std::vector<int64_t>& v) { return v; }
   std::vector<int64_t> Ints(const std::string& key) {
-    std::vector<int64_t> out;
-    for (const JsonValue& v : fields_.at(key).as_array()) out.push_back(v.as_int());
-    return out;
+    return fields_.at(key).get<std::vector<int64_t>>();
   }
-  std::map<std::string, JsonValue> fields_;
+  nlohmann::json fields_;
 };
 
 MATCHER_P(InvalidWith, text, "") {
@@ -298,9 +283,9 @@ MATCHER_P(InvalidWith, text, "") {
 // sizes (UBSan float-cast-overflow). Multipliers are bounded now.
 TEST_F(ConfigErrorTest, HugeMultipliersAreRefused) {
   EXPECT_THAT(ParseWith("qkv_multipliers",
-                        JsonValue::Array({JsonValue::Number(0.5), JsonValue::Number(6.7e41)})),
+                        nlohmann::json::array({0.5, 6.7e41})),
               InvalidWith("field 'qkv_multipliers[1]' must be at most 64, got 6.7e+41"));
-  EXPECT_THAT(ParseWith("ffn_multipliers", JsonValue::Number(65.0)),
+  EXPECT_THAT(ParseWith("ffn_multipliers", 65.0),
               InvalidWith("field 'ffn_multipliers' must be at most 64, got 65"));
 }
 
@@ -317,26 +302,25 @@ TEST_F(ConfigErrorTest, MissingFieldsAreNamed) {
 }
 
 TEST_F(ConfigErrorTest, MistypedFieldsNameFieldAndValue) {
-  EXPECT_THAT(ParseWith("model_dim", JsonValue::String("1280")),
+  EXPECT_THAT(ParseWith("model_dim", "1280"),
               InvalidWith("field 'model_dim' must be an integer, got \"1280\""));
-  EXPECT_THAT(ParseWith("head_dim", JsonValue::Number(64.5)),
+  EXPECT_THAT(ParseWith("head_dim", 64.5),
               InvalidWith("field 'head_dim' must be an integer, got 64.5"));
-  EXPECT_THAT(ParseWith("model_dim", JsonValue::Integer(-5)),
+  EXPECT_THAT(ParseWith("model_dim", -5),
               InvalidWith("field 'model_dim' must be in [1, 1048576], got -5"));
-  EXPECT_THAT(ParseWith("ffn_with_glu", JsonValue::String("true")),
+  EXPECT_THAT(ParseWith("ffn_with_glu", "true"),
               InvalidWith("field 'ffn_with_glu' must be true or false, got \"true\""));
   EXPECT_THAT(
-      ParseWith("num_query_heads", JsonValue::Integer(12)),
+      ParseWith("num_query_heads", 12),
       InvalidWith("field 'num_query_heads' must be a list of 16 integers, got 12"));
-  EXPECT_THAT(ParseWith("rope_freq_constant", JsonValue::String("1e4")),
+  EXPECT_THAT(ParseWith("rope_freq_constant", "1e4"),
               InvalidWith("field 'rope_freq_constant' must be a number, got \"1e4\""));
   EXPECT_THAT(ParseWith("ffn_multipliers",
-                        JsonValue::Array({JsonValue::Number(0.5), JsonValue::String("x"),
-                                          JsonValue::Number(1.0)})),
+                        nlohmann::json::array({0.5, "x", 1.0})),
               InvalidWith("field 'ffn_multipliers[1]' must be a number, got \"x\""));
-  EXPECT_THAT(ParseWith("bos_token_id", JsonValue::Integer(32000)),
+  EXPECT_THAT(ParseWith("bos_token_id", 32000),
               InvalidWith("field 'bos_token_id' must be in [0, 31999], got 32000"));
-  EXPECT_THAT(ParseWith("activation_fn_name", JsonValue::Integer(1)),
+  EXPECT_THAT(ParseWith("activation_fn_name", 1),
               InvalidWith("field 'activation_fn_name' must be a string, got 1"));
 }
 
@@ -350,8 +334,7 @@ TEST_F(ConfigErrorTest, ListLengthsMustMatchLayerCount) {
   q.push_back(20);
   EXPECT_THAT(ParseWith("num_query_heads", IntList(q)),
               InvalidWith("field 'num_query_heads' has 17 entries"));
-  std::vector<JsonValue> five(5, JsonValue::Number(1.5));
-  EXPECT_THAT(ParseWith("ffn_multipliers", JsonValue::Array(five)),
+  EXPECT_THAT(ParseWith("ffn_multipliers", std::vector<double>(5, 1.5)),
               InvalidWith("field 'ffn_multipliers' has 5 entries, expected "
                           "num_transformer_layers = 16"));
 }
@@ -362,7 +345,7 @@ TEST_F(ConfigErrorTest, InconsistentHeadsAreRejected) {
   EXPECT_THAT(ParseWith("num_kv_heads", IntList(kv)),
               InvalidWith("num_query_heads[2] = 12 but num_kv_heads[2] = 4 times "
                           "num_gqa_groups = 4 is 16"));
-  EXPECT_THAT(ParseWith("num_gqa_groups", JsonValue::Integer(3)),
+  EXPECT_THAT(ParseWith("num_gqa_groups", 3),
               InvalidWith("num_query_heads[0] = 12 but num_kv_heads[0] = 3 times "
                           "num_gqa_groups = 3 is 9"));
   // Self-consistent lists that disagree with qkv_multipliers.
@@ -370,33 +353,32 @@ TEST_F(ConfigErrorTest, InconsistentHeadsAreRejected) {
   kv = Ints("num_kv_heads");
   q[0] = 16;
   kv[0] = 4;
-  std::map<std::string, JsonValue> o = fields_;
+  nlohmann::json o = fields_;
   o["num_query_heads"] = IntList(q);
   o["num_kv_heads"] = IntList(kv);
-  EXPECT_THAT(
-      OpenElmConfig::FromJson(JsonValue::Object(o).Dump(), "/ckpt/config.json"),
+  EXPECT_THAT(OpenElmConfig::FromJson(JsonDump(o), "/ckpt/config.json"),
       InvalidWith("num_query_heads[0] = 16 but qkv_multipliers [0.5, 1] give 12"));
 }
 
 TEST_F(ConfigErrorTest, UnsupportedVariantsAreRejected) {
-  EXPECT_THAT(ParseWith("ffn_with_glu", JsonValue::Bool(false)),
+  EXPECT_THAT(ParseWith("ffn_with_glu", false),
               InvalidWith("field 'ffn_with_glu' is false, which is unsupported"));
   EXPECT_THAT(
-      ParseWith("share_input_output_layers", JsonValue::Bool(false)),
+      ParseWith("share_input_output_layers", false),
       InvalidWith("field 'share_input_output_layers' is false, which is unsupported"));
   EXPECT_THAT(
-      ParseWith("normalize_qk_projections", JsonValue::Bool(false)),
+      ParseWith("normalize_qk_projections", false),
       InvalidWith("field 'normalize_qk_projections' is false, which is unsupported"));
-  EXPECT_THAT(ParseWith("activation_fn_name", JsonValue::String("gelu")),
+  EXPECT_THAT(ParseWith("activation_fn_name", "gelu"),
               InvalidWith("field 'activation_fn_name' is \"gelu\", only \"swish\""));
-  EXPECT_THAT(ParseWith("model_type", JsonValue::String("llama")),
+  EXPECT_THAT(ParseWith("model_type", "llama"),
               InvalidWith("field 'model_type' is \"llama\", expected \"openelm\""));
   EXPECT_THAT(ParseWith("architectures",
-                        JsonValue::Array({JsonValue::String("LlamaForCausalLM")})),
+                        nlohmann::json::array({"LlamaForCausalLM"})),
               InvalidWith("field 'architectures' is [\"LlamaForCausalLM\"]"));
-  EXPECT_THAT(ParseWith("normalization_layer_name", JsonValue::String("layer_norm")),
+  EXPECT_THAT(ParseWith("normalization_layer_name", "layer_norm"),
               InvalidWith("field 'normalization_layer_name' is \"layer_norm\""));
-  EXPECT_THAT(ParseWith("head_dim", JsonValue::Integer(63)),
+  EXPECT_THAT(ParseWith("head_dim", 63),
               InvalidWith("field 'head_dim' must be even"));
 }
 
