@@ -30,7 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 namespace openelm::testing {
 namespace {
 
-// Regular files directly in `dir`, sorted; empty when `dir` does not exist.
+// Regular files directly in `dir` except dotfiles (.keep), sorted; empty when
+// `dir` does not exist.
 std::vector<std::string> ListFiles(const std::string& dir) {
   std::vector<std::string> files;
   DIR* d = opendir(dir.c_str());
@@ -68,6 +69,15 @@ class FuzzReplayTest : public ::testing::Test {
     (void)initialized;
   }
 };
+
+// A target's regression folder must exist (holding at least .keep), so a
+// misspelt or missing folder fails here instead of replaying nothing.
+TEST_F(FuzzReplayTest, RegressionFolderExists) {
+  struct stat st;
+  ASSERT_EQ(stat(OPENELM_FUZZ_REGRESSION_DIR, &st), 0)
+      << OPENELM_FUZZ_REGRESSION_DIR << " does not exist; create it with a .keep file";
+  EXPECT_TRUE(S_ISDIR(st.st_mode)) << OPENELM_FUZZ_REGRESSION_DIR << " is not a folder";
+}
 
 TEST_F(FuzzReplayTest, SeedCorpusIsPresent) {
   EXPECT_FALSE(ListFiles(OPENELM_FUZZ_CORPUS_DIR).empty())
