@@ -19,39 +19,15 @@
 #include "absl/time/clock.h"
 #include "engine/base/status_macros.h"
 #include "engine/kv_cache/kv_cache_manager.h"
-#include "engine/sampling/sampler.h"
+#include "engine/output/output_processor.h"
 #include "engine/scheduler/request.h"
 #include "engine/scheduler/request_queue.h"
 #include "engine/scheduler/scheduler.h"
+#include "engine/step_sampler.h"
 #include "engine/tenancy/fair_request_queue.h"
 
 namespace openelm {
 
-const char* FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kUnspecified:
-      return "unspecified";
-    case FinishReason::kEos:
-      return "eos";
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kStopSequence:
-      return "stop_sequence";
-    case FinishReason::kStopToken:
-      return "stop_token";
-    case FinishReason::kContextLength:
-      return "context_length";
-    case FinishReason::kCancelled:
-      return "cancelled";
-    case FinishReason::kDeadline:
-      return "deadline";
-    case FinishReason::kError:
-      return "error";
-    case FinishReason::kShutdown:
-      return "shutdown";
-  }
-  return "unknown";
-}
 
 namespace {
 
@@ -82,14 +58,15 @@ class LlmEngineImpl final : public LlmEngine {
                             .max_num_batched_tokens = options.max_num_batched_tokens,
                             .max_context_length = max_context_length_,
                             .eos_token_id = model_->info().eos_token_id},
-            &kv_, tokenizer,
+            &kv_,
             [this] {
               // Weighted-fair (VTC) admission between tenants; FCFS within one.
               auto queue = std::make_unique<FairRequestQueue>(FairQueueOptions{});
               fair_queue_ = queue.get();
               return queue;
             }()),
-        sampler_(model_->info().vocab_size),
+        step_sampler_(model_->info().vocab_size, model_->info().eos_token_id),
+        output_(tokenizer),
         seed_rng_(std::random_device{}()) {
     PublishLoad();
   }
@@ -159,8 +136,9 @@ class LlmEngineImpl final : public LlmEngine {
   // ---- Engine-thread state (no lock; see the class comment) ----
   FairRequestQueue* fair_queue_ = nullptr;  // owned by scheduler_
   KvCacheManager kv_;
-  Scheduler scheduler_;
-  Sampler sampler_;
+  Scheduler scheduler_;        // token bookkeeping
+  StepSampler step_sampler_;   // the step's logits -> tokens
+  OutputProcessor output_;     // tokens -> text, stop strings
   std::mt19937_64 seed_rng_;  // seeds of unseeded requests
   std::vector<InboxMessage> drained_;
   std::vector<RequestId> finished_ids_;
@@ -177,13 +155,9 @@ absl::Status LlmEngineImpl::Validate(const GenerateSpec& spec) const {
           absl::StrCat("prompt token id ", t, " is outside [0, ", vocab, ")"));
     }
   }
-  OPENELM_RETURN_IF_ERROR(params.Validate(vocab));
+  OPENELM_RETURN_IF_ERROR(params.Validate(vocab, max_context_length_));
   const int64_t p = static_cast<int64_t>(spec.prompt.size());
-  if (p + params.max_tokens > max_context_length_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("prompt (", p, " tokens) + max_tokens (", params.max_tokens,
-                     ") exceeds the context length ", max_context_length_));
-  }
+  OPENELM_RETURN_IF_ERROR(CheckFitsContext(p, params.max_tokens, max_context_length_));
   if (!params.stop.empty() && tokenizer_ == nullptr) {
     return absl::InvalidArgumentError("stop strings need a tokenizer");
   }
@@ -322,6 +296,7 @@ void LlmEngineImpl::DrainInbox(absl::Time now) {
   for (InboxMessage& message : drained_) {
     if (message.wake_only) continue;
     if (message.request != nullptr) {
+      output_.Add(*message.request);
       scheduler_.AddRequest(std::move(message.request), seed_rng_(), now);
     } else {
       scheduler_.Abort(message.id, FinishReason::kCancelled,
@@ -347,10 +322,13 @@ void LlmEngineImpl::RunOneStep() {
       // A failed step fails its requests, not the engine.
       scheduler_.FailStep(logits.status(), sample_start);
     } else {
-      scheduler_.Update(*logits, &sampler_, sample_start);
+      scheduler_.Update(step_sampler_.Sample(step, *logits), sample_start);
     }
     stats.sample_duration = absl::Now() - sample_start;
   }
+  // Text and stop strings for this step's tokens, and for requests that
+  // finished before it (cancel, deadline).
+  output_.Process(&scheduler_, absl::Now());
   const bool had_events = !scheduler_.touched().empty() || !scheduler_.finished().empty();
   stats.num_rows = static_cast<int32_t>(step.rows.size());
   stats.num_prefill_tokens = step.num_prefill_tokens;
@@ -376,6 +354,7 @@ void LlmEngineImpl::FinishEverything() {
   DrainInbox(now);  // accepted requests still get their OnFinish
   scheduler_.AbortAll(FinishReason::kShutdown, absl::UnavailableError("engine shut down"),
                       now);
+  output_.Process(&scheduler_, now);
   PublishLoad();  // before delivering, as in RunOneStep()
   Emit();
 }
@@ -397,6 +376,7 @@ void LlmEngineImpl::Emit() {
   for (const auto& r : scheduler_.finished()) {
     if (observer_ != nullptr) observer_->OnRequestFinished(r->spec, r->finish);
     r->sink->OnFinish(r->finish);  // last use of the sink
+    output_.Forget(r->id);
   }
   scheduler_.ClearEvents();
 }

@@ -65,9 +65,6 @@ absl::StatusOr<GenerateSpec> ParseChatRequest(const v1::ChatRequest& request,
                                               const Tokenizer& tokenizer,
                                               const RequestLimits& limits);
 
-// True when `text` is well-formed UTF-8 (no overlongs, surrogates or code
-// points above U+10FFFF).
-bool IsValidUtf8(absl::string_view text);
 
 }  // namespace openelm::server
 

@@ -18,8 +18,9 @@ double Uniform(SamplerRng* rng) {
 
 }  // namespace
 
-Sampler::Sampler(int32_t vocab_size)
+Sampler::Sampler(int32_t vocab_size, TokenId eos_token_id)
     : vocab_size_(vocab_size),
+      eos_token_id_(eos_token_id),
       scratch_(vocab_size),
       probs_(vocab_size),
       idx_(vocab_size),
@@ -33,7 +34,9 @@ void Sampler::ProcessLogits(const SamplingParams& params,
                             float* x) {
   const int32_t num_output = static_cast<int32_t>(tokens.size()) - num_prompt_tokens;
   if (num_output < params.min_tokens) {
-    if (!params.ignore_eos && kEosTokenId < vocab_size_) x[kEosTokenId] = kNegInf;
+    if (!params.ignore_eos && eos_token_id_ >= 0 && eos_token_id_ < vocab_size_) {
+      x[eos_token_id_] = kNegInf;
+    }
     for (TokenId t : params.stop_token_ids) {
       if (t >= 0 && t < vocab_size_) x[t] = kNegInf;
     }

@@ -39,7 +39,9 @@ using LogprobEntry = std::pair<TokenId, float>;
 // performs no heap allocation (apart from growing the logprob output).
 class Sampler {
  public:
-  explicit Sampler(int32_t vocab_size);
+  // `eos_token_id`: the model's (ModelInfo::eos_token_id), suppressed before
+  // min_tokens unless ignore_eos.
+  explicit Sampler(int32_t vocab_size, TokenId eos_token_id = kEosTokenId);
 
   // `logits`: vocab_size raw floats. `tokens`: the sequence so far (prompt
   // then output), of which the first `num_prompt_tokens` are the prompt.
@@ -69,6 +71,7 @@ class Sampler {
   int32_t Truncate(const float* processed_logits, const SamplingParams& params);
 
   const int32_t vocab_size_;
+  const TokenId eos_token_id_;
   std::vector<float> scratch_;  // processed logits
   std::vector<float> probs_;
   std::vector<int32_t> idx_;

@@ -7,64 +7,126 @@
 namespace openelm {
 namespace {
 
-absl::Status Bad(absl::string_view field, absl::string_view limit) {
-  return absl::InvalidArgumentError(absl::StrCat(field, " must be ", limit));
+// "<prefix><field> = <value> is out of range <lo..hi with brackets>", or OK.
+// NaN is always out of range.
+absl::Status CheckRange(absl::string_view prefix, absl::string_view field, double value,
+                        double lo, double hi, bool lo_open = false, bool hi_open = false) {
+  const bool below = lo_open ? !(value > lo) : !(value >= lo);
+  const bool above = hi_open ? !(value < hi) : !(value <= hi);
+  if (!below && !above) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(prefix, field, " = ", value,
+                                                 " is out of range ", lo_open ? "(" : "[",
+                                                 lo, ", ", hi, hi_open ? ")" : "]"));
+}
+
+absl::Status CheckTokenId(absl::string_view prefix, absl::string_view field, int64_t id,
+                          int32_t vocab_size) {
+  return CheckRange(prefix, field, static_cast<double>(id), 0, vocab_size,
+                    /*lo_open=*/false, /*hi_open=*/true);
 }
 
 }  // namespace
 
-absl::Status SamplingParams::Validate(int32_t vocab_size) const {
-  if (!std::isfinite(temperature) || temperature < 0.0f || temperature > 100.0f) {
-    return Bad("temperature", "in [0, 100]");
+absl::Status SamplingParams::Validate(int32_t vocab_size, int32_t max_context_length,
+                                      absl::string_view pre) const {
+  if (!std::isfinite(temperature)) {
+    return CheckRange(pre, "temperature", std::nan(""), 0, kMaxTemperature);
   }
-  if (top_k < 0) return Bad("top_k", ">= 0 (0 = off)");
-  if (!(top_p > 0.0f && top_p <= 1.0f)) return Bad("top_p", "in (0, 1]");
-  if (!(min_p >= 0.0f && min_p <= 1.0f)) return Bad("min_p", "in [0, 1]");
-  if (!(repetition_penalty > 0.0f && repetition_penalty <= 100.0f)) {
-    return Bad("repetition_penalty", "in (0, 100]");
+  if (absl::Status s = CheckRange(pre, "temperature", temperature, 0, kMaxTemperature);
+      !s.ok()) {
+    return s;
   }
-  if (!(presence_penalty >= -2.0f && presence_penalty <= 2.0f)) {
-    return Bad("presence_penalty", "in [-2, 2]");
+  if (absl::Status s = CheckRange(pre, "top_k", top_k, 0, vocab_size); !s.ok()) return s;
+  if (absl::Status s = CheckRange(pre, "top_p", top_p, 0, 1, /*lo_open=*/true); !s.ok()) {
+    return s;
   }
-  if (!(frequency_penalty >= -2.0f && frequency_penalty <= 2.0f)) {
-    return Bad("frequency_penalty", "in [-2, 2]");
+  if (absl::Status s = CheckRange(pre, "min_p", min_p, 0, 1); !s.ok()) return s;
+  if (absl::Status s = CheckRange(pre, "repetition_penalty", repetition_penalty, 0,
+                                  kMaxRepetitionPenalty, /*lo_open=*/true);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange(pre, "presence_penalty", presence_penalty,
+                                  -kMaxAbsPenalty, kMaxAbsPenalty);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange(pre, "frequency_penalty", frequency_penalty,
+                                  -kMaxAbsPenalty, kMaxAbsPenalty);
+      !s.ok()) {
+    return s;
   }
   if (logit_bias.size() > static_cast<size_t>(kMaxLogitBias)) {
-    return Bad("logit_bias", absl::StrCat("at most ", kMaxLogitBias, " entries"));
+    return absl::InvalidArgumentError(absl::StrCat(pre, "logit_bias has ", logit_bias.size(),
+                                                   " entries; at most ", kMaxLogitBias,
+                                                   " are allowed"));
   }
   for (const auto& [token, bias] : logit_bias) {
-    if (token < 0 || token >= vocab_size) {
-      return Bad("logit_bias token ids", absl::StrCat("in [0, ", vocab_size, ")"));
+    if (absl::Status s = CheckTokenId(pre, "logit_bias key", token, vocab_size); !s.ok()) {
+      return s;
     }
-    if (!(bias >= -100.0f && bias <= 100.0f)) {
-      return Bad("logit_bias values", "in [-100, 100]");
+    if (absl::Status s = CheckRange(pre, absl::StrCat("logit_bias[", token, "]"), bias,
+                                    -kMaxAbsLogitBias, kMaxAbsLogitBias);
+        !s.ok()) {
+      return s;
     }
   }
-  if (max_tokens < 1) return Bad("max_tokens", ">= 1");
+  if (absl::Status s = CheckRange(pre, "max_tokens", max_tokens, 1,
+                                  max_context_length > 0 ? max_context_length : INT32_MAX);
+      !s.ok()) {
+    return s;
+  }
   if (min_tokens < 0 || min_tokens > max_tokens) {
-    return Bad("min_tokens", "in [0, max_tokens]");
+    return absl::InvalidArgumentError(absl::StrCat(pre, "min_tokens = ", min_tokens,
+                                                   " is out of range [0, max_tokens = ",
+                                                   max_tokens, "]"));
   }
-  for (TokenId t : stop_token_ids) {
-    if (t < 0 || t >= vocab_size) {
-      return Bad("stop_token_ids", absl::StrCat("in [0, ", vocab_size, ")"));
+  if (stop_token_ids.size() > static_cast<size_t>(kMaxStopTokenIds)) {
+    return absl::InvalidArgumentError(absl::StrCat(pre, "stop_token_ids has ",
+                                                   stop_token_ids.size(), " ids; at most ",
+                                                   kMaxStopTokenIds, " are allowed"));
+  }
+  for (size_t i = 0; i < stop_token_ids.size(); ++i) {
+    if (absl::Status s = CheckTokenId(pre, absl::StrCat("stop_token_ids[", i, "]"),
+                                      stop_token_ids[i], vocab_size);
+        !s.ok()) {
+      return s;
     }
   }
   if (stop.size() > static_cast<size_t>(kMaxStopStrings)) {
-    return Bad("stop", absl::StrCat("at most ", kMaxStopStrings, " strings"));
+    return absl::InvalidArgumentError(absl::StrCat(pre, "stop has ", stop.size(),
+                                                   " strings; at most ", kMaxStopStrings,
+                                                   " are allowed"));
   }
-  for (const std::string& s : stop) {
-    if (s.empty() || s.size() > static_cast<size_t>(kMaxStopStringBytes)) {
-      return Bad("stop strings",
-                 absl::StrCat("non-empty and at most ", kMaxStopStringBytes, " bytes"));
+  for (size_t i = 0; i < stop.size(); ++i) {
+    if (stop[i].empty() || stop[i].size() > static_cast<size_t>(kMaxStopStringBytes)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          pre, "stop[", i, "] has ", stop[i].size(),
+          " bytes; each stop string must have 1..", kMaxStopStringBytes));
     }
   }
-  if (logprobs < -1 || logprobs > kMaxLogprobs) {
-    return Bad("logprobs", absl::StrCat("in [-1, ", kMaxLogprobs, "]"));
+  // -1 is "off" in the engine; a front end maps an explicit value onto 0..20.
+  if (absl::Status s = CheckRange(pre, "logprobs", logprobs, -1, kMaxLogprobs); !s.ok()) {
+    return s;
   }
-  if (prompt_logprobs < -1 || prompt_logprobs > kMaxLogprobs) {
-    return Bad("prompt_logprobs", absl::StrCat("in [-1, ", kMaxLogprobs, "]"));
+  if (absl::Status s = CheckRange(pre, "prompt_logprobs", prompt_logprobs, -1, kMaxLogprobs);
+      !s.ok()) {
+    return s;
   }
-  if (n < 1 || n > kMaxN) return Bad("n", absl::StrCat("in [1, ", kMaxN, "]"));
+  return CheckRange(pre, "n", n, 1, kMaxN);
+}
+
+absl::Status CheckFitsContext(int64_t num_prompt_tokens, int32_t max_tokens,
+                              int32_t max_context_length, absl::string_view field_prefix) {
+  if (num_prompt_tokens < 1) {
+    return absl::InvalidArgumentError("prompt: must contain at least one token");
+  }
+  if (num_prompt_tokens + max_tokens > max_context_length) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", num_prompt_tokens, " tokens) + ", field_prefix, "max_tokens (",
+        max_tokens, ") = ", num_prompt_tokens + max_tokens,
+        " exceeds the model's context length ", max_context_length));
+  }
   return absl::OkStatus();
 }
 

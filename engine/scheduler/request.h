@@ -10,10 +10,8 @@
 #include "absl/time/time.h"
 #include "engine/base/types.h"
 #include "engine/kv_cache/kv_cache_manager.h"
-#include "engine/llm_engine.h"
+#include "engine/request/request_types.h"
 #include "engine/sampling/sampler.h"
-#include "engine/scheduler/stop_string_matcher.h"
-#include "engine/tokenizer/incremental_detokenizer.h"
 
 namespace openelm {
 
@@ -35,9 +33,6 @@ struct Sequence {
   bool finished = false;
   FinishReason finish_reason = FinishReason::kUnspecified;
   int32_t num_output_tokens = 0;  // generated, including an EOS / stop id
-  // Streaming text (only with a tokenizer).
-  std::unique_ptr<IncrementalDetokenizer> detokenizer;
-  std::unique_ptr<StopStringMatcher> stop_matcher;
   // Output not yet delivered to the sink.
   OutputDelta delta;
 

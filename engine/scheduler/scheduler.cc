@@ -33,8 +33,8 @@ void ScheduledStep::Clear() {
 }
 
 Scheduler::Scheduler(const SchedulerConfig& config, KvCacheManager* kv,
-                     const Tokenizer* tokenizer, std::unique_ptr<RequestQueue> queue)
-    : config_(config), kv_(kv), tokenizer_(tokenizer), queue_(std::move(queue)) {
+                     std::unique_ptr<RequestQueue> queue)
+    : config_(config), kv_(kv), queue_(std::move(queue)) {
   OPENELM_CHECK(config.max_num_seqs > 0 && config.max_num_batched_tokens > 0);
 }
 
@@ -56,11 +56,6 @@ void Scheduler::AddRequest(std::unique_ptr<Request> request, uint64_t seed,
     s.index = i;
     s.delta.index = i;
     s.rng.seed(r->seed + static_cast<uint64_t>(i));
-    if (tokenizer_ != nullptr) {
-      s.detokenizer =
-          std::make_unique<IncrementalDetokenizer>(tokenizer_, r->spec.continues_text);
-      s.stop_matcher = std::make_unique<StopStringMatcher>(&r->spec.params.stop);
-    }
   }
   requests_.emplace(r->id, std::move(request));
   queue_->Add(r);

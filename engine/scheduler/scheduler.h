@@ -11,12 +11,11 @@
 #include "absl/time/time.h"
 #include "engine/base/types.h"
 #include "engine/kv_cache/kv_cache_manager.h"
-#include "engine/llm_engine.h"
+#include "engine/request/request_types.h"
 #include "engine/model/decoder_model.h"
-#include "engine/sampling/sampler.h"
 #include "engine/scheduler/request.h"
 #include "engine/scheduler/request_queue.h"
-#include "engine/tokenizer/tokenizer.h"
+#include "engine/scheduler/step_samples.h"
 
 namespace openelm {
 
@@ -71,16 +70,19 @@ struct ScheduledStep {
 // request with no rows in this step is preempted (its blocks freed; it is
 // recomputed later, generated tokens included) until it fits.
 //
-// After the step ran, Update() samples (Sampler), appends tokens, applies the
-// stop conditions and finishes requests, freeing their blocks at once. Output
-// and finished requests are collected for the engine to deliver (touched(),
+// After the step ran, Update() takes the tokens the engine sampled
+// (StepSamples), appends them, applies the stop conditions on ids, length and
+// context, and finishes requests, freeing their blocks at once. Text and stop
+// strings are not its business: the engine's OutputProcessor reads the new
+// tokens of touched() requests and calls StopSequence() on a match. Output and
+// finished requests are collected for the engine to deliver (touched(),
 // finished()); the scheduler never calls a sink.
 //
 // Thread-compatible: only the engine thread uses it.
 class Scheduler {
  public:
-  // `kv` must outlive the scheduler; `tokenizer` may be null (no text).
-  Scheduler(const SchedulerConfig& config, KvCacheManager* kv, const Tokenizer* tokenizer,
+  // `kv` must outlive the scheduler.
+  Scheduler(const SchedulerConfig& config, KvCacheManager* kv,
             std::unique_ptr<RequestQueue> queue);
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -98,8 +100,14 @@ class Scheduler {
   // Builds the next step. The result stays valid until the next Schedule().
   const ScheduledStep& Schedule(absl::Time now);
 
-  // The step ran: `logits` hold its rows' logits (see BatchRow::Logits).
-  void Update(const LogitsView& logits, Sampler* sampler, absl::Time now);
+  // The step ran and its logits were sampled into `samples` (parallel to
+  // the step's rows).
+  void Update(const StepSamples& samples, absl::Time now);
+  // A stop string matched in completion `seq` of running or just-finished
+  // `request` (OutputProcessor): finishes it with kStopSequence (its blocks
+  // freed; the request finishes when it was the last), or, when the same
+  // token already finished it, makes kStopSequence its reason.
+  void StopSequence(Request* request, Sequence* seq, absl::Time now);
   // The step failed: its requests finish with kError and `status`.
   void FailStep(const absl::Status& status, absl::Time now);
 
@@ -136,13 +144,12 @@ class Scheduler {
   BatchRow::Logits RootLogits(const Request& request, int32_t end) const;
 
   // Output helpers (scheduler_output.cc).
-  void StartCompletions(Request* request, const float* logits, Sampler* sampler,
-                        absl::Time now);
+  void StartCompletions(Request* request, const StepSamples& samples, int32_t first,
+                        int32_t end, absl::Time now);
   void ForkFromRoot(Request* request);
-  void AcceptToken(Request* request, Sequence* seq, TokenId token, const float* logits,
-                   Sampler* sampler, absl::Time now);
-  void FinishSequence(Request* request, Sequence* seq, FinishReason reason,
-                      bool flush_text);
+  void AcceptToken(Request* request, Sequence* seq, const StepSamples& samples,
+                   int32_t token_index, absl::Time now);
+  void FinishSequence(Request* request, Sequence* seq, FinishReason reason);
   void MaybeFinishRequest(Request* request, absl::Time now);
   void FinishRequest(Request* request, FinishReason reason, const absl::Status& status,
                      absl::Time now);
@@ -151,7 +158,6 @@ class Scheduler {
 
   const SchedulerConfig config_;
   KvCacheManager* const kv_;
-  const Tokenizer* const tokenizer_;
   std::unique_ptr<RequestQueue> queue_;
   absl::flat_hash_map<RequestId, std::unique_ptr<Request>> requests_;
   std::vector<Request*> running_;  // admission order
@@ -162,7 +168,6 @@ class Scheduler {
   PrefixHit hit_;                        // scratch
   std::vector<Sequence*> scratch_seqs_;  // scratch
   std::vector<Request*> scratch_requests_;
-  std::vector<LogprobEntry> scratch_logprobs_;
   std::vector<Request*> touched_;
   std::vector<std::unique_ptr<Request>> finished_;
 };

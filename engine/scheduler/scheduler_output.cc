@@ -1,4 +1,6 @@
-// Scheduler::Update and the output side: sampling, stop conditions, finishing.
+// Scheduler::Update and the token side of finishing: appending the sampled
+// tokens, the stop conditions on ids, length and context, and freeing blocks.
+// Text (detokenizing, stop strings) is the engine's OutputProcessor.
 
 #include <algorithm>
 #include <utility>
@@ -42,65 +44,55 @@ void Scheduler::ClearEvents() {
   finished_.clear();
 }
 
-void Scheduler::Update(const LogitsView& logits, Sampler* sampler, absl::Time now) {
-  int32_t logits_row = 0;
+void Scheduler::Update(const StepSamples& samples, absl::Time now) {
+  OPENELM_CHECK(samples.num_rows() == static_cast<int32_t>(step_.rows.size()))
+      << "samples for " << samples.num_rows() << " rows, step has " << step_.rows.size();
   for (size_t i = 0; i < step_.rows.size(); ++i) {
     const BatchRow& br = step_.batch.rows[i];
     Request* r = step_.rows[i].request;
     Sequence* s = step_.rows[i].sequence;
-    const int32_t first_logits_row = logits_row;
-    logits_row += br.logits == BatchRow::Logits::kAll    ? br.num_tokens
-                  : br.logits == BatchRow::Logits::kLast ? 1
-                                                         : 0;
-    OPENELM_CHECK(logits_row <= logits.num_rows) << "too few logits rows";
     if (r->state == RequestState::kFinished) continue;
     s->num_computed_tokens += br.num_tokens;
     kv_->CommitComputed(&s->table, s->tokens, s->num_computed_tokens, r->salt_hash,
                         r->shared_blocks);
 
-    const float* last = nullptr;
-    if (br.logits == BatchRow::Logits::kAll) {
-      if (step_.rows[i].is_root) {
-        // Logits at position q score prompt token q + 1.
-        if (r->prompt_logprobs.empty()) r->prompt_logprobs.emplace_back();
-        for (int32_t j = 0; j < br.num_tokens; ++j) {
-          const int32_t next = br.start_position + j + 1;
-          if (next >= r->num_prompt_tokens() ||
-              static_cast<int32_t>(r->prompt_logprobs.size()) != next) {
-            continue;
-          }
-          scratch_logprobs_.clear();
-          sampler->Logprobs(logits.row(first_logits_row + j), r->spec.prompt[next],
-                            r->spec.params.prompt_logprobs, &scratch_logprobs_);
-          auto& entry = r->prompt_logprobs.emplace_back();
-          for (const auto& [t, lp] : scratch_logprobs_) entry.push_back({t, lp});
-        }
+    // Prompt logprobs: logits at position q score prompt token q + 1. The
+    // first entry (the first prompt token) is empty; positions already
+    // scored (a chunk recomputed after a preemption) are not scored again.
+    if (step_.rows[i].is_root && br.logits == BatchRow::Logits::kAll &&
+        r->prompt_logprobs.empty()) {
+      r->prompt_logprobs.emplace_back();
+    }
+    for (int32_t p = samples.prompt_begin[i]; p < samples.prompt_begin[i + 1]; ++p) {
+      if (static_cast<int32_t>(r->prompt_logprobs.size()) != samples.prompt_position[p]) {
+        continue;
       }
-      last = logits.row(first_logits_row + br.num_tokens - 1);
-    } else if (br.logits == BatchRow::Logits::kLast) {
-      last = logits.row(first_logits_row);
+      auto& entry = r->prompt_logprobs.emplace_back();
+      entry.assign(samples.entries.begin() + samples.prompt_entry_begin[p],
+                   samples.entries.begin() + samples.prompt_entry_begin[p + 1]);
     }
 
+    const int32_t first = samples.token_begin[i];
+    const int32_t end = samples.token_begin[i + 1];
     if (step_.rows[i].is_root) {
       if (s->num_computed_tokens < r->num_prompt_tokens()) continue;
       if (!r->started) {
-        OPENELM_CHECK(last != nullptr);
-        StartCompletions(r, last, sampler, now);
+        StartCompletions(r, samples, first, end, now);
       } else {
         ForkFromRoot(r);
       }
     } else if (s->num_uncomputed_tokens() == 0) {
-      OPENELM_CHECK(last != nullptr);
-      const TokenId token = sampler->Sample(last, r->spec.params, s->tokens,
-                                            r->num_prompt_tokens(), &s->rng);
-      AcceptToken(r, s, token, last, sampler, now);
+      OPENELM_CHECK(end == first + 1) << "completion row without its sampled token";
+      AcceptToken(r, s, samples, first, now);
     }
     MaybeFinishRequest(r, now);
   }
 }
 
-void Scheduler::StartCompletions(Request* r, const float* logits, Sampler* sampler,
-                                 absl::Time now) {
+void Scheduler::StartCompletions(Request* r, const StepSamples& samples, int32_t first,
+                                 int32_t end, absl::Time now) {
+  OPENELM_CHECK(end - first == static_cast<int32_t>(r->seqs.size()))
+      << "the prompt's last row needs one sampled token per completion";
   const int32_t p = r->num_prompt_tokens();
   for (Sequence& s : r->seqs) {
     s.tokens.reserve(p + r->spec.params.max_tokens);
@@ -108,10 +100,8 @@ void Scheduler::StartCompletions(Request* r, const float* logits, Sampler* sampl
   }
   ForkFromRoot(r);
   r->started = true;
-  absl::Span<const TokenId> prompt(r->spec.prompt);
-  for (Sequence& s : r->seqs) {
-    const TokenId token = sampler->Sample(logits, r->spec.params, prompt, p, &s.rng);
-    AcceptToken(r, &s, token, logits, sampler, now);
+  for (size_t k = 0; k < r->seqs.size(); ++k) {
+    AcceptToken(r, &r->seqs[k], samples, first + static_cast<int32_t>(k), now);
   }
 }
 
@@ -133,9 +123,10 @@ void Scheduler::ForkFromRoot(Request* r) {
   r->in_prompt_phase = false;
 }
 
-void Scheduler::AcceptToken(Request* r, Sequence* s, TokenId token, const float* logits,
-                            Sampler* sampler, absl::Time now) {
+void Scheduler::AcceptToken(Request* r, Sequence* s, const StepSamples& samples,
+                            int32_t t, absl::Time now) {
   const SamplingParams& params = r->spec.params;
+  const TokenId token = samples.tokens[t];
   s->tokens.push_back(token);
   ++s->num_output_tokens;
   if (r->timings.first_token == absl::Time()) r->timings.first_token = now;
@@ -145,48 +136,44 @@ void Scheduler::AcceptToken(Request* r, Sequence* s, TokenId token, const float*
       params.stop_token_ids.end();
   if (eos || stop_id) {
     // The stop token itself is counted but not delivered.
-    FinishSequence(r, s, eos ? FinishReason::kEos : FinishReason::kStopToken,
-                   /*flush_text=*/true);
+    FinishSequence(r, s, eos ? FinishReason::kEos : FinishReason::kStopToken);
     return;
   }
   Touch(r);
   s->delta.tokens.push_back(token);
   if (params.logprobs >= 0) {
-    scratch_logprobs_.clear();
-    sampler->Logprobs(logits, token, params.logprobs, &scratch_logprobs_);
-    auto& entry = s->delta.logprobs.emplace_back();
-    for (const auto& [t, lp] : scratch_logprobs_) entry.push_back({t, lp});
-  }
-  if (s->detokenizer != nullptr) {
-    const std::string text = s->detokenizer->Push({&token, 1});
-    if (s->stop_matcher->Push(text, &s->delta.text)) {
-      FinishSequence(r, s, FinishReason::kStopSequence, /*flush_text=*/false);
-      return;
-    }
+    s->delta.logprobs.emplace_back(samples.entries.begin() + samples.entry_begin[t],
+                                   samples.entries.begin() + samples.entry_begin[t + 1]);
   }
   if (s->num_output_tokens >= params.max_tokens) {
-    FinishSequence(r, s, FinishReason::kLength, /*flush_text=*/true);
+    FinishSequence(r, s, FinishReason::kLength);
   } else if (static_cast<int32_t>(s->tokens.size()) >= config_.max_context_length) {
-    FinishSequence(r, s, FinishReason::kContextLength, /*flush_text=*/true);
+    FinishSequence(r, s, FinishReason::kContextLength);
   }
 }
 
-void Scheduler::FinishSequence(Request* r, Sequence* s, FinishReason reason,
-                               bool flush_text) {
+void Scheduler::FinishSequence(Request* r, Sequence* s, FinishReason reason) {
   if (s->finished) return;
   s->finished = true;
   s->finish_reason = reason;
-  if (flush_text && s->detokenizer != nullptr) {
-    const size_t before = s->delta.text.size();
-    const std::string tail = s->detokenizer->Flush();
-    if (s->stop_matcher->Push(tail, &s->delta.text)) {
-      s->finish_reason = FinishReason::kStopSequence;
-    } else {
-      s->stop_matcher->Flush(&s->delta.text);
-    }
-    if (s->delta.text.size() != before) Touch(r);
-  }
+  Touch(r);  // the output processor flushes the text of finished completions
   kv_->Free(&s->table);
+}
+
+void Scheduler::StopSequence(Request* r, Sequence* s, absl::Time now) {
+  if (s->finished) {
+    // Finished by the same token (length, context) or earlier (a flush at
+    // EOS): the stop string is the reason that counts.
+    s->finish_reason = FinishReason::kStopSequence;
+    if (r->state == RequestState::kFinished) {
+      for (CompletionFinish& c : r->finish.completions) {
+        if (c.index == s->index) c.reason = FinishReason::kStopSequence;
+      }
+    }
+    return;
+  }
+  FinishSequence(r, s, FinishReason::kStopSequence);
+  MaybeFinishRequest(r, now);
 }
 
 void Scheduler::MaybeFinishRequest(Request* r, absl::Time now) {
@@ -200,9 +187,7 @@ void Scheduler::MaybeFinishRequest(Request* r, absl::Time now) {
 void Scheduler::FinishRequest(Request* r, FinishReason reason, const absl::Status& status,
                               absl::Time now) {
   if (r->state == RequestState::kFinished) return;
-  for (Sequence& s : r->seqs) {
-    FinishSequence(r, &s, reason, /*flush_text=*/reason == FinishReason::kDeadline);
-  }
+  for (Sequence& s : r->seqs) FinishSequence(r, &s, reason);
   kv_->Free(&r->root.table);
   if (r->state == RequestState::kRunning) {
     running_.erase(std::find(running_.begin(), running_.end(), r));
@@ -219,8 +204,7 @@ void Scheduler::FinishRequest(Request* r, FinishReason reason, const absl::Statu
     CompletionFinish c;
     c.index = s.index;
     c.reason = s.finish_reason;
-    c.num_output_tokens = s.num_output_tokens;
-    if (s.stop_matcher != nullptr) c.stop_matched = s.stop_matcher->matched();
+    c.num_output_tokens = s.num_output_tokens;  // stop_matched: the output processor
     info.completions.push_back(std::move(c));
     info.num_output_tokens += s.num_output_tokens;
   }

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "engine/chat/chat_template.h"
+#include "engine/tokenizer/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/access_log.h"
@@ -58,18 +59,18 @@ TEST(StatusUtilTest, CapsLongMessagesAtACharacterBoundary) {
   const grpc::Status g = ToGrpcStatus(absl::InvalidArgumentError(message));
   EXPECT_LE(g.error_message().size(), kMaxErrorMessageBytes);
   EXPECT_GT(g.error_message().size(), kMaxErrorMessageBytes - 8);
-  EXPECT_TRUE(IsValidUtf8(g.error_message()));
+  EXPECT_TRUE(utf8::IsValid(g.error_message()));
   EXPECT_THAT(g.error_message(), ::testing::EndsWith("..."));
 }
 
 TEST(RequestParserTest, Utf8Validation) {
-  EXPECT_TRUE(IsValidUtf8("plain ascii"));
-  EXPECT_TRUE(IsValidUtf8("\xe2\x82\xac and \xf0\x9f\x98\x80"));  // € 😀
-  EXPECT_FALSE(IsValidUtf8("\xff"));
-  EXPECT_FALSE(IsValidUtf8("\xc3"));              // truncated
-  EXPECT_FALSE(IsValidUtf8("\xc0\xaf"));          // overlong '/'
-  EXPECT_FALSE(IsValidUtf8("\xed\xa0\x80"));      // surrogate
-  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_TRUE(utf8::IsValid("plain ascii"));
+  EXPECT_TRUE(utf8::IsValid("\xe2\x82\xac and \xf0\x9f\x98\x80"));  // € 😀
+  EXPECT_FALSE(utf8::IsValid("\xff"));
+  EXPECT_FALSE(utf8::IsValid("\xc3"));              // truncated
+  EXPECT_FALSE(utf8::IsValid("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(utf8::IsValid("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(utf8::IsValid("\xf4\x90\x80\x80"));  // > U+10FFFF
 }
 
 RequestLimits Limits() {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "engine/sampling/sampling_params.h"
-#include "engine/scheduler/stop_string_matcher.h"
+#include "engine/output/stop_string_matcher.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -233,6 +233,46 @@ TEST(SamplingParamsTest, ValidateNamesTheField) {
   p = SamplingParams();
   p.presence_penalty = 2.5f;
   EXPECT_THAT(p.Validate(32000), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+// The EOS the sampler suppresses is the model's, not a constant.
+TEST(SamplerTest, MinTokensSuppressesTheModelsEos) {
+  Sampler sampler(5, /*eos_token_id=*/4);
+  const std::vector<float> logits = {0.0f, 0.0f, 1.0f, 0.0f, 9.0f};
+  SamplingParams p = Params();
+  p.temperature = 0.0f;
+  p.min_tokens = 1;
+  SamplerRng rng(1);
+  EXPECT_EQ(sampler.Sample(logits.data(), p, {}, 0, &rng), 2);  // 4 suppressed
+  p.min_tokens = 0;
+  EXPECT_EQ(sampler.Sample(logits.data(), p, {}, 0, &rng), 4);
+}
+
+// One range per parameter, shared with the front ends (issue 17.3: the
+// engine used to accept temperature up to 100 and repetition_penalty up to
+// 100 while the server stopped at 2 and 10).
+TEST(SamplingParamsTest, OneRangeForEngineAndFrontEnds) {
+  SamplingParams p;
+  p.temperature = 2.5f;
+  EXPECT_THAT(p.Validate(32000),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("temperature = 2.5 is out of range [0, 2]")));
+  EXPECT_THAT(p.Validate(32000, 2048, "options."),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("options.temperature = 2.5")));
+  p = SamplingParams();
+  p.repetition_penalty = 11.0f;
+  EXPECT_THAT(p.Validate(32000), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          ::testing::HasSubstr("(0, 10]")));
+  p = SamplingParams();
+  p.max_tokens = 3000;
+  EXPECT_OK(p.Validate(32000));  // no context given
+  EXPECT_THAT(p.Validate(32000, 2048), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                ::testing::HasSubstr("max_tokens = 3000")));
+  EXPECT_THAT(CheckFitsContext(2000, 100, 2048),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("exceeds the model's context length 2048")));
+  EXPECT_OK(CheckFitsContext(1948, 100, 2048));
 }
 
 TEST(StopStringMatcherTest, HoldsBackPossibleStartsAndCutsTheMatch) {

@@ -1,5 +1,5 @@
 // The scheduler's steady state allocates nothing: once requests are admitted,
-// Schedule() and Update() of decode steps (block boundaries crossed, tenants
+// Schedule(), the step's sampling (StepSampler) and Update() of decode steps (block boundaries crossed, tenants
 // backlogged behind a full batch, the fair queue's share bookkeeping run
 // every step) make no heap allocation. Admission, preemption and finishing
 // are per-request events and may allocate.
@@ -13,9 +13,9 @@
 
 #include "absl/time/clock.h"
 #include "engine/kv_cache/kv_cache_manager.h"
-#include "engine/sampling/sampler.h"
 #include "engine/scheduler/request.h"
 #include "engine/scheduler/scheduler.h"
+#include "engine/step_sampler.h"
 #include "engine/tenancy/fair_request_queue.h"
 #include "gtest/gtest.h"
 #include "tests/testing/alloc_counter.h"
@@ -38,7 +38,7 @@ class SchedulerAllocTest : public ::testing::Test {
     config.max_num_seqs = max_seqs;
     config.max_num_batched_tokens = 256;
     config.max_context_length = 1024;
-    scheduler_ = std::make_unique<Scheduler>(config, kv_.get(), nullptr, std::move(queue));
+    scheduler_ = std::make_unique<Scheduler>(config, kv_.get(), std::move(queue));
     logits_.assign(static_cast<size_t>(max_seqs) * kVocab, 0.0f);
   }
 
@@ -66,14 +66,16 @@ class SchedulerAllocTest : public ::testing::Test {
     for (int32_t i = 0; i < rows; ++i) logits_[i * kVocab + 2 + step_ % 50] = 5.0f;
     ++step_;
     const LogitsView view{logits_.data(), rows, kVocab};
-    *update_allocs += CountAllocations([&] { scheduler_->Update(view, &sampler_, now); }).total;
+    *update_allocs += CountAllocations([&] {
+                        scheduler_->Update(sampler_.Sample(*step, view), now);
+                      }).total;
     scheduler_->ClearEvents();
     return rows;
   }
 
   std::unique_ptr<KvCacheManager> kv_;
   std::unique_ptr<Scheduler> scheduler_;
-  Sampler sampler_{kVocab};
+  StepSampler sampler_{kVocab, kEosTokenId};
   std::vector<float> logits_;
   int32_t step_ = 0;
 };
@@ -88,7 +90,7 @@ TEST_F(SchedulerAllocTest, FcfsDecodeStepsAllocateNothing) {
   schedule = update = 0;
   for (int i = 0; i < 60; ++i) ASSERT_EQ(Step(&schedule, &update), 4);
   EXPECT_EQ(schedule, 0) << "Schedule() allocated in decode steps";
-  EXPECT_EQ(update, 0) << "Update() allocated in decode steps";
+  EXPECT_EQ(update, 0) << "sampling or Update() allocated in decode steps";
 }
 
 // Three tenants with names longer than the small-string buffer, all at
@@ -112,7 +114,7 @@ TEST_F(SchedulerAllocTest, FairQueueDecodeStepsWithBackloggedTenantsAllocateNoth
   for (int i = 0; i < 60; ++i) ASSERT_EQ(Step(&schedule, &update), 6);
   EXPECT_EQ(scheduler_->num_preemptions_total(), preemptions);  // all at their share
   EXPECT_EQ(schedule, 0) << "Schedule() allocated in decode steps";
-  EXPECT_EQ(update, 0) << "Update() allocated in decode steps";
+  EXPECT_EQ(update, 0) << "sampling or Update() allocated in decode steps";
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "engine/scheduler/stop_string_matcher.h"
+#include "engine/output/stop_string_matcher.h"
 
 #include <algorithm>
 
