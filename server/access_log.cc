@@ -5,6 +5,10 @@
 #include <cerrno>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/base/logging.h"
+
 namespace openelm::server {
 
 AccessLog::AccessLog(Options options)
@@ -87,6 +91,84 @@ void AccessLog::WriterLoop() {
     in_flight_bytes_ = 0;
     written_ += lines;
   }
+}
+
+// ---- Access lines of generation RPCs ----
+
+void AccessRecord::Start(const char* rpc_method, RequestId request_id,
+                         std::string client_peer) {
+  method = rpc_method;
+  id = request_id;
+  peer = std::move(client_peer);
+  start = absl::Now();
+}
+
+void AccessRecord::RecordFinish(const FinishInfo& info) {
+  ran = true;
+  reason = info.completions.empty() ? FinishReason::kError
+                                    : info.completions.front().reason;
+  prompt_tokens = info.num_prompt_tokens;
+  cached_tokens = info.num_cached_tokens;
+  output_tokens = info.num_output_tokens;
+  preemptions = info.num_preemptions;
+  timings = info.timings;
+}
+
+namespace {
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    default: return "UNKNOWN";
+  }
+}
+
+// Milliseconds with 0.1 ms resolution, or "-" when either end is unknown.
+std::string Millis(absl::Time from, absl::Time to) {
+  if (from == absl::Time() || to == absl::Time() || to < from) return "-";
+  return absl::StrFormat("%.1f", absl::ToDoubleMilliseconds(to - from));
+}
+
+}  // namespace
+
+std::string FormatAccessLine(const AccessRecord& r, absl::Time end) {
+  std::string line = absl::StrCat("access method=", r.method, " id=", r.id,
+                                  " tenant=", r.tenant.empty() ? "-" : r.tenant,
+                                  " peer=", r.peer.empty() ? "-" : r.peer,
+                                  " code=", CodeName(r.code));
+  if (r.ran) {
+    const RequestTimings& t = r.timings;
+    absl::StrAppend(&line, " finish=", FinishReasonName(r.reason),
+                    " prompt_tokens=", r.prompt_tokens, " cached_tokens=", r.cached_tokens,
+                    " output_tokens=", r.output_tokens, " preemptions=", r.preemptions,
+                    " queue_ms=", Millis(t.arrival, t.first_scheduled),
+                    " ttft_ms=", Millis(r.start, t.first_token));
+  }
+  absl::StrAppend(&line, " total_ms=", Millis(r.start, end));
+  return line;
+}
+
+void WriteAccessLine(AccessLog* log, const AccessRecord& record) {
+  if (log == nullptr) return;
+  // Formatted here, written by the access log's own thread.
+  log->Write(absl::StrCat(LogLinePrefix(LogSeverity::kInfo, __FILE__, __LINE__),
+                                     FormatAccessLine(record, absl::Now())));
 }
 
 }  // namespace openelm::server

@@ -11,6 +11,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include <grpcpp/support/status_code_enum.h>
+#include "engine/base/types.h"
+#include "engine/request/request_types.h"
 
 namespace openelm::server {
 
@@ -56,6 +59,35 @@ class AccessLog {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread writer_;
 };
+
+// The facts of one generation RPC that its access log line reports.
+struct AccessRecord {
+  const char* method = "";
+  RequestId id = 0;
+  std::string tenant;  // "" before authentication (or single-user mode)
+  std::string peer;
+  absl::Time start;
+  grpc::StatusCode code = grpc::StatusCode::OK;
+  bool ran = false;  // reached the engine's OnFinish
+  FinishReason reason = FinishReason::kUnspecified;
+  int32_t prompt_tokens = 0;
+  int32_t cached_tokens = 0;
+  int32_t output_tokens = 0;
+  int32_t preemptions = 0;
+  RequestTimings timings;
+
+  // The reactor was created: the call's facts and its start time.
+  void Start(const char* rpc_method, RequestId request_id, std::string client_peer);
+  void RecordFinish(const FinishInfo& info);
+};
+
+// One logfmt line: `access method=Generate id=7 tenant=acme peer=... code=OK
+// finish=length prompt_tokens=9 cached_tokens=0 output_tokens=16
+// preemptions=0 queue_ms=0.2 ttft_ms=3.1 total_ms=41.0` (the engine fields
+// only when the request ran).
+std::string FormatAccessLine(const AccessRecord& record, absl::Time end);
+// Queues the record's line on `log` (nothing when it is null).
+void WriteAccessLine(AccessLog* log, const AccessRecord& record);
 
 }  // namespace openelm::server
 

@@ -46,82 +46,49 @@ absl::Time EngineDeadline(absl::Time grpc_deadline, absl::Time now) {
   return grpc_deadline - std::min(margin, left / 2);
 }
 
-// ---- Access log ----
+// ---- GenerateCall ----
 
-void AccessRecord::Start(const char* rpc_method, RequestId request_id,
-                         std::string client_peer) {
-  method = rpc_method;
-  id = request_id;
-  peer = std::move(client_peer);
-  start = absl::Now();
+GenerateCall::GenerateCall(const ReactorEnv& call_env, RequestId call_id, const char* method,
+                           std::string peer)
+    : env(call_env), id(call_id) {
+  access.Start(method, call_id, std::move(peer));
+  env.tracker->Begin();
 }
 
-void AccessRecord::RecordFinish(const FinishInfo& info) {
-  ran = true;
-  reason = info.completions.empty() ? FinishReason::kError
-                                    : info.completions.front().reason;
-  prompt_tokens = info.num_prompt_tokens;
-  cached_tokens = info.num_cached_tokens;
-  output_tokens = info.num_output_tokens;
-  preemptions = info.num_preemptions;
-  timings = info.timings;
-}
-
-namespace {
-
-const char* CodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    default: return "UNKNOWN";
+absl::Status GenerateCall::Submit(GenerateSpec spec, QuotaTicket admission, TokenSink* sink) {
+  if (spec.params.prompt_logprobs >= 0) prompt = spec.prompt;
+  ticket = std::move(admission);
+  // Set before Submit: Cancel() may race with it and must reach the engine.
+  submitted_.store(true);
+  if (cancelled_.load()) {  // the client left while the request was admitted
+    submitted_.store(false);
+    ticket.Abandon();
+    return absl::CancelledError("the client cancelled the call");
   }
-}
-
-// Milliseconds with 0.1 ms resolution, or "-" when either end is unknown.
-std::string Millis(absl::Time from, absl::Time to) {
-  if (from == absl::Time() || to == absl::Time() || to < from) return "-";
-  return absl::StrFormat("%.1f", absl::ToDoubleMilliseconds(to - from));
-}
-
-}  // namespace
-
-std::string FormatAccessLine(const AccessRecord& r, absl::Time end) {
-  std::string line = absl::StrCat("access method=", r.method, " id=", r.id,
-                                  " tenant=", r.tenant.empty() ? "-" : r.tenant,
-                                  " peer=", r.peer.empty() ? "-" : r.peer,
-                                  " code=", CodeName(r.code));
-  if (r.ran) {
-    const RequestTimings& t = r.timings;
-    absl::StrAppend(&line, " finish=", FinishReasonName(r.reason),
-                    " prompt_tokens=", r.prompt_tokens, " cached_tokens=", r.cached_tokens,
-                    " output_tokens=", r.output_tokens, " preemptions=", r.preemptions,
-                    " queue_ms=", Millis(t.arrival, t.first_scheduled),
-                    " ttft_ms=", Millis(r.start, t.first_token));
+  LlmEngine* engine = env.engine;
+  absl::Status status = engine->Submit(id, std::move(spec), sink);
+  if (!status.ok()) {
+    submitted_.store(false);
+    ticket.Abandon();
   }
-  absl::StrAppend(&line, " total_ms=", Millis(r.start, end));
-  return line;
+  // On success the engine may already have finished the request and the
+  // RPC may be gone: nothing of `this` is touched here.
+  return status;
 }
 
-void WriteAccessLine(const ReactorEnv& env, const AccessRecord& record) {
-  if (env.access_log == nullptr) return;
-  // Formatted here, written by the access log's own thread.
-  env.access_log->Write(absl::StrCat(LogLinePrefix(LogSeverity::kInfo, __FILE__, __LINE__),
-                                     FormatAccessLine(record, absl::Now())));
+void GenerateCall::Cancel() {
+  cancelled_.store(true);
+  if (submitted_.load()) env.engine->Cancel(id);
+}
+
+void GenerateCall::RecordFinish(const FinishInfo& info) {
+  ticket.Finish(info.num_output_tokens);
+  access.RecordFinish(info);
+}
+
+RpcTracker* GenerateCall::Done() {
+  WriteAccessLine(env.access_log, access);
+  return env.tracker;
 }
 
 // ---- GenerateStreamReactor ----
@@ -129,13 +96,9 @@ void WriteAccessLine(const ReactorEnv& env, const AccessRecord& record) {
 GenerateStreamReactor::GenerateStreamReactor(const ReactorEnv& env, RequestId id,
                                              const char* method, std::string peer,
                                              grpc::CallbackServerContext* context)
-    : env_(env), id_(id) {
-  {
-    absl::MutexLock lock(&stall_->mu);
-    stall_->context = context;
-  }
-  access_.Start(method, id, std::move(peer));
-  env_.tracker->Begin();
+    : call_(env, id, method, std::move(peer)) {
+  absl::MutexLock lock(&stall_->mu);
+  stall_->context = context;
 }
 
 void GenerateStreamReactor::FinishNow(const grpc::Status& status) {
@@ -143,7 +106,7 @@ void GenerateStreamReactor::FinishNow(const grpc::Status& status) {
     absl::MutexLock lock(&mu_);
     finish_called_ = true;
   }
-  access_.code = status.error_code();
+  call_.access.code = status.error_code();
   FinishOnce(status);
 }
 
@@ -176,11 +139,11 @@ void GenerateStreamReactor::ArmStallReset() {
     // Cancelling sends the status in trailers (HEADERS are not flow
     // controlled), so even this client learns why; the stuck write then
     // fails and OnWriteDone(false) finishes the reactor.
-    OPENELM_LOG(WARNING) << "request " << self->id_ << ": the client accepted no data for "
+    OPENELM_LOG(WARNING) << "request " << self->call_.id << ": the client accepted no data for "
                          << absl::FormatDuration(kStalledWriteGrace)
                          << " after the backlog cut; resetting the stream";
     const std::string message = absl::StrCat(
-        "stream backlog exceeded ", self->env_.max_stream_backlog_bytes,
+        "stream backlog exceeded ", self->call_.env.max_stream_backlog_bytes,
         " bytes and the client read nothing for ",
         absl::FormatDuration(kStalledWriteGrace));
     grpc_call_cancel_with_status(context->c_call(), GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -201,30 +164,14 @@ void GenerateStreamReactor::ArmStallReset() {
 absl::Status GenerateStreamReactor::Submit(GenerateSpec spec, QuotaTicket ticket) {
   last_output_.assign(static_cast<size_t>(std::max(spec.params.n, 1)),
                       absl::InfinitePast());
-  if (spec.params.prompt_logprobs >= 0) prompt_ = spec.prompt;
-  ticket_ = std::move(ticket);
-  // Set before Submit: OnCancel may race with it and must reach the engine.
-  submitted_.store(true);
-  if (cancelled_.load()) {  // the client left while the request was admitted
-    submitted_.store(false);
-    ticket_.Abandon();
-    return absl::CancelledError("the client cancelled the call");
-  }
-  absl::Status status = env_.engine->Submit(id_, std::move(spec), this);
-  if (!status.ok()) {
-    submitted_.store(false);
-    ticket_.Abandon();
-  }
-  // On success the engine may already have finished the request and the
-  // RPC may be gone: `this` is not touched again here.
-  return status;
+  return call_.Submit(std::move(spec), std::move(ticket), this);
 }
 
 v1::GenerateResponse* GenerateStreamReactor::TailLocked() {
   // The front message is the one being written while a write is in flight;
   // output then collects in a second message behind it.
   if (pending_.empty() || (write_in_flight_ && pending_.size() == 1)) {
-    pending_.emplace_back().set_request_id(absl::StrCat(id_));
+    pending_.emplace_back().set_request_id(absl::StrCat(call_.id));
     tail_bytes_ = 0;
   }
   return &pending_.back();
@@ -234,13 +181,13 @@ void GenerateStreamReactor::OnOutput(const OutputDelta& delta) {
   if (delta.tokens.empty() && delta.text.empty() && delta.logprobs.empty()) {
     return;
   }
-  ticket_.MarkStarted();
+  call_.ticket.MarkStarted();
   const absl::Time now = absl::Now();
   if (static_cast<size_t>(delta.index) < last_output_.size() &&
       !delta.tokens.empty()) {
     absl::Time& last = last_output_[delta.index];
-    if (last != absl::InfinitePast() && env_.metrics != nullptr) {
-      env_.metrics->ObserveInterTokenLatency(
+    if (last != absl::InfinitePast() && call_.env.metrics != nullptr) {
+      call_.env.metrics->ObserveInterTokenLatency(
           now - last, static_cast<int>(delta.tokens.size()));
     }
     last = now;
@@ -250,8 +197,8 @@ void GenerateStreamReactor::OnOutput(const OutputDelta& delta) {
   {
     absl::MutexLock lock(&mu_);
     if (!broken_) {
-      tail_bytes_ += AppendDelta(delta, env_.tokenizer, TailLocked());
-      if (tail_bytes_ > env_.max_stream_backlog_bytes) {
+      tail_bytes_ += AppendDelta(delta, call_.env.tokenizer, TailLocked());
+      if (tail_bytes_ > call_.env.max_stream_backlog_bytes) {
         // The client is not reading: drop what waits and stop the request.
         overflowed_ = true;
         broken_ = true;
@@ -272,21 +219,19 @@ void GenerateStreamReactor::OnOutput(const OutputDelta& delta) {
 }
 
 void GenerateStreamReactor::OnFinish(const FinishInfo& info) {
-  ticket_.Finish(info.num_output_tokens);
-  access_.RecordFinish(info);
+  call_.RecordFinish(info);
   Action next;
   {
     absl::MutexLock lock(&mu_);
     engine_done_ = true;
     if (overflowed_) {
-      final_status_ = grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          absl::StrCat("stream backlog exceeded ", env_.max_stream_backlog_bytes,
-                       " bytes: the client is not reading its stream"));
+      final_status_ = ToGrpcStatus(absl::ResourceExhaustedError(
+          absl::StrCat("stream backlog exceeded ", call_.env.max_stream_backlog_bytes,
+                       " bytes: the client is not reading its stream")));
     } else {
       final_status_ = ToGrpcStatus(info.status);
     }
-    if (!broken_) AppendFinish(info, prompt_, env_.tokenizer, TailLocked());
+    if (!broken_) AppendFinish(info, call_.prompt, call_.env.tokenizer, TailLocked());
     next = NextActionLocked();
   }
   Perform(this, next);  // may Finish(): the engine does not touch us afterwards
@@ -308,16 +253,12 @@ void GenerateStreamReactor::OnWriteDone(bool ok) {
 }
 
 void GenerateStreamReactor::OnCancel() {
-  // Client cancel, disconnect or gRPC deadline: the engine answers with
-  // OnFinish within one step, and that leads to Finish(). Before Submit the
-  // flag stops the request from being submitted.
-  cancelled_.store(true);
-  if (submitted_.load()) env_.engine->Cancel(id_);
+  // Client cancel, disconnect or gRPC deadline.
+  call_.Cancel();
 }
 
 void GenerateStreamReactor::OnDone() {
-  WriteAccessLine(env_, access_);
-  RpcTracker* tracker = env_.tracker;
+  RpcTracker* tracker = call_.Done();
   delete this;
   tracker->End();
 }
@@ -330,8 +271,8 @@ GenerateStreamReactor::Action GenerateStreamReactor::NextActionLocked() {
     // client that stopped reading never completes it). The engine still
     // calls OnFinish.
     cancel_sent_ = true;
-    a.cancel_engine = env_.engine;
-    a.cancel_id = id_;
+    a.cancel_engine = call_.env.engine;
+    a.cancel_id = call_.id;
     return a;
   }
   if (write_in_flight_) return a;
@@ -341,7 +282,7 @@ GenerateStreamReactor::Action GenerateStreamReactor::NextActionLocked() {
   } else if (engine_done_) {
     finish_called_ = true;
     a.finish = final_status_;
-    access_.code = final_status_.error_code();
+    call_.access.code = final_status_.error_code();
   }
   return a;
 }
@@ -362,57 +303,36 @@ void GenerateStreamReactor::Perform(GenerateStreamReactor* self, const Action& a
 GenerateUnaryReactor::GenerateUnaryReactor(const ReactorEnv& env, RequestId id,
                                            grpc::ByteBuffer* raw_response,
                                            const char* method, std::string peer)
-    : env_(env), id_(id), raw_response_(raw_response) {
-  access_.Start(method, id, std::move(peer));
-  env_.tracker->Begin();
-}
+    : call_(env, id, method, std::move(peer)), raw_response_(raw_response) {}
 
 void GenerateUnaryReactor::FinishNow(const grpc::Status& status) {
-  access_.code = status.error_code();
+  call_.access.code = status.error_code();
   Finish(status);
 }
 
 absl::Status GenerateUnaryReactor::Submit(GenerateSpec spec, QuotaTicket ticket) {
-  response_.set_request_id(absl::StrCat(id_));
-  if (spec.params.prompt_logprobs >= 0) prompt_ = spec.prompt;
-  ticket_ = std::move(ticket);
-  submitted_.store(true);
-  if (cancelled_.load()) {
-    submitted_.store(false);
-    ticket_.Abandon();
-    return absl::CancelledError("the client cancelled the call");
-  }
-  absl::Status status = env_.engine->Submit(id_, std::move(spec), this);
-  if (!status.ok()) {
-    submitted_.store(false);
-    ticket_.Abandon();
-  }
-  return status;
+  response_.set_request_id(absl::StrCat(call_.id));
+  return call_.Submit(std::move(spec), std::move(ticket), this);
 }
 
 void GenerateUnaryReactor::OnOutput(const OutputDelta& delta) {
-  if (!delta.tokens.empty()) ticket_.MarkStarted();
-  AppendDelta(delta, env_.tokenizer, &response_);
+  if (!delta.tokens.empty()) call_.ticket.MarkStarted();
+  AppendDelta(delta, call_.env.tokenizer, &response_);
 }
 
 void GenerateUnaryReactor::OnFinish(const FinishInfo& info) {
-  ticket_.Finish(info.num_output_tokens);
-  AppendFinish(info, prompt_, env_.tokenizer, &response_);
-  access_.RecordFinish(info);
+  call_.RecordFinish(info);
+  AppendFinish(info, call_.prompt, call_.env.tokenizer, &response_);
   const grpc::Status status = ToGrpcStatus(info.status);
-  access_.code = status.error_code();
+  call_.access.code = status.error_code();
   if (status.ok()) SerializeResponse(response_, raw_response_);
   Finish(status);  // last use of `this`
 }
 
-void GenerateUnaryReactor::OnCancel() {
-  cancelled_.store(true);
-  if (submitted_.load()) env_.engine->Cancel(id_);
-}
+void GenerateUnaryReactor::OnCancel() { call_.Cancel(); }
 
 void GenerateUnaryReactor::OnDone() {
-  WriteAccessLine(env_, access_);
-  RpcTracker* tracker = env_.tracker;
+  RpcTracker* tracker = call_.Done();
   delete this;
   tracker->End();
 }

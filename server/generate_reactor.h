@@ -65,34 +65,46 @@ struct ReactorEnv {
   AccessLog* access_log = nullptr;  // null: no access log
 };
 
-// The facts of one generation RPC that its access log line reports.
-struct AccessRecord {
-  const char* method = "";
-  RequestId id = 0;
-  std::string tenant;  // "" before authentication (or single-user mode)
-  std::string peer;
-  absl::Time start;
-  grpc::StatusCode code = grpc::StatusCode::OK;
-  bool ran = false;  // reached the engine's OnFinish
-  FinishReason reason = FinishReason::kUnspecified;
-  int32_t prompt_tokens = 0;
-  int32_t cached_tokens = 0;
-  int32_t output_tokens = 0;
-  int32_t preemptions = 0;
-  RequestTimings timings;
+// What the two generation reactors share: the call's environment and id,
+// the engine submission and its race with OnCancel, the tenant's quota
+// ticket, the prompt kept for prompt logprobs, and the access record.
+// Thread-safety: Submit and Cancel may race (atomics); the rest follows the
+// owning reactor's rules.
+class GenerateCall {
+ public:
+  GenerateCall(const ReactorEnv& env, RequestId id, const char* method, std::string peer);
 
-  // The reactor was created: the call's facts and its start time.
-  void Start(const char* rpc_method, RequestId request_id, std::string client_peer);
+  // Hands the request to the engine with `sink`. On error nothing was
+  // submitted and the ticket's charge is refunded (Abandon). The ticket is
+  // marked started at the first output and finished in RecordFinish(). On
+  // success the engine may already have finished the request and the RPC
+  // may be gone: the caller must not touch the reactor again.
+  absl::Status Submit(GenerateSpec spec, QuotaTicket ticket, TokenSink* sink);
+  // The reactor's OnCancel: stops a submitted request (the engine answers
+  // with OnFinish within one step) or keeps one being admitted from being
+  // submitted.
+  void Cancel();
+  // The reactor's OnFinish bookkeeping: ticket and access record.
   void RecordFinish(const FinishInfo& info);
-};
+  // The reactor's OnDone bookkeeping: queues the access line. Returns the
+  // tracker to End() once the reactor is deleted.
+  RpcTracker* Done();
 
-// One logfmt line: `access method=Generate id=7 tenant=acme peer=... code=OK
-// finish=length prompt_tokens=9 cached_tokens=0 output_tokens=16
-// preemptions=0 queue_ms=0.2 ttft_ms=3.1 total_ms=41.0` (the engine fields
-// only when the request ran).
-std::string FormatAccessLine(const AccessRecord& record, absl::Time end);
-// Queues the record's line on env.access_log (nothing when it is null).
-void WriteAccessLine(const ReactorEnv& env, const AccessRecord& record);
+  const ReactorEnv env;
+  const RequestId id;
+  // Copy of the prompt, kept only when prompt logprobs were requested.
+  std::vector<TokenId> prompt;
+  // The tenant's admission: the admitting thread until Submit succeeds, then
+  // the engine thread (OnOutput / OnFinish).
+  QuotaTicket ticket;
+  // Written by the admitting thread, then OnFinish, then the thread that
+  // calls Finish(); read in OnDone (gRPC orders OnDone after Finish).
+  AccessRecord access;
+
+ private:
+  std::atomic<bool> submitted_{false};
+  std::atomic<bool> cancelled_{false};  // Cancel() ran
+};
 
 // One StreamGenerate / StreamChat RPC: a gRPC write reactor fed by the engine
 // as its TokenSink.
@@ -120,7 +132,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBu
                         std::string peer, grpc::CallbackServerContext* context);
 
   // The authenticated tenant, for the access log (before Submit/FinishNow).
-  void NoteTenant(absl::string_view tenant) { access_.tenant = std::string(tenant); }
+  void NoteTenant(absl::string_view tenant) { call_.access.tenant = std::string(tenant); }
   // Ends the RPC before anything was submitted.
   void FinishNow(const grpc::Status& status);
   // Hands the request to the engine. On error nothing was submitted, the
@@ -174,22 +186,11 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBu
   // certain to be alive (no other path can call Finish()).
   static void Perform(GenerateStreamReactor* self, const Action& action);
 
-  const ReactorEnv env_;
-  const RequestId id_;
-  std::atomic<bool> submitted_{false};
-  std::atomic<bool> cancelled_{false};  // OnCancel ran
+  GenerateCall call_;
   const std::shared_ptr<StallReset> stall_ = std::make_shared<StallReset>();
   grpc::Alarm stall_alarm_;
   // Engine-thread only: when each completion last produced output.
   std::vector<absl::Time> last_output_;
-  // Copy of the prompt, kept only when prompt logprobs were requested.
-  std::vector<TokenId> prompt_;
-  // The tenant's admission: the handler until Submit succeeds, then the
-  // engine thread (OnOutput / OnFinish).
-  QuotaTicket ticket_;
-  // Written by the handler, then OnFinish, then the thread that calls
-  // Finish(); read in OnDone (gRPC orders OnDone after Finish).
-  AccessRecord access_;
 
   absl::Mutex mu_;
   std::deque<v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
@@ -221,7 +222,7 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
                        grpc::ByteBuffer* raw_response, const char* method,
                        std::string peer);
 
-  void NoteTenant(absl::string_view tenant) { access_.tenant = std::string(tenant); }
+  void NoteTenant(absl::string_view tenant) { call_.access.tenant = std::string(tenant); }
   void FinishNow(const grpc::Status& status);
   // As GenerateStreamReactor::Submit.
   absl::Status Submit(GenerateSpec spec, QuotaTicket ticket = QuotaTicket());
@@ -233,15 +234,9 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
   void OnDone() override;
 
  private:
-  const ReactorEnv env_;
-  const RequestId id_;
+  GenerateCall call_;
   grpc::ByteBuffer* const raw_response_;
   v1::GenerateResponse response_;
-  std::atomic<bool> submitted_{false};
-  std::atomic<bool> cancelled_{false};  // OnCancel ran
-  std::vector<TokenId> prompt_;
-  QuotaTicket ticket_;  // as in GenerateStreamReactor
-  AccessRecord access_;  // as in GenerateStreamReactor
 };
 
 // The engine deadline for a request whose gRPC deadline is `grpc_deadline`:

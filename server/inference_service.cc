@@ -241,8 +241,7 @@ void InferenceService::AdmitAndSubmitNow(Reactor* reactor, const ReadyState& rea
                                          grpc::CallbackServerContext* context,
                                          const grpc::ByteBuffer& raw) {
   if (context->IsCancelled()) {
-    reactor->FinishNow(grpc::Status(grpc::StatusCode::CANCELLED,
-                                    "cancelled before it was admitted"));
+    reactor->FinishNow(ToGrpcStatus(absl::CancelledError("cancelled before it was admitted")));
     return;
   }
   absl::StatusOr<TenantHandle> authenticated = Authenticate(*context);
