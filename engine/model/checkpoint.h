@@ -2,6 +2,7 @@
 #define OPENELM_ENGINE_MODEL_CHECKPOINT_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,26 +10,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "engine/model/openelm_config.h"
+#include "engine/model/safetensors_file.h"
+#include "engine/model/tensor.h"
 
 namespace openelm {
-
-// Element types. Checkpoint tensors are F32, F16 or BF16; kI8 exists only as
-// the in-memory weight type of the int8 plan (quantized at load, never read
-// from a file: an integer tensor in a checkpoint is refused, naming it).
-enum class DType { kF32, kF16, kBF16, kI8 };
-int32_t DTypeBytes(DType dtype);
-absl::string_view DTypeName(DType dtype);  // "F32", "F16", "BF16", "I8"
-
-// One tensor of a checkpoint, viewed in place in a memory-mapped file.
-struct TensorView {
-  std::string name;
-  std::string file;             // path of the .safetensors file holding it
-  DType dtype = DType::kF32;
-  std::vector<int64_t> shape;
-  const void* data = nullptr;   // points into the mapping; valid while the Checkpoint lives
-  int64_t num_bytes = 0;
-  int64_t num_elements() const;
-};
 
 // An opened Hugging Face OpenELM checkpoint directory: config.json plus
 // model.safetensors, or model-0000N-of-0000M.safetensors with
@@ -56,19 +41,20 @@ class Checkpoint {
   int64_t total_tensor_bytes() const;
   int64_t total_parameters() const;  // sum of tensor elements
 
-  // Converts a tensor to f32 / bf16 (raw uint16 bits) into `out`
-  // (resized to num_elements). Handles F32, F16 and BF16 sources.
-  static void ToF32(const TensorView& t, std::vector<float>* out);
-  static void ToBF16(const TensorView& t, std::vector<uint16_t>* out);
-
  private:
   Checkpoint() = default;
-  struct Mapping;
   std::string dir_;
   OpenElmConfig config_;
   std::vector<TensorView> tensors_;
-  std::vector<std::unique_ptr<Mapping>> mappings_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;  // the views' mappings
 };
+
+// The exact tensor set of `config`, each with the shape it implies: every
+// unexpected, missing or misshapen tensor is kInvalidArgument naming it and
+// its file (and, for per-layer projections, the config.json values that
+// disagree). `dir` is for the message about a missing tensor.
+absl::Status CheckTensorsMatchConfig(const OpenElmConfig& config, const std::string& dir,
+                                     const std::map<std::string, TensorView>& by_name);
 
 // Names of the 8L+2 tensors of `config`, each with its expected shape.
 std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(

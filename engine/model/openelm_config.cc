@@ -12,70 +12,17 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/base/file_util.h"
 #include "engine/base/json.h"
+#include "engine/model/openelm_shapes.h"
 #include "engine/base/status_macros.h"
 
 namespace openelm {
 namespace {
 
-// Apple's make_divisible (from the TF MobileNet code): round `v` to the
-// nearest multiple of `divisor`, never below `divisor` and never more than
-// 10% below `v`.
-int64_t MakeDivisible(double v, int64_t divisor) {
-  const double half = static_cast<double>(divisor) / 2.0;
-  int64_t rounded = static_cast<int64_t>(v + half) / divisor * divisor;
-  rounded = std::max(divisor, rounded);
-  if (static_cast<double>(rounded) < 0.9 * v) rounded += divisor;
-  return rounded;
-}
-
-// numpy's round(x, 2) for float64: rint(x * 100) / 100 (ties to even).
-double Round2(double x) { return std::nearbyint(x * 100.0) / 100.0; }
-
-// round(np.linspace(lo, hi, n)[i], 2) for every i, as Apple's config does.
-std::vector<double> RoundedLinspace(double lo, double hi, int32_t n) {
-  std::vector<double> out(n);
-  if (n == 1) {
-    out[0] = Round2(lo);
-    return out;
-  }
-  const double step = (hi - lo) / static_cast<double>(n - 1);
-  for (int32_t i = 0; i < n; ++i) {
-    out[i] = Round2(i == n - 1 ? hi : static_cast<double>(i) * step + lo);
-  }
-  return out;
-}
-
-// Query heads of each layer as Apple derives them from qkv_multipliers.
-std::vector<int32_t> QueryHeadsFromMultipliers(const std::vector<double>& qkv_mult,
-                                               int32_t num_layers, int32_t model_dim,
-                                               int32_t head_dim, int32_t num_gqa_groups) {
-  std::vector<double> per_layer =
-      qkv_mult.size() == 1 ? std::vector<double>(num_layers, qkv_mult[0])
-                           : RoundedLinspace(qkv_mult[0], qkv_mult[1], num_layers);
-  std::vector<int32_t> heads(num_layers);
-  for (int32_t i = 0; i < num_layers; ++i) {
-    const int64_t q_dim = MakeDivisible(model_dim * per_layer[i],
-                                        static_cast<int64_t>(head_dim) * num_gqa_groups);
-    heads[i] = static_cast<int32_t>(q_dim / head_dim);
-  }
-  return heads;
-}
-
-int32_t FfnDim(double multiplier, int32_t model_dim, int32_t divisor) {
-  return static_cast<int32_t>(MakeDivisible(multiplier * model_dim, divisor));
-}
-
-// The shortest decimal that reads back as `f`, as a double: 0.73f -> 0.73
-// (not 0.7300000190734863), so that config.json holds the values Apple wrote.
-double CleanDouble(float f) {
-  char buf[32];
-  for (int precision = 1; precision <= 9; ++precision) {
-    std::snprintf(buf, sizeof(buf), "%.*g", precision, static_cast<double>(f));
-    if (std::strtof(buf, nullptr) == f) break;
-  }
-  return std::strtod(buf, nullptr);
-}
+using shapes::FfnDim;
+using shapes::QueryHeadsFromMultipliers;
+using shapes::RoundedLinspace;
 
 // Reads config.json fields with messages that name the file, field and value.
 class FieldReader {
@@ -215,99 +162,6 @@ class FieldReader {
 };
 
 constexpr int64_t kMaxDim = 1 << 20;
-
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open '", path, "'"));
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading '", path, "'"));
-  return buf.str();
-}
-
-// Pretty printer for config.json: two-space indent and sorted keys like
-// Hugging Face's save_pretrained, with lists of scalars on one line.
-void PrettyPrint(const nlohmann::json& v, int indent, std::string* out) {
-  const std::string pad(indent + 2, ' ');
-  if (v.is_object()) {
-    out->append("{\n");
-    bool first = true;
-    for (const auto& [key, child] : v.items()) {
-      if (!first) out->append(",\n");
-      first = false;
-      absl::StrAppend(out, pad, JsonDump(key), ": ");
-      PrettyPrint(child, indent + 2, out);
-    }
-    absl::StrAppend(out, "\n", std::string(indent, ' '), "}");
-    return;
-  }
-  if (v.is_array()) {
-    out->push_back('[');
-    bool first = true;
-    for (const nlohmann::json& child : v) {
-      if (!first) out->append(", ");
-      first = false;
-      PrettyPrint(child, indent + 2, out);
-    }
-    out->push_back(']');
-    return;
-  }
-  out->append(JsonDump(v));
-}
-
-struct PublishedShape {
-  const char* name;
-  int32_t num_layers;
-  int32_t model_dim;
-  int32_t head_dim;
-};
-constexpr PublishedShape kPublished[] = {
-    {"270M", 16, 1280, 64},
-    {"450M", 20, 1536, 64},
-    {"1_1B", 28, 2048, 64},
-    {"3B", 36, 3072, 128},
-};
-
-bool SameShape(const OpenElmConfig& a, const OpenElmConfig& b) {
-  if (a.num_layers != b.num_layers || a.model_dim != b.model_dim ||
-      a.head_dim != b.head_dim || a.vocab_size != b.vocab_size) {
-    return false;
-  }
-  for (int32_t i = 0; i < a.num_layers; ++i) {
-    const LayerShape& x = a.layers[i];
-    const LayerShape& y = b.layers[i];
-    if (x.num_query_heads != y.num_query_heads || x.num_kv_heads != y.num_kv_heads ||
-        x.ffn_dim != y.ffn_dim) {
-      return false;
-    }
-  }
-  return true;
-}
-
-// Builds a config the way Apple's OpenELMConfig.__post_init__ does.
-OpenElmConfig BuildConfig(int32_t num_layers, int32_t model_dim, int32_t head_dim,
-                          int32_t num_gqa_groups, int32_t ffn_dim_divisor, double qkv_lo,
-                          double qkv_hi, double ffn_lo, double ffn_hi) {
-  OpenElmConfig c;
-  c.num_layers = num_layers;
-  c.model_dim = model_dim;
-  c.head_dim = head_dim;
-  c.num_gqa_groups = num_gqa_groups;
-  c.ffn_dim_divisor = ffn_dim_divisor;
-  c.qkv_multipliers = {static_cast<float>(qkv_lo), static_cast<float>(qkv_hi)};
-  const std::vector<int32_t> q_heads = QueryHeadsFromMultipliers(
-      {qkv_lo, qkv_hi}, num_layers, model_dim, head_dim, num_gqa_groups);
-  const std::vector<double> ffn_mult = RoundedLinspace(ffn_lo, ffn_hi, num_layers);
-  for (int32_t i = 0; i < num_layers; ++i) {
-    c.ffn_multipliers.push_back(static_cast<float>(ffn_mult[i]));
-    LayerShape layer;
-    layer.num_query_heads = q_heads[i];
-    layer.num_kv_heads = q_heads[i] / num_gqa_groups;
-    layer.ffn_dim = FfnDim(ffn_mult[i], model_dim, ffn_dim_divisor);
-    c.layers.push_back(layer);
-  }
-  return c;
-}
 
 }  // namespace
 
@@ -513,84 +367,6 @@ int32_t OpenElmConfig::max_ffn_dim() const {
   int32_t m = 0;
   for (const LayerShape& l : layers) m = std::max(m, l.ffn_dim);
   return m;
-}
-
-std::string OpenElmConfig::SizeName() const {
-  for (const char* name : {"270M", "450M", "1_1B", "3B", "tiny"}) {
-    absl::StatusOr<OpenElmConfig> published = MakeOpenElmConfig(name);
-    if (published.ok() && SameShape(*this, *published)) return name;
-  }
-  return "custom";
-}
-
-absl::StatusOr<OpenElmConfig> MakeOpenElmConfig(absl::string_view size) {
-  if (size == "tiny") {
-    // d=128, hd=32, group size 2: q heads {2,4,6}, kv heads {1,2,3},
-    // FFN {256,384,512}. Derived exactly like the published ones so that
-    // Apple's own config code would reproduce it.
-    return BuildConfig(/*num_layers=*/3, /*model_dim=*/128, /*head_dim=*/32,
-                       /*num_gqa_groups=*/2, /*ffn_dim_divisor=*/128,
-                       /*qkv=*/0.5, 1.5, /*ffn=*/2.0, 4.0);
-  }
-  for (const PublishedShape& p : kPublished) {
-    if (size == p.name) {
-      return BuildConfig(p.num_layers, p.model_dim, p.head_dim, /*num_gqa_groups=*/4,
-                         /*ffn_dim_divisor=*/256, 0.5, 1.0, 0.5, 4.0);
-    }
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown model size '", size, "' (expected tiny, 270M, 450M, 1_1B or 3B)"));
-}
-
-std::string OpenElmConfigToJson(const OpenElmConfig& config,
-                                absl::string_view torch_dtype) {
-  nlohmann::json o = nlohmann::json::object();
-  const auto number_list = [](const std::vector<float>& values) {
-    nlohmann::json out = nlohmann::json::array();
-    for (float v : values) out.push_back(CleanDouble(v));
-    return out;
-  };
-  nlohmann::json q_heads = nlohmann::json::array();
-  nlohmann::json kv_heads = nlohmann::json::array();
-  for (const LayerShape& l : config.layers) {
-    q_heads.push_back(l.num_query_heads);
-    kv_heads.push_back(l.num_kv_heads);
-  }
-  o["activation_fn_name"] = config.activation;
-  o["architectures"] = nlohmann::json::array({"OpenELMForCausalLM"});
-  o["auto_map"] = {{"AutoConfig", "configuration_openelm.OpenELMConfig"},
-                   {"AutoModelForCausalLM", "modeling_openelm.OpenELMForCausalLM"}};
-  o["bos_token_id"] = config.bos_token_id;
-  o["eos_token_id"] = config.eos_token_id;
-  o["ffn_dim_divisor"] = config.ffn_dim_divisor;
-  o["ffn_multipliers"] = number_list(config.ffn_multipliers);
-  o["ffn_with_glu"] = config.ffn_with_glu;
-  o["head_dim"] = config.head_dim;
-  o["initializer_range"] = 0.02;
-  o["max_context_length"] = config.max_context_length;
-  o["model_dim"] = config.model_dim;
-  o["model_type"] = "openelm";
-  o["normalization_layer_name"] = "rms_norm";
-  o["normalize_qk_projections"] = config.normalize_qk_projections;
-  o["num_gqa_groups"] = config.num_gqa_groups;
-  o["num_kv_heads"] = std::move(kv_heads);
-  o["num_query_heads"] = std::move(q_heads);
-  o["num_transformer_layers"] = config.num_layers;
-  o["qkv_multipliers"] = number_list(config.qkv_multipliers);
-  const double theta = CleanDouble(config.rope_freq_constant);
-  o["rope_freq_constant"] = theta == std::floor(theta) && theta < 1e15
-                                ? nlohmann::json(static_cast<int64_t>(theta))
-                                : nlohmann::json(theta);
-  o["rope_max_length"] = config.rope_max_length;
-  o["share_input_output_layers"] = config.share_input_output_layers;
-  o["torch_dtype"] = std::string(torch_dtype);
-  o["transformers_version"] = "4.39.3";
-  o["use_cache"] = true;
-  o["vocab_size"] = config.vocab_size;
-  std::string out;
-  PrettyPrint(o, 0, &out);
-  out.push_back('\n');
-  return out;
 }
 
 }  // namespace openelm

@@ -50,7 +50,7 @@ absl::StatusOr<std::vector<float>> LoadF32(const Checkpoint& ckpt, const std::st
                                                    " elements, expected ", expected_elements));
   }
   std::vector<float> out;
-  Checkpoint::ToF32(*t, &out);
+  TensorToF32(*t, &out);
   return out;
 }
 
@@ -173,19 +173,19 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
     const MatmulSpec spec{
         .n = n, .k = k, .max_m = 1, .layout_m = kLayoutRows, .compute = compute};
     if (own) {
-      Checkpoint::ToBF16(*t, &bf16);
+      TensorToBF16(*t, &bf16);
       return Bf16Matmul::Create(kernels, n, k, 1, bf16.data(), ctx_->num_threads());
     }
     if (int8) {
-      Checkpoint::ToF32(*t, &f32);
+      TensorToF32(*t, &f32);
       return Int8Matmul::Create(kernels, n, k, 1, f32.data(), int8_scratch_,
                                 ctx_->num_threads(), name);
     }
     if (bf16_weights) {
-      Checkpoint::ToBF16(*t, &bf16);
+      TensorToBF16(*t, &bf16);
       return PackedMatmul::Create(ctx_.get(), spec, bf16.data(), /*weight_is_bf16=*/true);
     }
-    Checkpoint::ToF32(*t, &f32);
+    TensorToF32(*t, &f32);
     return PackedMatmul::Create(ctx_.get(), spec, f32.data(), /*weight_is_bf16=*/false);
   };
 

@@ -68,7 +68,7 @@ TEST(CheckpointConversionTest, DecodesF16IncludingSubnormalsAndSpecials) {
   const uint16_t bits[] = {0x3c00, 0xc000, 0x0001, 0x03ff, 0x0400, 0x7bff,
                            0x7c00, 0xfc00, 0x8000, 0x3555, 0x8001};
   std::vector<float> out;
-  Checkpoint::ToF32(ViewOf(DType::kF16, bits, 11), &out);
+  TensorToF32(ViewOf(DType::kF16, bits, 11), &out);
   ASSERT_EQ(out.size(), 11u);
   EXPECT_EQ(out[0], 1.0f);
   EXPECT_EQ(out[1], -2.0f);
@@ -83,7 +83,7 @@ TEST(CheckpointConversionTest, DecodesF16IncludingSubnormalsAndSpecials) {
   EXPECT_EQ(out[9], std::ldexp(1365.0f, -12));  // 2^-2 * (1 + 341/1024)
   EXPECT_EQ(out[10], -std::ldexp(1.0f, -24));
   const uint16_t nan_bits = 0x7e00;
-  Checkpoint::ToF32(ViewOf(DType::kF16, &nan_bits, 1), &out);
+  TensorToF32(ViewOf(DType::kF16, &nan_bits, 1), &out);
   EXPECT_TRUE(std::isnan(out[0]));
 }
 
@@ -113,7 +113,7 @@ TEST(CheckpointConversionTest, Bf16RoundsToNearestEven) {
   float f32[8];
   std::memcpy(f32, f32_bits, sizeof(f32));
   std::vector<uint16_t> out;
-  Checkpoint::ToBF16(ViewOf(DType::kF32, f32, 8), &out);
+  TensorToBF16(ViewOf(DType::kF32, f32, 8), &out);
   EXPECT_EQ(out[0], 0x3f80);
   EXPECT_EQ(out[1], 0x3f80);
   EXPECT_EQ(out[2], 0x3f82);
@@ -125,10 +125,10 @@ TEST(CheckpointConversionTest, Bf16RoundsToNearestEven) {
 
   // BF16 -> F32 is exact, and F16 -> BF16 rounds once from the exact value.
   std::vector<float> back;
-  Checkpoint::ToF32(ViewOf(DType::kBF16, out.data(), 5), &back);
+  TensorToF32(ViewOf(DType::kBF16, out.data(), 5), &back);
   EXPECT_EQ(back[2], BitsToFloat(0x3f820000));
   const uint16_t f16 = 0x3c01;  // 1 + 2^-10: not representable in bf16
-  Checkpoint::ToBF16(ViewOf(DType::kF16, &f16, 1), &out);
+  TensorToBF16(ViewOf(DType::kF16, &f16, 1), &out);
   EXPECT_EQ(out[0], 0x3f80);
 }
 
@@ -162,7 +162,7 @@ TEST_F(GeneratedCheckpointTest, Published270MBf16HasExactSizes) {
   EXPECT_EQ(emb->dtype, DType::kBF16);
   EXPECT_EQ(emb->shape, (std::vector<int64_t>{32000, 1280}));
   std::vector<float> w;
-  Checkpoint::ToF32(*emb, &w);
+  TensorToF32(*emb, &w);
   double sum = 0, sum_sq = 0;
   for (float x : w) {
     sum += x;
@@ -173,7 +173,7 @@ TEST_F(GeneratedCheckpointTest, Published270MBf16HasExactSizes) {
   EXPECT_NEAR(std::sqrt(sum_sq / w.size() - mean * mean), 0.02, 2e-4);
   const TensorView* norm = ckpt->Find("transformer.layers.3.attn.q_norm.weight");
   ASSERT_NE(norm, nullptr);
-  Checkpoint::ToF32(*norm, &w);
+  TensorToF32(*norm, &w);
   for (float x : w) EXPECT_NEAR(x, 1.0f, 0.15f);
 }
 
@@ -239,12 +239,12 @@ TEST_F(GeneratedCheckpointTest, DtypesHoldTheSameValues) {
        {"transformer.layers.2.ffn.proj_1.weight", "transformer.norm.weight"}) {
     SCOPED_TRACE(name);
     std::vector<uint16_t> from_f32, native;
-    Checkpoint::ToBF16(*f32->Find(name), &from_f32);
-    Checkpoint::ToBF16(*bf16->Find(name), &native);
+    TensorToBF16(*f32->Find(name), &from_f32);
+    TensorToBF16(*bf16->Find(name), &native);
     EXPECT_EQ(from_f32, native);  // the generator rounds the same f32 values
     std::vector<float> exact, half;
-    Checkpoint::ToF32(*f32->Find(name), &exact);
-    Checkpoint::ToF32(*f16->Find(name), &half);
+    TensorToF32(*f32->Find(name), &exact);
+    TensorToF32(*f16->Find(name), &half);
     ASSERT_EQ(exact.size(), half.size());
     for (size_t i = 0; i < exact.size(); ++i) {
       ASSERT_NEAR(half[i], exact[i], std::fabs(exact[i]) * 4.9e-4 + 3e-8) << i;

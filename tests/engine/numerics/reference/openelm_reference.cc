@@ -51,7 +51,7 @@ absl::Status ReadTensor(const Checkpoint& checkpoint, const std::string& name,
     return absl::InvalidArgumentError(
         absl::StrCat("reference: tensor ", name, " has an unexpected shape"));
   }
-  Checkpoint::ToF32(*t, out);
+  TensorToF32(*t, out);
   return absl::OkStatus();
 }
 
