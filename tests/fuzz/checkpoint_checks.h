@@ -51,7 +51,7 @@ inline void OpenAndCheckCheckpoint(const std::string& dir) {
                            !absl::StrContains(t.file.substr(dir.size()), "/.."),
                        "tensor '%s' is read from '%s', outside '%s'", t.name.c_str(),
                        t.file.c_str(), dir.c_str());
-    Checkpoint::ToF32(t, &values);
+    TensorToF32(t, &values);
     OPENELM_FUZZ_CHECK(static_cast<int64_t>(values.size()) == t.num_elements(),
                        "ToF32 gave %zu values for '%s'", values.size(), t.name.c_str());
     double sum = 0;  // reads every converted value
