@@ -31,24 +31,18 @@ RUN apt-get update -qq \
 
 COPY . .
 # The exact CI configure/build commands (scripts/build.sh), without tests.
+# .git is not in the build context, so `--version` names no commit unless one
+# is passed: --build-arg OPENELM_GIT_COMMIT="$(git rev-parse --short=12 HEAD)".
+ARG OPENELM_GIT_COMMIT=
 RUN CMAKE_BUILD_PARALLEL_LEVEL="${BUILD_JOBS}" \
-    bash scripts/build.sh build -DOPENELM_BUILD_TESTS=OFF
+    bash scripts/build.sh build -DOPENELM_BUILD_TESTS=OFF \
+      -DOPENELM_GIT_COMMIT="${OPENELM_GIT_COMMIT}"
 
-# Stage the install tree: binaries in bin/, the sentencepiece bridge module in
-# lib/ (the tokenizer looks next to the executable, then in ../lib).
-RUN set -eu; \
-    mkdir -p /stage/opt/openelm/bin /stage/opt/openelm/lib; \
-    for b in openelm_server openelm openelm_bench_serve openelm_gen_checkpoint; do \
-      f="$(find build -type f -name "$b" -perm -u+x | head -n1)"; \
-      if [ -z "$f" ]; then echo "missing binary $b" >&2; exit 1; fi; \
-      install -m 0755 "$f" /stage/opt/openelm/bin/; \
-    done; \
-    f="$(find build -type f -name 'libopenelm_spm_bridge.so' | head -n1)"; \
-    if [ -z "$f" ]; then echo "missing libopenelm_spm_bridge.so" >&2; exit 1; fi; \
-    install -m 0644 "$f" /stage/opt/openelm/lib/; \
-    strip --strip-unneeded /stage/opt/openelm/bin/* /stage/opt/openelm/lib/*.so; \
-    install -m 0755 deploy/docker/entrypoint.sh /stage/opt/openelm/bin/openelm-entrypoint; \
-    install -m 0755 deploy/docker/fetch-model.sh /stage/opt/openelm/bin/openelm-fetch-model
+# Stage the install tree with the project's install rules (stripped): the
+# binaries and the container scripts (openelm-entrypoint, openelm-fetch-model)
+# in bin/, the sentencepiece bridge module in lib/ (the tokenizer looks next to
+# the executable, then in ../lib).
+RUN cmake --install build --prefix /stage/opt/openelm --strip
 
 ########################### runtime stage ###########################
 FROM ${DEBIAN_SLIM_IMAGE} AS runtime

@@ -20,6 +20,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -27,6 +28,7 @@
 #include "client/bench/stats.h"
 #include "client/bench/workload.h"
 #include "client/openelm_client.h"
+#include "openelm/version.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "Server address: host:port, comma list of IP:port (round-robin), or gRPC URI");
@@ -104,6 +106,9 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "openelm_bench_serve --target=HOST:PORT [--num_requests=N] [--request_rate=R|inf] "
       "[--max_concurrency=C] ...");
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [] { return VersionLine("openelm_bench_serve"); };
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   ClientOptions client_options;

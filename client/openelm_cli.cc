@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "client/cli_util.h"
 #include "client/openelm_client.h"
+#include "openelm/version.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "Server address: host:port, a comma list of IP:port (round-robin), or a "
@@ -465,6 +466,7 @@ int Main(int argc, char** argv) {
     return absl::StrContains(file, "client/");
   };
   usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.version_string = [] { return VersionLine("openelm"); };
   absl::SetFlagsUsageConfig(usage);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() < 2) return UsageError("missing command");

@@ -264,7 +264,7 @@ if [ -n "${runtime_build_dir}" ]; then
       fi
     done < <(ldd "$f" 2>/dev/null | awk '/=> \//{print $3}')
   done < <(find "${runtime_build_dir}" -type f \( -name openelm_server -o -name openelm -o -name openelm_bench_serve \
-             -o -name openelm_gen_checkpoint -o -name libopenelm_spm_bridge.so \) -perm -u+r)
+             -o -name openelm_gen_checkpoint -o -name openelm_cpu_info -o -name libopenelm_spm_bridge.so \) -perm -u+r)
   if [ "${checked}" -eq 0 ]; then fail "runtime deps: no binaries found in ${runtime_build_dir}"
   elif [ "${missing}" -eq 0 ]; then pass "runtime deps: ${checked} binaries load only runtime-stage libraries"
   else fail "runtime deps: ${missing} libraries missing from the runtime stage"; fi

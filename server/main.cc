@@ -20,6 +20,7 @@
 #include "engine/base/logging.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/openelm_config.h"
+#include "openelm/version.h"
 #include "server/default_paths.h"
 #include "server/options.h"
 #include "server/server.h"
@@ -83,6 +84,7 @@ int Run(int argc, char** argv) {
     return absl::StrContains(file, "server/");
   };
   usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.version_string = [] { return openelm::VersionLine("openelm_server"); };
   absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -25,6 +26,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "openelm/version.h"
 #include "tests/e2e/client_e2e_util.h"
 #include "tests/testing/status_matchers.h"
 
@@ -39,6 +41,7 @@ using ::openelm::testing::e2e::ScratchDir;
 using ::openelm::testing::e2e::ServerChild;
 using ::openelm::testing::e2e::SumSeries;
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 using ::testing::Not;
 
 constexpr absl::Duration kCommandTimeout = absl::Seconds(120);
@@ -72,12 +75,12 @@ class ClientE2eTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new ScratchDir();
     model_dir_ = dir_->path() + "/tiny";
-    absl::StatusOr<CommandResult> gen =
+    ASSERT_OK_AND_ASSIGN(
+        CommandResult gen,
         RunAndCapture({OPENELM_GEN_BIN, "--size=tiny", "--seed=7", "--dtype=f32",
                        absl::StrCat("--out=", model_dir_)},
-                      kCommandTimeout);
-    ASSERT_TRUE(gen.ok()) << gen.status();
-    ASSERT_EQ(gen->exit_code, 0) << gen->err;
+                      kCommandTimeout));
+    ASSERT_EQ(gen.exit_code, 0) << gen.err;
   }
   static void TearDownTestSuite() {
     delete dir_;
@@ -150,6 +153,25 @@ TEST(HelpTest, ServerAndCliListTheirFlags) {
   EXPECT_THAT(cli.out, HasSubstr("--target"));
 }
 
+// `--version` prints "<program> <project VERSION>[ (git <commit>)]" on stdout
+// and exits 0 (absl's default was the bare program name and a "Debug build"
+// note about Debian's Abseil).
+TEST(VersionTest, ServerAndCliPrintTheProjectVersion) {
+  for (const auto& [bin, program] : std::vector<std::pair<std::string, std::string>>{
+           {OPENELM_SERVER_BIN, "openelm_server"},
+           {OPENELM_CLI_BIN, "openelm"},
+           {OPENELM_BENCH_BIN, "openelm_bench_serve"}}) {
+    ASSERT_OK_AND_ASSIGN(CommandResult r,
+                         RunAndCapture({bin, "--version"}, absl::Seconds(30)));
+    EXPECT_EQ(r.exit_code, 0) << program << ": " << r.err;
+    EXPECT_EQ(r.out, VersionLine(program));
+    EXPECT_THAT(r.out, MatchesRegex(absl::StrCat(program, " [0-9]+\\.[0-9]+\\.[0-9]+",
+                                                 "( \\(git [0-9a-f]+\\))?\n")));
+    EXPECT_THAT(r.out, HasSubstr(absl::StrCat(" ", OPENELM_PROJECT_VERSION)));
+    EXPECT_THAT(r.out, Not(HasSubstr("Debug build")));
+  }
+}
+
 TEST_F(ClientE2eTest, HealthAndTokenize) {
   CommandResult health = Cli({"health"});
   EXPECT_EQ(health.exit_code, 0) << health.err;
@@ -179,11 +201,11 @@ TEST_F(ClientE2eTest, HealthAndTokenize) {
   EXPECT_THAT(load.out, HasSubstr("kv_blocks_total"));
 
   // A dead address: unhealthy exit code and an explained error.
-  absl::StatusOr<CommandResult> dead =
-      RunAndCapture({OPENELM_CLI_BIN, "health", "--target=127.0.0.1:1"}, kCommandTimeout);
-  ASSERT_TRUE(dead.ok());
-  EXPECT_EQ(dead->exit_code, 1);
-  EXPECT_THAT(dead->err, HasSubstr("is it running at 127.0.0.1:1?"));
+  ASSERT_OK_AND_ASSIGN(CommandResult dead,
+                       RunAndCapture({OPENELM_CLI_BIN, "health", "--target=127.0.0.1:1"},
+                                     kCommandTimeout));
+  EXPECT_EQ(dead.exit_code, 1);
+  EXPECT_THAT(dead.err, HasSubstr("is it running at 127.0.0.1:1?"));
 }
 
 TEST_F(ClientE2eTest, CliGreedyGenerateEqualsUnaryApi) {
@@ -247,14 +269,14 @@ TEST_F(ClientE2eTest, ChatFromFlagsAndStdin) {
 TEST_F(ClientE2eTest, LoadGeneratorCountsEqualServerMetrics) {
   const std::map<std::string, double> before = Scrape(*server_);
   const std::string result_path = dir_->path() + "/bench.json";
-  absl::StatusOr<CommandResult> bench =
+  ASSERT_OK_AND_ASSIGN(
+      CommandResult bench,
       RunAndCapture({OPENELM_BENCH_BIN, absl::StrCat("--target=", server_->target()),
                      "--num_requests=20", "--max_concurrency=4", "--input_len=32",
                      "--output_len=16", "--progress=false", "--goodput=ttft:60000",
                      absl::StrCat("--result_file=", result_path)},
-                    kCommandTimeout);
-  ASSERT_TRUE(bench.ok()) << bench.status();
-  ASSERT_EQ(bench->exit_code, 0) << bench->out << bench->err;
+                    kCommandTimeout));
+  ASSERT_EQ(bench.exit_code, 0) << bench.out << bench.err;
   const std::map<std::string, double> after = Scrape(*server_);
   ASSERT_OK_AND_ASSIGN(google::protobuf::Struct result, ReadResult(result_path));
 
@@ -314,15 +336,15 @@ TEST_F(ClientE2eTest, LoadGeneratorCountsEqualServerMetrics) {
 
 TEST_F(ClientE2eTest, LoadGeneratorTenantsAndSharedPrefix) {
   const std::string result_path = dir_->path() + "/tenants.json";
-  absl::StatusOr<CommandResult> bench =
+  ASSERT_OK_AND_ASSIGN(
+      CommandResult bench,
       RunAndCapture({OPENELM_BENCH_BIN, absl::StrCat("--target=", server_->target()),
                      "--num_requests=12", "--dataset=shared_prefix", "--num_prefixes=2",
                      "--prefix_len=32", "--input_len=8", "--output_len=4",
                      "--tenants=a::inf,b::inf", "--request_rate=inf", "--num_warmups=2",
                      "--progress=false", absl::StrCat("--result_file=", result_path)},
-                    kCommandTimeout);
-  ASSERT_TRUE(bench.ok()) << bench.status();
-  ASSERT_EQ(bench->exit_code, 0) << bench->out << bench->err;
+                    kCommandTimeout));
+  ASSERT_EQ(bench.exit_code, 0) << bench.out << bench.err;
   ASSERT_OK_AND_ASSIGN(google::protobuf::Struct result, ReadResult(result_path));
   EXPECT_EQ(JsonNumber(result, "completed"), 12);
   EXPECT_EQ(JsonNumber(result, "total_input_tokens"), 12 * 40);
@@ -337,14 +359,14 @@ TEST_F(ClientE2eTest, RoundRobinSpreadsRequestsOverReplicas) {
   ASSERT_NE(second, nullptr);
   const double before0 = SumSeries(Scrape(*server_), "openelm_requests_finished_total");
   const double before1 = SumSeries(Scrape(*second), "openelm_requests_finished_total");
-  absl::StatusOr<CommandResult> bench =
+  ASSERT_OK_AND_ASSIGN(
+      CommandResult bench,
       RunAndCapture({OPENELM_BENCH_BIN,
                      absl::StrCat("--target=", server_->target(), ",", second->target()),
                      "--num_requests=20", "--max_concurrency=4", "--input_len=16",
                      "--output_len=4", "--progress=false"},
-                    kCommandTimeout);
-  ASSERT_TRUE(bench.ok()) << bench.status();
-  ASSERT_EQ(bench->exit_code, 0) << bench->out << bench->err;
+                    kCommandTimeout));
+  ASSERT_EQ(bench.exit_code, 0) << bench.out << bench.err;
   const double n0 =
       SumSeries(Scrape(*server_), "openelm_requests_finished_total") - before0;
   const double n1 =
