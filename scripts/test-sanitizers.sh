@@ -81,7 +81,8 @@ run_fuzz() {
 # parts (engine thread, gRPC threads, config watcher); and the probe that
 # shows the stage reports a real race (tests/testing/tsan_shim_probe.cc).
 TSAN_TESTS=${TSAN_TESTS:-'(TsanShim|Engine|Scheduler|KvCache|BlockPool|Server|TenantRegistry|Quota|AccessLog)[A-Za-z]*Test\.'}
-TSAN_TARGETS=(openelm_scheduler_test openelm_engine_model_test server_unit_test
+TSAN_TARGETS=(llm_engine_test block_pool_test kv_cache_manager_test
+              openelm_engine_model_test server_unit_test
               server_integration_test tenancy_integration_test tenants_test
               openelm_server openelm_tsan_absl_shim tsan_shim_probe)
 

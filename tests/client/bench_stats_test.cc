@@ -54,11 +54,10 @@ TEST(TpotTest, ExcludesTheFirstToken) {
 }
 
 TEST(GoodputTest, ParsesSpec) {
-  auto slo = ParseGoodputSlo("ttft:500, tpot:50,e2el:2000");
-  ASSERT_TRUE(slo.ok());
-  EXPECT_EQ(*slo->ttft_ms, 500);
-  EXPECT_EQ(*slo->tpot_ms, 50);
-  EXPECT_EQ(*slo->e2e_ms, 2000);
+  ASSERT_OK_AND_ASSIGN(auto slo, ParseGoodputSlo("ttft:500, tpot:50,e2el:2000"));
+  EXPECT_EQ(*slo.ttft_ms, 500);
+  EXPECT_EQ(*slo.tpot_ms, 50);
+  EXPECT_EQ(*slo.e2e_ms, 2000);
   EXPECT_TRUE(ParseGoodputSlo("")->empty());
   EXPECT_THAT(ParseGoodputSlo("ttft:-1"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseGoodputSlo("itl:5"),

@@ -70,14 +70,13 @@ TEST(ParseTest, RatesTenantsAndDatasets) {
   EXPECT_THAT(ParseRate("0"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseRate("fast"), StatusIs(absl::StatusCode::kInvalidArgument));
 
-  auto tenants = ParseTenants("alice:k1:2,bob::inf");
-  ASSERT_TRUE(tenants.ok());
-  ASSERT_EQ(tenants->size(), 2u);
-  EXPECT_EQ((*tenants)[0].name, "alice");
-  EXPECT_EQ((*tenants)[0].api_key, "k1");
-  EXPECT_EQ((*tenants)[0].rate_per_s, 2);
-  EXPECT_EQ((*tenants)[1].api_key, "");
-  EXPECT_TRUE(std::isinf((*tenants)[1].rate_per_s));
+  ASSERT_OK_AND_ASSIGN(auto tenants, ParseTenants("alice:k1:2,bob::inf"));
+  ASSERT_EQ(tenants.size(), 2u);
+  EXPECT_EQ(tenants[0].name, "alice");
+  EXPECT_EQ(tenants[0].api_key, "k1");
+  EXPECT_EQ(tenants[0].rate_per_s, 2);
+  EXPECT_EQ(tenants[1].api_key, "");
+  EXPECT_TRUE(std::isinf(tenants[1].rate_per_s));
   EXPECT_TRUE(ParseTenants("")->empty());
   EXPECT_THAT(ParseTenants("a:k"), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(ParseTenants("a:k:1,a:j:2"), StatusIs(absl::StatusCode::kInvalidArgument));
@@ -91,10 +90,9 @@ TEST(BuildWorkloadTest, RandomIdsHaveExactLengthsAndBos) {
   o.num_requests = 50;
   o.input_len = 128;
   o.output_len = 64;
-  auto w = BuildWorkload(o, kInf, 1.0, {});
-  ASSERT_TRUE(w.ok());
-  ASSERT_EQ(w->size(), 50u);
-  for (const PlannedRequest& p : *w) {
+  ASSERT_OK_AND_ASSIGN(auto w, BuildWorkload(o, kInf, 1.0, {}));
+  ASSERT_EQ(w.size(), 50u);
+  for (const PlannedRequest& p : w) {
     ASSERT_TRUE(p.request.has_token_ids());
     const auto& ids = p.request.token_ids().ids();
     EXPECT_EQ(ids.size(), 128);
@@ -109,7 +107,7 @@ TEST(BuildWorkloadTest, RandomIdsHaveExactLengthsAndBos) {
     EXPECT_EQ(p.request.options().temperature(), 0);
     EXPECT_EQ(p.arrival, absl::ZeroDuration());
   }
-  EXPECT_NE((*w)[0].request.token_ids().ids(1), (*w)[1].request.token_ids().ids(1));
+  EXPECT_NE(w[0].request.token_ids().ids(1), w[1].request.token_ids().ids(1));
 }
 
 TEST(BuildWorkloadTest, RangeRatioBoundsLengths) {
@@ -118,10 +116,9 @@ TEST(BuildWorkloadTest, RangeRatioBoundsLengths) {
   o.input_len = 100;
   o.output_len = 50;
   o.range_ratio = 0.5;
-  auto w = BuildWorkload(o, kInf, 1.0, {});
-  ASSERT_TRUE(w.ok());
+  ASSERT_OK_AND_ASSIGN(auto w, BuildWorkload(o, kInf, 1.0, {}));
   int min_in = 1 << 30, max_in = 0;
-  for (const PlannedRequest& p : *w) {
+  for (const PlannedRequest& p : w) {
     min_in = std::min(min_in, p.planned_prompt_tokens);
     max_in = std::max(max_in, p.planned_prompt_tokens);
     EXPECT_GE(p.request.options().max_tokens(), 25);
@@ -140,17 +137,16 @@ TEST(BuildWorkloadTest, SharedPrefixRequestsReuseTheirPrefix) {
   o.num_prefixes = 3;
   o.prefix_len = 32;
   o.input_len = 8;
-  auto w = BuildWorkload(o, kInf, 1.0, {});
-  ASSERT_TRUE(w.ok());
+  ASSERT_OK_AND_ASSIGN(auto w, BuildWorkload(o, kInf, 1.0, {}));
   for (int i = 0; i < 12; ++i) {
-    const auto& ids = (*w)[i].request.token_ids().ids();
+    const auto& ids = w[i].request.token_ids().ids();
     ASSERT_EQ(ids.size(), 40);
-    const auto& first = (*w)[i % 3].request.token_ids().ids();
+    const auto& first = w[i % 3].request.token_ids().ids();
     for (int k = 0; k < 32; ++k) EXPECT_EQ(ids[k], first[k]) << "request " << i;
   }
   // Different prefixes differ, suffixes differ.
-  EXPECT_NE((*w)[0].request.token_ids().ids(5), (*w)[1].request.token_ids().ids(5));
-  EXPECT_NE((*w)[0].request.token_ids().ids(35), (*w)[3].request.token_ids().ids(35));
+  EXPECT_NE(w[0].request.token_ids().ids(5), w[1].request.token_ids().ids(5));
+  EXPECT_NE(w[0].request.token_ids().ids(35), w[3].request.token_ids().ids(35));
 }
 
 TEST(BuildWorkloadTest, RandomWordsAreTextPrompts) {
@@ -158,23 +154,20 @@ TEST(BuildWorkloadTest, RandomWordsAreTextPrompts) {
   o.dataset = Dataset::kRandomWords;
   o.num_requests = 3;
   o.input_len = 11;
-  auto w = BuildWorkload(o, kInf, 1.0, {});
-  ASSERT_TRUE(w.ok());
-  ASSERT_TRUE((*w)[0].request.has_text());
-  EXPECT_EQ(std::count((*w)[0].request.text().begin(), (*w)[0].request.text().end(), ' '),
-            9);
+  ASSERT_OK_AND_ASSIGN(auto w, BuildWorkload(o, kInf, 1.0, {}));
+  ASSERT_TRUE(w[0].request.has_text());
+  EXPECT_EQ(std::count(w[0].request.text().begin(), w[0].request.text().end(), ' '), 9);
 }
 
 TEST(BuildWorkloadTest, PoissonArrivalsAreIncreasingAtTheRate) {
   WorkloadOptions o;
   o.num_requests = 2000;
   o.input_len = 4;
-  auto w = BuildWorkload(o, /*rate=*/50, 1.0, {});
-  ASSERT_TRUE(w.ok());
-  EXPECT_EQ((*w)[0].arrival, absl::ZeroDuration());
-  for (size_t i = 1; i < w->size(); ++i) EXPECT_GE((*w)[i].arrival, (*w)[i - 1].arrival);
+  ASSERT_OK_AND_ASSIGN(auto w, BuildWorkload(o, /*rate=*/50, 1.0, {}));
+  EXPECT_EQ(w[0].arrival, absl::ZeroDuration());
+  for (size_t i = 1; i < w.size(); ++i) EXPECT_GE(w[i].arrival, w[i - 1].arrival);
   // 1999 gaps of mean 20 ms: within 5% (about 2.2 standard errors).
-  EXPECT_NEAR(absl::ToDoubleSeconds(w->back().arrival), 1999 / 50.0, 0.05 * 1999 / 50.0);
+  EXPECT_NEAR(absl::ToDoubleSeconds(w.back().arrival), 1999 / 50.0, 0.05 * 1999 / 50.0);
 }
 
 TEST(BuildWorkloadTest, TenantsShareByRate) {
@@ -182,18 +175,17 @@ TEST(BuildWorkloadTest, TenantsShareByRate) {
   o.num_requests = 2000;
   o.input_len = 4;
   std::vector<TenantSpec> tenants = {{"a", "ka", 10}, {"b", "kb", 30}};
-  auto w = BuildWorkload(o, kInf, 1.0, tenants);
-  ASSERT_TRUE(w.ok());
+  ASSERT_OK_AND_ASSIGN(auto w, BuildWorkload(o, kInf, 1.0, tenants));
   std::map<int, int> count;
-  for (size_t i = 0; i < w->size(); ++i) {
-    ++count[(*w)[i].tenant];
+  for (size_t i = 0; i < w.size(); ++i) {
+    ++count[w[i].tenant];
     if (i > 0) {
-      EXPECT_GE((*w)[i].arrival, (*w)[i - 1].arrival);
+      EXPECT_GE(w[i].arrival, w[i - 1].arrival);
     }
   }
   EXPECT_NEAR(count[1] / 2000.0, 0.75, 0.03);
   // The merged stream runs at the sum of the rates: 2000 / 40 per s = 50 s.
-  EXPECT_NEAR(absl::ToDoubleSeconds(w->back().arrival), 50, 2.5);
+  EXPECT_NEAR(absl::ToDoubleSeconds(w.back().arrival), 50, 2.5);
 }
 
 TEST(BuildWorkloadTest, InfiniteRateTenantsAlternate) {
@@ -201,9 +193,8 @@ TEST(BuildWorkloadTest, InfiniteRateTenantsAlternate) {
   o.num_requests = 6;
   o.input_len = 4;
   std::vector<TenantSpec> tenants = {{"a", "", kInf}, {"b", "", kInf}};
-  auto w = BuildWorkload(o, kInf, 1.0, tenants);
-  ASSERT_TRUE(w.ok());
-  for (int i = 0; i < 6; ++i) EXPECT_EQ((*w)[i].tenant, i % 2);
+  ASSERT_OK_AND_ASSIGN(auto w, BuildWorkload(o, kInf, 1.0, tenants));
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(w[i].tenant, i % 2);
 }
 
 TEST(BuildWorkloadTest, RejectsBadOptions) {

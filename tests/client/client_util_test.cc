@@ -71,12 +71,11 @@ TEST(ClientCreateTest, UnreachableServerGivesAnExplainedError) {
   ClientOptions o;
   o.target = "127.0.0.1:1";  // nothing listens on port 1
   o.timeout = absl::Seconds(5);
-  auto client = OpenElmClient::Create(o);
-  ASSERT_TRUE(client.ok());
-  EXPECT_THAT((*client)->Tokenize("hi", true),
+  ASSERT_OK_AND_ASSIGN(auto client, OpenElmClient::Create(o));
+  EXPECT_THAT(client->Tokenize("hi", true),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("127.0.0.1:1")));
-  EXPECT_THAT((*client)->CheckHealth(""), StatusIs(absl::StatusCode::kUnavailable));
-  EXPECT_THAT((*client)->ConnectReplicas(absl::Milliseconds(300)),
+  EXPECT_THAT(client->CheckHealth(""), StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(client->ConnectReplicas(absl::Milliseconds(300)),
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("cannot connect")));
 }
 
@@ -84,10 +83,9 @@ TEST(CliUtilTest, ParsesIdListsAndLogitBias) {
   EXPECT_THAT(*cli::ParseIdList("1, 15043 3186"), ElementsAre(1, 15043, 3186));
   EXPECT_TRUE(cli::ParseIdList("")->empty());
   EXPECT_THAT(cli::ParseIdList("1,x"), StatusIs(absl::StatusCode::kInvalidArgument));
-  auto bias = cli::ParseLogitBias("13:-100, 29889:2.5");
-  ASSERT_TRUE(bias.ok());
-  EXPECT_EQ(bias->at(13), -100.0f);
-  EXPECT_EQ(bias->at(29889), 2.5f);
+  ASSERT_OK_AND_ASSIGN(auto bias, cli::ParseLogitBias("13:-100, 29889:2.5"));
+  EXPECT_EQ(bias.at(13), -100.0f);
+  EXPECT_EQ(bias.at(29889), 2.5f);
   EXPECT_THAT(cli::ParseLogitBias("13"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
@@ -122,18 +120,19 @@ TEST(CliUtilTest, FillsOnlyTheFlagsThatWereSet) {
 }
 
 TEST(CliUtilTest, ParsesChatMessagesJson) {
-  auto m = cli::ParseMessagesJson(
-      R"([{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"},)"
-      R"({"role":"assistant","content":"Hello!"},{"role":"user","content":"Bye"}])");
-  ASSERT_TRUE(m.ok()) << m.status();
-  ASSERT_EQ(m->size(), 4u);
-  EXPECT_EQ((*m)[0].role(), v1::ROLE_SYSTEM);
-  EXPECT_EQ((*m)[2].role(), v1::ROLE_ASSISTANT);
-  EXPECT_EQ((*m)[3].content(), "Bye");
-  auto wrapped =
-      cli::ParseMessagesJson(R"({"messages":[{"role":"user","content":"x"}]})");
-  ASSERT_TRUE(wrapped.ok());
-  EXPECT_EQ(wrapped->size(), 1u);
+  ASSERT_OK_AND_ASSIGN(
+      auto m,
+      cli::ParseMessagesJson(
+          R"([{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"},)"
+          R"({"role":"assistant","content":"Hello!"},{"role":"user","content":"Bye"}])"));
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[0].role(), v1::ROLE_SYSTEM);
+  EXPECT_EQ(m[2].role(), v1::ROLE_ASSISTANT);
+  EXPECT_EQ(m[3].content(), "Bye");
+  ASSERT_OK_AND_ASSIGN(
+      auto wrapped,
+      cli::ParseMessagesJson(R"({"messages":[{"role":"user","content":"x"}]})"));
+  EXPECT_EQ(wrapped.size(), 1u);
   EXPECT_THAT(cli::ParseMessagesJson("[{\"role\":\"bot\",\"content\":\"x\"}]"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages[0]")));
   EXPECT_THAT(cli::ParseMessagesJson("[{\"role\":\"user\"}]"),

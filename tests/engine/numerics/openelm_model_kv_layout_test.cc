@@ -74,9 +74,8 @@ class TinyModelTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new std::string(std::filesystem::temp_directory_path() /
                            ("openelm_kv_layout_test_" + std::to_string(::getpid())));
-    auto config = MakeOpenElmConfig("tiny");
-    ASSERT_TRUE(config.ok());
-    ASSERT_OK(WriteRandomCheckpoint(*config, /*seed=*/7, DType::kBF16, 1, *dir_));
+    ASSERT_OK_AND_ASSIGN(auto config, MakeOpenElmConfig("tiny"));
+    ASSERT_OK(WriteRandomCheckpoint(config, /*seed=*/7, DType::kBF16, 1, *dir_));
   }
   static void TearDownTestSuite() {
     std::filesystem::remove_all(*dir_);

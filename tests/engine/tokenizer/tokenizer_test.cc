@@ -48,9 +48,8 @@ const std::vector<std::string>& RoundTripTexts() {
 class TokenizerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<Tokenizer>> loaded = Tokenizer::Load(kModelPath);
-    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
-    tokenizer_ = loaded->release();
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Tokenizer> loaded, Tokenizer::Load(kModelPath));
+    tokenizer_ = loaded.release();
   }
   static void TearDownTestSuite() {
     delete tokenizer_;

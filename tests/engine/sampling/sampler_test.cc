@@ -1,4 +1,4 @@
-// Sampler stages on hand-made logits, and the stop-string matcher.
+// Sampler stages on hand-made logits, and SamplingParams validation.
 
 #include "engine/sampling/sampler.h"
 
@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "engine/sampling/sampling_params.h"
-#include "engine/output/stop_string_matcher.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -273,38 +272,6 @@ TEST(SamplingParamsTest, OneRangeForEngineAndFrontEnds) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        ::testing::HasSubstr("exceeds the model's context length 2048")));
   EXPECT_OK(CheckFitsContext(1948, 100, 2048));
-}
-
-TEST(StopStringMatcherTest, HoldsBackPossibleStartsAndCutsTheMatch) {
-  const std::vector<std::string> stops = {"STOP", "xyz"};
-  StopStringMatcher m(&stops);
-  std::string out;
-  EXPECT_FALSE(m.Push("hello S", &out));
-  EXPECT_EQ(out, "hello ");
-  EXPECT_EQ(m.held(), "S");
-  EXPECT_FALSE(m.Push("T", &out));
-  EXPECT_EQ(out, "hello ");
-  EXPECT_FALSE(m.Push("x", &out));  // "STx" can no longer be STOP; "x" may be xyz
-  EXPECT_EQ(out, "hello ST");
-  EXPECT_TRUE(m.Push("yz and more", &out));
-  EXPECT_EQ(out, "hello ST");
-  EXPECT_EQ(m.matched(), "xyz");
-}
-
-TEST(StopStringMatcherTest, EarliestMatchWinsAndFlushReleasesHeldText) {
-  const std::vector<std::string> stops = {"bc", "abcd"};
-  StopStringMatcher m(&stops);
-  std::string out;
-  EXPECT_TRUE(m.Push("xabcd", &out));
-  EXPECT_EQ(out, "x");
-  EXPECT_EQ(m.matched(), "abcd");
-
-  StopStringMatcher n(&stops);
-  std::string out2;
-  EXPECT_FALSE(n.Push("zzab", &out2));
-  EXPECT_EQ(out2, "zz");
-  n.Flush(&out2);
-  EXPECT_EQ(out2, "zzab");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// Stop strings with the real Llama-2 tokenizer: matches across token
-// boundaries, the stop string is never emitted, held text is released.
+// The OutputProcessor's stop strings, through an LlmEngine over the FakeDecoder
+// with the real Llama-2 tokenizer: matches across token boundaries, the stop
+// string is never emitted, held text is released.
 
 #include <memory>
 #include <string>
@@ -9,7 +10,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/engine/scheduler/engine_harness.h"
+#include "tests/testing/engine_harness.h"
 #include "tests/testing/status_matchers.h"
 
 namespace openelm::testing {
@@ -18,9 +19,8 @@ namespace {
 class StopStringsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto tokenizer = Tokenizer::Load(OPENELM_TOKENIZER_MODEL_PATH);
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-    tokenizer_ = tokenizer->release();
+    ASSERT_OK_AND_ASSIGN(auto tokenizer, Tokenizer::Load(OPENELM_TOKENIZER_MODEL_PATH));
+    tokenizer_ = tokenizer.release();
   }
   static void TearDownTestSuite() {
     delete tokenizer_;

@@ -1,5 +1,5 @@
-#ifndef OPENELM_TESTS_ENGINE_SCHEDULER_ENGINE_HARNESS_H_
-#define OPENELM_TESTS_ENGINE_SCHEDULER_ENGINE_HARNESS_H_
+#ifndef OPENELM_TESTS_TESTING_ENGINE_HARNESS_H_
+#define OPENELM_TESTS_TESTING_ENGINE_HARNESS_H_
 
 #include <map>
 #include <memory>
@@ -127,4 +127,4 @@ inline std::vector<TokenId> Prompt(int n, TokenId salt = 0) {
 
 }  // namespace openelm::testing
 
-#endif  // OPENELM_TESTS_ENGINE_SCHEDULER_ENGINE_HARNESS_H_
+#endif  // OPENELM_TESTS_TESTING_ENGINE_HARNESS_H_

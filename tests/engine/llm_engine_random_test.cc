@@ -8,7 +8,7 @@
 #include "absl/time/clock.h"
 #include "engine/llm_engine.h"
 #include "gtest/gtest.h"
-#include "tests/engine/scheduler/engine_harness.h"
+#include "tests/testing/engine_harness.h"
 #include "tests/testing/status_matchers.h"
 
 namespace openelm::testing {

@@ -8,7 +8,7 @@
 #include "engine/llm_engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/engine/scheduler/engine_harness.h"
+#include "tests/testing/engine_harness.h"
 #include "tests/testing/status_matchers.h"
 
 namespace openelm::testing {
@@ -28,7 +28,7 @@ EngineOptions Options(int32_t num_blocks = 64, int32_t block_size = 4,
   return o;
 }
 
-TEST(SchedulerTest, GreedyOutputMatchesTheReference) {
+TEST(LlmEngineTest, GreedyOutputMatchesTheReference) {
   EngineHarness h(Options());
   const auto prompt = Prompt(10);
   ASSERT_OK(h.Submit(1, Spec(prompt, 20)));
@@ -45,7 +45,7 @@ TEST(SchedulerTest, GreedyOutputMatchesTheReference) {
   h.ExpectPoolFull();
 }
 
-TEST(SchedulerTest, RunningRequestsAreScheduledBeforeWaitingOnes) {
+TEST(LlmEngineTest, RunningRequestsAreScheduledBeforeWaitingOnes) {
   EngineHarness h(Options(64, 4, /*budget=*/9));
   ASSERT_OK(h.Submit(1, Spec(Prompt(4), 5)));
   h.Step();  // request 1: whole prompt, first token
@@ -66,7 +66,7 @@ TEST(SchedulerTest, RunningRequestsAreScheduledBeforeWaitingOnes) {
   h.ExpectPoolFull();
 }
 
-TEST(SchedulerTest, LongPromptsAreChunkedAndStillCorrect) {
+TEST(LlmEngineTest, LongPromptsAreChunkedAndStillCorrect) {
   EngineHarness h(Options(64, 4, /*budget=*/16));
   const auto prompt = Prompt(50);
   ASSERT_OK(h.Submit(1, Spec(prompt, 3)));
@@ -79,7 +79,7 @@ TEST(SchedulerTest, LongPromptsAreChunkedAndStillCorrect) {
   h.ExpectPoolFull();
 }
 
-TEST(SchedulerTest, TokenBudgetAndMaxNumSeqsHoldEveryStep) {
+TEST(LlmEngineTest, TokenBudgetAndMaxNumSeqsHoldEveryStep) {
   EngineHarness h(Options(256, 4, /*budget=*/20, /*max_seqs=*/3));
   for (RequestId id = 1; id <= 10; ++id) {
     ASSERT_OK(h.Submit(id, Spec(Prompt(5 + 3 * id, id), 4 + id % 3)));
@@ -113,7 +113,7 @@ TEST(SchedulerTest, TokenBudgetAndMaxNumSeqsHoldEveryStep) {
 
 // Runs the same requests in a big pool and in a tiny one; the tiny one
 // preempts, and every output must be identical.
-TEST(SchedulerTest, PreemptionAndResumeGiveIdenticalOutput) {
+TEST(LlmEngineTest, PreemptionAndResumeGiveIdenticalOutput) {
   auto run = [](int32_t num_blocks, int* preemptions) {
     EngineHarness h(Options(num_blocks, 4, /*budget=*/32, /*max_seqs=*/8));
     for (RequestId id = 1; id <= 6; ++id) {
@@ -158,7 +158,7 @@ bool StepHasRequest(const std::vector<FakeDecoder::RecordedRow>& step, RequestId
 // A light tenant's request arriving while a heavy tenant holds every seat
 // starts in the very next step: the heavy tenant's newest request yields its
 // seat (and is recomputed later with identical output).
-TEST(SchedulerTest, FairnessPreemptionSeatsALightTenantAtOnce) {
+TEST(LlmEngineTest, FairnessPreemptionSeatsALightTenantAtOnce) {
   EngineHarness h(Options(256, 4, /*budget=*/64, /*max_seqs=*/2));
   for (RequestId id = 1; id <= 4; ++id) {
     ASSERT_OK(h.Submit(id, TenantSpec("heavy", Prompt(6, id), 30)));
@@ -187,7 +187,7 @@ TEST(SchedulerTest, FairnessPreemptionSeatsALightTenantAtOnce) {
 // Seats are only taken up to the weighted share: requests of the tenant that
 // already holds every seat never preempt each other, and a tenant at its
 // share waits instead of preempting one that is also at its share.
-TEST(SchedulerTest, FairnessPreemptionStopsAtTheShare) {
+TEST(LlmEngineTest, FairnessPreemptionStopsAtTheShare) {
   EngineHarness h(Options(256, 4, /*budget=*/64, /*max_seqs=*/2));
   ASSERT_OK(h.Submit(1, TenantSpec("a", Prompt(6, 1), 40)));
   ASSERT_OK(h.Submit(2, TenantSpec("a", Prompt(6, 2), 40)));
@@ -215,7 +215,7 @@ TEST(SchedulerTest, FairnessPreemptionStopsAtTheShare) {
 }
 
 // The same holds when KV blocks, not seats, are what the light request lacks.
-TEST(SchedulerTest, FairnessPreemptionAlsoFreesKvBlocks) {
+TEST(LlmEngineTest, FairnessPreemptionAlsoFreesKvBlocks) {
   // 12 blocks of 4 tokens: two heavy requests of 6 + 18 tokens fill them.
   EngineHarness h(Options(12, 4, /*budget=*/64, /*max_seqs=*/8));
   ASSERT_OK(h.Submit(1, TenantSpec("heavy", Prompt(6, 1), 18)));
@@ -236,7 +236,7 @@ TEST(SchedulerTest, FairnessPreemptionAlsoFreesKvBlocks) {
   h.ExpectPoolFull();
 }
 
-TEST(SchedulerTest, CancellationFinishesAndFreesBlocksWithinOneStep) {
+TEST(LlmEngineTest, CancellationFinishesAndFreesBlocksWithinOneStep) {
   EngineHarness h(Options());
   ASSERT_OK(h.Submit(1, Spec(Prompt(20), 100)));
   ASSERT_OK(h.Submit(2, Spec(Prompt(8, 2), 100)));
@@ -257,7 +257,7 @@ TEST(SchedulerTest, CancellationFinishesAndFreesBlocksWithinOneStep) {
   h.ExpectPoolFull();
 }
 
-TEST(SchedulerTest, QueuedRequestPastItsDeadlineNeverRuns) {
+TEST(LlmEngineTest, QueuedRequestPastItsDeadlineNeverRuns) {
   EngineHarness h(Options());
   GenerateSpec spec = Spec(Prompt(8), 10);
   spec.deadline = absl::Now() - absl::Seconds(1);
@@ -273,7 +273,7 @@ TEST(SchedulerTest, QueuedRequestPastItsDeadlineNeverRuns) {
   h.ExpectPoolFull();
 }
 
-TEST(SchedulerTest, RunningRequestPastItsDeadlineKeepsPartialOutput) {
+TEST(LlmEngineTest, RunningRequestPastItsDeadlineKeepsPartialOutput) {
   EngineHarness h(Options(512));
   GenerateSpec spec = Spec(Prompt(8), 1000);
   spec.deadline = absl::Now() + absl::Milliseconds(200);
@@ -291,7 +291,7 @@ TEST(SchedulerTest, RunningRequestPastItsDeadlineKeepsPartialOutput) {
   h.ExpectPoolFull();
 }
 
-TEST(SchedulerTest, PrefixCacheHitGivesTheSameOutput) {
+TEST(LlmEngineTest, PrefixCacheHitGivesTheSameOutput) {
   EngineHarness h(Options());
   const auto prompt = Prompt(18);
   ASSERT_OK(h.Submit(1, Spec(prompt, 5)));
@@ -313,7 +313,7 @@ TEST(SchedulerTest, PrefixCacheHitGivesTheSameOutput) {
   h.ExpectPoolFull();
 }
 
-TEST(SchedulerTest, NGreaterThanOneSharesThePromptAndCopiesOnWrite) {
+TEST(LlmEngineTest, NGreaterThanOneSharesThePromptAndCopiesOnWrite) {
   EngineHarness h(Options());
   const auto prompt = Prompt(10);  // partial last block: CoW needed
   GenerateSpec spec = Spec(prompt, 8);
@@ -338,7 +338,7 @@ TEST(SchedulerTest, NGreaterThanOneSharesThePromptAndCopiesOnWrite) {
   h.ExpectPoolFull();
 }
 
-TEST(SchedulerTest, SeededCompletionsAreDeterministicAndIndependentOfTheBatch) {
+TEST(LlmEngineTest, SeededCompletionsAreDeterministicAndIndependentOfTheBatch) {
   auto run = [](bool busy) {
     EngineHarness h(Options(256, 4, 64, 16));
     if (busy) {
@@ -361,7 +361,7 @@ TEST(SchedulerTest, SeededCompletionsAreDeterministicAndIndependentOfTheBatch) {
   EXPECT_NE(alone.first, alone.second);  // streams seed + 0 and seed + 1
 }
 
-TEST(SchedulerTest, StopTokenEosIgnoreEosAndMinTokens) {
+TEST(LlmEngineTest, StopTokenEosIgnoreEosAndMinTokens) {
   FakeDecoderOptions fake;
   fake.eos_period = 4;  // EOS is the favourite now and then
   EngineHarness h(Options(256), fake);
@@ -412,7 +412,7 @@ TEST(SchedulerTest, StopTokenEosIgnoreEosAndMinTokens) {
   EXPECT_NE(out[1], ref[1]);
 }
 
-TEST(SchedulerTest, LogprobsAndPromptLogprobsAreOfTheRawModel) {
+TEST(LlmEngineTest, LogprobsAndPromptLogprobsAreOfTheRawModel) {
   EngineHarness h(Options(64, 4, /*budget=*/8));
   const auto prompt = Prompt(11);
   GenerateSpec spec = Spec(prompt, 3);
@@ -454,7 +454,7 @@ TEST(SchedulerTest, LogprobsAndPromptLogprobsAreOfTheRawModel) {
   h.ExpectNoViolations();
 }
 
-TEST(SchedulerTest, FailedForwardFailsOnlyThatBatch) {
+TEST(LlmEngineTest, FailedForwardFailsOnlyThatBatch) {
   EngineHarness h(Options());
   ASSERT_OK(h.Submit(1, Spec(Prompt(8), 5)));
   h.fake().FailNextForward(absl::InternalError("kernel exploded"));
@@ -468,7 +468,7 @@ TEST(SchedulerTest, FailedForwardFailsOnlyThatBatch) {
   h.ExpectPoolFull();
 }
 
-TEST(SchedulerTest, SubmitRejectsBadRequests) {
+TEST(LlmEngineTest, SubmitRejectsBadRequests) {
   EngineOptions o = Options(/*num_blocks=*/16, 4);
   o.max_queued_requests = 2;
   FakeDecoderOptions fake;
@@ -502,7 +502,7 @@ TEST(SchedulerTest, SubmitRejectsBadRequests) {
   EXPECT_EQ(code(4, Spec(Prompt(4), 5)), absl::StatusCode::kUnavailable);
 }
 
-TEST(SchedulerTest, CreateSizesThePoolFromTheMemoryBudget) {
+TEST(LlmEngineTest, CreateSizesThePoolFromTheMemoryBudget) {
   EngineOptions o = Options(0, 16);
   o.kv_memory_bytes = 64 * 16 * 10 + 5;  // fake: 64 bytes per token
   EngineHarness h(o);
@@ -517,7 +517,7 @@ TEST(SchedulerTest, CreateSizesThePoolFromTheMemoryBudget) {
   EXPECT_THAT(engine, StatusIs(absl::StatusCode::kFailedPrecondition));
 }
 
-TEST(SchedulerTest, ThreadedEngineServesConcurrentRequests) {
+TEST(LlmEngineTest, ThreadedEngineServesConcurrentRequests) {
   EngineHarness h(Options(1024, 4, 32, 8), {}, nullptr, /*start_thread=*/true);
   for (RequestId id = 1; id <= 12; ++id) {
     ASSERT_OK(h.Submit(id, Spec(Prompt(4 + id, id), 6 + id)));
@@ -543,7 +543,7 @@ TEST(SchedulerTest, ThreadedEngineServesConcurrentRequests) {
 // slot, a tenant that queued after another tenant's burst runs before the
 // rest of that burst (equal counters: the last tenant to join goes first),
 // not after all of it (FCFS would).
-TEST(SchedulerTest, TenantsShareSlotsFairlyAndWeightsApply) {
+TEST(LlmEngineTest, TenantsShareSlotsFairlyAndWeightsApply) {
   auto first_rows = [](EngineHarness& h) {
     std::vector<RequestId> order;
     for (const auto& step : h.fake().steps()) {

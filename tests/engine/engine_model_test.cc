@@ -26,9 +26,8 @@ class EngineModelTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new std::string(std::filesystem::temp_directory_path() /
                            ("openelm_engine_model_test_" + std::to_string(getpid())));
-    auto config = MakeOpenElmConfig("tiny");
-    ASSERT_TRUE(config.ok()) << config.status();
-    ASSERT_OK(WriteRandomCheckpoint(*config, /*seed=*/11, DType::kF32, 1, *dir_));
+    ASSERT_OK_AND_ASSIGN(auto config, MakeOpenElmConfig("tiny"));
+    ASSERT_OK(WriteRandomCheckpoint(config, /*seed=*/11, DType::kF32, 1, *dir_));
   }
   static void TearDownTestSuite() {
     std::filesystem::remove_all(*dir_);
