@@ -183,9 +183,11 @@ std::string KernelsName(absl::string_view matmul) {
 
 std::string DescribeExecution(const v1::ModelInfo& model) {
   std::vector<std::string> parts;
-  if (!model.weight_dtype().empty()) parts.push_back(absl::StrCat("weights ", model.weight_dtype()));
+  if (!model.weight_dtype().empty())
+    parts.push_back(absl::StrCat("weights ", model.weight_dtype()));
   std::string matmul;
-  for (absl::string_view item : absl::StrSplit(model.execution_plan(), ' ', absl::SkipEmpty())) {
+  for (absl::string_view item :
+       absl::StrSplit(model.execution_plan(), ' ', absl::SkipEmpty())) {
     if (absl::ConsumePrefix(&item, "matmul=")) matmul = KernelsName(item);
   }
   if (!model.activation_dtype().empty()) {

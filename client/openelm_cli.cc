@@ -206,7 +206,7 @@ class StreamPrinter {
 
   const bool json_;
   bool multi_ = false;
-  std::string tail_;  // the last non-empty text written to stdout
+  std::string tail_;                      // the last non-empty text written to stdout
   std::map<int32_t, std::string> texts_;  // choices other than a lone choice 0
 };
 

@@ -28,7 +28,6 @@
 
 namespace openelm {
 
-
 namespace {
 
 // A message from another thread to the engine thread.
@@ -136,9 +135,9 @@ class LlmEngineImpl final : public LlmEngine {
   // ---- Engine-thread state (no lock; see the class comment) ----
   FairRequestQueue* fair_queue_ = nullptr;  // owned by scheduler_
   KvCacheManager kv_;
-  Scheduler scheduler_;        // token bookkeeping
-  StepSampler step_sampler_;   // the step's logits -> tokens
-  OutputProcessor output_;     // tokens -> text, stop strings
+  Scheduler scheduler_;       // token bookkeeping
+  StepSampler step_sampler_;  // the step's logits -> tokens
+  OutputProcessor output_;    // tokens -> text, stop strings
   std::mt19937_64 seed_rng_;  // seeds of unseeded requests
   std::vector<InboxMessage> drained_;
   std::vector<RequestId> finished_ids_;

@@ -23,19 +23,19 @@ namespace openelm {
 
 // Per-step statistics for metrics.
 struct StepStats {
-  absl::Duration duration;          // whole step (schedule + forward + sample)
+  absl::Duration duration;  // whole step (schedule + forward + sample)
   absl::Duration forward_duration;
   absl::Duration sample_duration;
-  int32_t num_rows = 0;             // sequences in the batch
+  int32_t num_rows = 0;  // sequences in the batch
   int32_t num_prefill_tokens = 0;
   int32_t num_decode_tokens = 0;
   int32_t num_waiting = 0;
   int32_t num_running = 0;
   int32_t num_free_blocks = 0;
   int32_t num_blocks = 0;
-  int32_t num_preemptions = 0;      // in this step
-  int32_t prefix_cache_queries = 0; // tokens looked up in this step
-  int32_t prefix_cache_hits = 0;    // tokens found
+  int32_t num_preemptions = 0;       // in this step
+  int32_t prefix_cache_queries = 0;  // tokens looked up in this step
+  int32_t prefix_cache_hits = 0;     // tokens found
 };
 
 // Implemented by the server's metrics. Called on the engine thread; must not block.
@@ -48,13 +48,13 @@ class EngineObserver {
 
 struct EngineOptions {
   int32_t block_size_tokens = 16;
-  int64_t kv_memory_bytes = 0;      // KV budget; or num_blocks > 0 overrides
+  int64_t kv_memory_bytes = 0;  // KV budget; or num_blocks > 0 overrides
   int32_t num_blocks = 0;
   int32_t max_num_seqs = 64;
   int32_t max_num_batched_tokens = 512;
   int32_t max_queued_requests = 1024;  // inbox + waiting; beyond -> kResourceExhausted
   bool enable_prefix_caching = true;
-  bool start_thread = true;         // false: tests drive StepForTesting()
+  bool start_thread = true;  // false: tests drive StepForTesting()
 };
 
 // A snapshot of load, readable from any thread (atomics updated each step).

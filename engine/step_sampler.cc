@@ -28,8 +28,8 @@ void StepSampler::Run(int32_t thread, const Task& task) {
   const Request& r = *task.request;
   const SamplingParams& params = r.spec.params;
   absl::Span<const TokenId> history(task.history->tokens.data(), task.num_history);
-  const TokenId token = sampler.Sample(task.logits, params, history,
-                                       r.num_prompt_tokens(), task.rng);
+  const TokenId token =
+      sampler.Sample(task.logits, params, history, r.num_prompt_tokens(), task.rng);
   samples_.tokens[task.token_index] = token;
   if (params.logprobs >= 0) {
     std::vector<LogprobEntry>& scratch = scratch_[thread];
@@ -44,7 +44,8 @@ void StepSampler::Run(int32_t thread, const Task& task) {
   }
 }
 
-const StepSamples& StepSampler::Sample(const ScheduledStep& step, const LogitsView& logits) {
+const StepSamples& StepSampler::Sample(const ScheduledStep& step,
+                                       const LogitsView& logits) {
   samples_.Clear();
   tasks_.clear();
   prompt_tasks_.clear();
@@ -77,7 +78,8 @@ const StepSamples& StepSampler::Sample(const ScheduledStep& step, const LogitsVi
     if (live && step.rows[i].is_root && br.logits == BatchRow::Logits::kAll) {
       // Logits at position q score prompt token q + 1; positions scored
       // before (a chunk recomputed after a preemption) are skipped.
-      const int32_t scored = std::max<int32_t>(static_cast<int32_t>(r->prompt_logprobs.size()), 1);
+      const int32_t scored =
+          std::max<int32_t>(static_cast<int32_t>(r->prompt_logprobs.size()), 1);
       for (int32_t j = 0; j < br.num_tokens; ++j) {
         const int32_t next = br.start_position + j + 1;
         if (next < scored || next >= r->num_prompt_tokens()) continue;
@@ -89,14 +91,16 @@ const StepSamples& StepSampler::Sample(const ScheduledStep& step, const LogitsVi
         samples_.prompt_entry_begin.push_back(prompt_entries);
       }
     }
-    samples_.prompt_begin.push_back(static_cast<int32_t>(samples_.prompt_position.size()));
+    samples_.prompt_begin.push_back(
+        static_cast<int32_t>(samples_.prompt_position.size()));
 
     auto add_task = [&](Sequence* seq, const Sequence* history, int32_t num_history) {
       OPENELM_CHECK(last != nullptr);
       const int32_t t = static_cast<int32_t>(samples_.tokens.size());
       tasks_.push_back({last, r, history, num_history, &seq->rng, t});
       samples_.tokens.push_back(0);
-      if (r->spec.params.logprobs >= 0) token_entries += answer_size(r->spec.params.logprobs);
+      if (r->spec.params.logprobs >= 0)
+        token_entries += answer_size(r->spec.params.logprobs);
       samples_.entry_begin.push_back(token_entries);
     };
     if (live && step.rows[i].is_root) {
@@ -117,8 +121,9 @@ const StepSamples& StepSampler::Sample(const ScheduledStep& step, const LogitsVi
   // Draw.
   const int64_t num_tasks = static_cast<int64_t>(tasks_.size());
   const int num_threads = static_cast<int>(samplers_.size());
-#pragma omp parallel for num_threads(num_threads) schedule(dynamic, 1) \
-    if (static_cast<size_t>(num_tasks) >= kMinParallelTasks && num_threads > 1)
+#pragma omp parallel for num_threads(num_threads)                                    \
+    schedule(dynamic, 1) if (static_cast <size_t>(num_tasks) >= kMinParallelTasks && \
+                             num_threads > 1)
   for (int64_t k = 0; k < num_tasks; ++k) {
     Run(omp_get_thread_num(), tasks_[k]);
   }

@@ -40,7 +40,7 @@ class StepSampler {
     const Sequence* history = nullptr;  // penalties read its tokens
     int32_t num_history = 0;            // tokens of `history` that count
     SamplerRng* rng = nullptr;
-    int32_t token_index = 0;            // slot in StepSamples::tokens
+    int32_t token_index = 0;  // slot in StepSamples::tokens
   };
   // One prompt position to score.
   struct PromptTask {

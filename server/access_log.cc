@@ -26,7 +26,8 @@ void AccessLog::Write(absl::string_view line) {
   bool drop = false;
   {
     absl::MutexLock lock(&mu_);
-    if (pending_.size() + in_flight_bytes_ + line.size() + 1 > options_.max_buffered_bytes) {
+    if (pending_.size() + in_flight_bytes_ + line.size() + 1 >
+        options_.max_buffered_bytes) {
       ++dropped_;
       drop = true;
     } else {
@@ -41,9 +42,8 @@ void AccessLog::Write(absl::string_view line) {
 bool AccessLog::Flush(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   const int64_t target = queued_;
-  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return written_ >= target;
-  };
+  auto done = [this, target]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return written_ >= target; };
   return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
 }
 
@@ -105,8 +105,8 @@ void AccessRecord::Start(const char* rpc_method, RequestId request_id,
 
 void AccessRecord::RecordFinish(const FinishInfo& info) {
   ran = true;
-  reason = info.completions.empty() ? FinishReason::kError
-                                    : info.completions.front().reason;
+  reason =
+      info.completions.empty() ? FinishReason::kError : info.completions.front().reason;
   prompt_tokens = info.num_prompt_tokens;
   cached_tokens = info.num_cached_tokens;
   output_tokens = info.num_output_tokens;
@@ -118,24 +118,42 @@ namespace {
 
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    default: return "UNKNOWN";
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    default:
+      return "UNKNOWN";
   }
 }
 
@@ -148,14 +166,15 @@ std::string Millis(absl::Time from, absl::Time to) {
 }  // namespace
 
 std::string FormatAccessLine(const AccessRecord& r, absl::Time end) {
-  std::string line = absl::StrCat("access method=", r.method, " id=", r.id,
-                                  " tenant=", r.tenant.empty() ? "-" : r.tenant,
-                                  " peer=", r.peer.empty() ? "-" : r.peer,
-                                  " code=", CodeName(r.code));
+  std::string line =
+      absl::StrCat("access method=", r.method, " id=", r.id,
+                   " tenant=", r.tenant.empty() ? "-" : r.tenant,
+                   " peer=", r.peer.empty() ? "-" : r.peer, " code=", CodeName(r.code));
   if (r.ran) {
     const RequestTimings& t = r.timings;
     absl::StrAppend(&line, " finish=", FinishReasonName(r.reason),
-                    " prompt_tokens=", r.prompt_tokens, " cached_tokens=", r.cached_tokens,
+                    " prompt_tokens=", r.prompt_tokens,
+                    " cached_tokens=", r.cached_tokens,
                     " output_tokens=", r.output_tokens, " preemptions=", r.preemptions,
                     " queue_ms=", Millis(t.arrival, t.first_scheduled),
                     " ttft_ms=", Millis(r.start, t.first_token));
@@ -168,7 +187,7 @@ void WriteAccessLine(AccessLog* log, const AccessRecord& record) {
   if (log == nullptr) return;
   // Formatted here, written by the access log's own thread.
   log->Write(absl::StrCat(LogLinePrefix(LogSeverity::kInfo, __FILE__, __LINE__),
-                                     FormatAccessLine(record, absl::Now())));
+                          FormatAccessLine(record, absl::Now())));
 }
 
 }  // namespace openelm::server

@@ -1,6 +1,8 @@
 #ifndef OPENELM_SERVER_ACCESS_LOG_H_
 #define OPENELM_SERVER_ACCESS_LOG_H_
 
+#include <grpcpp/support/status_code_enum.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -11,7 +13,6 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include <grpcpp/support/status_code_enum.h>
 #include "engine/base/types.h"
 #include "engine/request/request_types.h"
 

@@ -1,6 +1,5 @@
 #include "server/default_paths.h"
 
-
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -45,7 +44,8 @@ std::vector<std::string> DefaultTokenizerCandidates(absl::string_view exe_dir,
     candidates.push_back(
         JoinNormal(exe_dir, "../../../shared/tokenizer/llama2-tokenizer.model"));
   }
-  candidates.push_back(JoinNormal(working_dir, "../shared/tokenizer/llama2-tokenizer.model"));
+  candidates.push_back(
+      JoinNormal(working_dir, "../shared/tokenizer/llama2-tokenizer.model"));
   return candidates;
 }
 
@@ -60,16 +60,16 @@ absl::StatusOr<std::string> FindDefaultTokenizer(absl::string_view env_value,
         " is not a file; fix or unset ", kTokenizerEnvVar,
         " (unset, the default locations are searched), or pass --tokenizer=FILE"));
   }
-  const std::vector<std::string> candidates = DefaultTokenizerCandidates(exe_dir, working_dir);
+  const std::vector<std::string> candidates =
+      DefaultTokenizerCandidates(exe_dir, working_dir);
   for (const std::string& path : candidates) {
     if (IsFile(path)) return path;
   }
   return absl::NotFoundError(absl::StrCat(
       "no tokenizer: --tokenizer is not given, ", kTokenizerEnvVar,
       " is not set, and none of the default locations holds one; looked in, in order: ",
-      absl::StrJoin(candidates, ", "),
-      ". Pass --tokenizer=FILE or set ", kTokenizerEnvVar,
-      "=FILE (Llama-2's tokenizer.model)"));
+      absl::StrJoin(candidates, ", "), ". Pass --tokenizer=FILE or set ",
+      kTokenizerEnvVar, "=FILE (Llama-2's tokenizer.model)"));
 }
 
 absl::StatusOr<std::string> FindDefaultTokenizer() {

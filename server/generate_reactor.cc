@@ -1,9 +1,9 @@
 #include "server/generate_reactor.h"
 
+#include <grpc/grpc.h>
+
 #include <algorithm>
 #include <utility>
-
-#include <grpc/grpc.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -48,14 +48,15 @@ absl::Time EngineDeadline(absl::Time grpc_deadline, absl::Time now) {
 
 // ---- GenerateCall ----
 
-GenerateCall::GenerateCall(const ReactorEnv& call_env, RequestId call_id, const char* method,
-                           std::string peer)
+GenerateCall::GenerateCall(const ReactorEnv& call_env, RequestId call_id,
+                           const char* method, std::string peer)
     : env(call_env), id(call_id) {
   access.Start(method, call_id, std::move(peer));
   env.tracker->Begin();
 }
 
-absl::Status GenerateCall::Submit(GenerateSpec spec, QuotaTicket admission, TokenSink* sink) {
+absl::Status GenerateCall::Submit(GenerateSpec spec, QuotaTicket admission,
+                                  TokenSink* sink) {
   if (spec.params.prompt_logprobs >= 0) prompt = spec.prompt;
   ticket = std::move(admission);
   // Set before Submit: Cancel() may race with it and must reach the engine.
@@ -126,39 +127,40 @@ void GenerateStreamReactor::FinishOnce(const grpc::Status& status) {
 void GenerateStreamReactor::ArmStallReset() {
   GenerateStreamReactor* self = this;
   std::shared_ptr<StallReset> stall = stall_;
-  stall_alarm_.Set(absl::ToChronoTime(absl::Now() + kStalledWriteGrace),
-                   [self, stall](bool fired) {
-    if (!fired) return;  // cancelled: the reactor is gone
-    grpc::CallbackServerContext* context = nullptr;
-    {
-      absl::MutexLock lock(&stall->mu);
-      if (stall->context == nullptr) return;  // finished meanwhile
-      context = stall->context;
-      stall->resetting = std::this_thread::get_id();
-    }
-    // Cancelling sends the status in trailers (HEADERS are not flow
-    // controlled), so even this client learns why; the stuck write then
-    // fails and OnWriteDone(false) finishes the reactor.
-    OPENELM_LOG(WARNING) << "request " << self->call_.id << ": the client accepted no data for "
-                         << absl::FormatDuration(kStalledWriteGrace)
-                         << " after the backlog cut; resetting the stream";
-    const std::string message = absl::StrCat(
-        "stream backlog exceeded ", self->call_.env.max_stream_backlog_bytes,
-        " bytes and the client read nothing for ",
-        absl::FormatDuration(kStalledWriteGrace));
-    grpc_call_cancel_with_status(context->c_call(), GRPC_STATUS_RESOURCE_EXHAUSTED,
-                                 message.c_str(), nullptr);
-    std::optional<grpc::Status> deferred;
-    {
-      absl::MutexLock lock(&stall->mu);
-      stall->resetting = std::thread::id();
-      deferred = std::move(stall->deferred);
-      stall->deferred.reset();
-      if (deferred.has_value()) stall->context = nullptr;
-    }
-    // Finish() was held back for us, so `self` is still alive.
-    if (deferred.has_value()) self->Finish(*deferred);
-  });
+  stall_alarm_.Set(
+      absl::ToChronoTime(absl::Now() + kStalledWriteGrace), [self, stall](bool fired) {
+        if (!fired) return;  // cancelled: the reactor is gone
+        grpc::CallbackServerContext* context = nullptr;
+        {
+          absl::MutexLock lock(&stall->mu);
+          if (stall->context == nullptr) return;  // finished meanwhile
+          context = stall->context;
+          stall->resetting = std::this_thread::get_id();
+        }
+        // Cancelling sends the status in trailers (HEADERS are not flow
+        // controlled), so even this client learns why; the stuck write then
+        // fails and OnWriteDone(false) finishes the reactor.
+        OPENELM_LOG(WARNING) << "request " << self->call_.id
+                             << ": the client accepted no data for "
+                             << absl::FormatDuration(kStalledWriteGrace)
+                             << " after the backlog cut; resetting the stream";
+        const std::string message = absl::StrCat(
+            "stream backlog exceeded ", self->call_.env.max_stream_backlog_bytes,
+            " bytes and the client read nothing for ",
+            absl::FormatDuration(kStalledWriteGrace));
+        grpc_call_cancel_with_status(context->c_call(), GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                     message.c_str(), nullptr);
+        std::optional<grpc::Status> deferred;
+        {
+          absl::MutexLock lock(&stall->mu);
+          stall->resetting = std::thread::id();
+          deferred = std::move(stall->deferred);
+          stall->deferred.reset();
+          if (deferred.has_value()) stall->context = nullptr;
+        }
+        // Finish() was held back for us, so `self` is still alive.
+        if (deferred.has_value()) self->Finish(*deferred);
+      });
 }
 
 absl::Status GenerateStreamReactor::Submit(GenerateSpec spec, QuotaTicket ticket) {
@@ -183,12 +185,11 @@ void GenerateStreamReactor::OnOutput(const OutputDelta& delta) {
   }
   call_.ticket.MarkStarted();
   const absl::Time now = absl::Now();
-  if (static_cast<size_t>(delta.index) < last_output_.size() &&
-      !delta.tokens.empty()) {
+  if (static_cast<size_t>(delta.index) < last_output_.size() && !delta.tokens.empty()) {
     absl::Time& last = last_output_[delta.index];
     if (last != absl::InfinitePast() && call_.env.metrics != nullptr) {
-      call_.env.metrics->ObserveInterTokenLatency(
-          now - last, static_cast<int>(delta.tokens.size()));
+      call_.env.metrics->ObserveInterTokenLatency(now - last,
+                                                  static_cast<int>(delta.tokens.size()));
     }
     last = now;
   }

@@ -1,6 +1,9 @@
 #ifndef OPENELM_SERVER_GENERATE_REACTOR_H_
 #define OPENELM_SERVER_GENERATE_REACTOR_H_
 
+#include <grpcpp/alarm.h>
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -15,8 +18,6 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include <grpcpp/alarm.h>
-#include <grpcpp/grpcpp.h>
 #include "engine/llm_engine.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "openelm/v1/inference.pb.h"
@@ -199,8 +200,8 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBu
   grpc::ByteBuffer write_buffer_;
   int64_t tail_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;       // client gone or too slow
-  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;   // backlog bound hit
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;      // client gone or too slow
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;  // backlog bound hit
   bool cancel_sent_ ABSL_GUARDED_BY(mu_) = false;
   bool engine_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
@@ -213,8 +214,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBu
 // Lifetime and thread-safety as GenerateStreamReactor: the response is
 // touched only by the engine thread (or the admitting thread before Submit), and
 // OnCancel only forwards to LlmEngine::Cancel.
-class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
-                                   public TokenSink {
+class GenerateUnaryReactor final : public grpc::ServerUnaryReactor, public TokenSink {
  public:
   // `raw_response` is owned by gRPC and valid until OnDone(); the response
   // is collected in a message of our own and serialized into it at the end.

@@ -19,8 +19,7 @@ namespace {
 
 // gRPC's "no deadline" is a time_point far in the future; treat anything over
 // a year away as none.
-absl::Time RequestDeadline(const grpc::CallbackServerContext& context,
-                           absl::Time now) {
+absl::Time RequestDeadline(const grpc::CallbackServerContext& context, absl::Time now) {
   const absl::Time deadline = absl::FromChrono(context.deadline());
   if (deadline > now + absl::Hours(24 * 365)) return absl::InfiniteFuture();
   return deadline;
@@ -38,8 +37,8 @@ absl::StatusOr<GenerateSpec> Parse(const v1::ChatRequest& request,
   return ParseChatRequest(request, tokenizer, limits);
 }
 
-std::optional<absl::string_view> MetadataValue(
-    const grpc::CallbackServerContext& context, absl::string_view key) {
+std::optional<absl::string_view> MetadataValue(const grpc::CallbackServerContext& context,
+                                               absl::string_view key) {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(grpc::string_ref(key.data(), key.size()));
   if (it == metadata.end()) return std::nullopt;
@@ -64,9 +63,9 @@ InferenceService::~InferenceService() = default;
 template <typename Reactor>
 void InferenceService::Offload(Reactor* reactor, std::function<void()> work) {
   if (!work_->Schedule(std::move(work))) {
-    reactor->Finish(Reject(absl::ResourceExhaustedError(absl::StrCat(
-        "server is busy: ", work_->max_queued(),
-        " requests already wait to be tokenized; retry later"))));
+    reactor->Finish(Reject(absl::ResourceExhaustedError(
+        absl::StrCat("server is busy: ", work_->max_queued(),
+                     " requests already wait to be tokenized; retry later"))));
   }
 }
 
@@ -165,8 +164,7 @@ bool InferenceService::draining() const {
   return draining_;
 }
 
-absl::StatusOr<const InferenceService::ReadyState*> InferenceService::GetReady()
-    const {
+absl::StatusOr<const InferenceService::ReadyState*> InferenceService::GetReady() const {
   absl::MutexLock lock(&mu_);
   if (draining_) {
     return absl::UnavailableError("server is draining; retry on another replica");
@@ -218,9 +216,10 @@ absl::StatusOr<GenerateSpec> InferenceService::MakeSpec(
 }
 
 template <typename Request, typename Reactor>
-Reactor* InferenceService::AdmitAndSubmit(
-    Reactor* reactor, const absl::StatusOr<const ReadyState*>& ready,
-    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
+Reactor* InferenceService::AdmitAndSubmit(Reactor* reactor,
+                                          const absl::StatusOr<const ReadyState*>& ready,
+                                          grpc::CallbackServerContext* context,
+                                          const grpc::ByteBuffer* raw) {
   if (!ready.ok()) {
     reactor->FinishNow(Reject(ready.status()));
     return reactor;
@@ -229,9 +228,9 @@ Reactor* InferenceService::AdmitAndSubmit(
   if (!work_->Schedule([this, reactor, state, context, raw] {
         AdmitAndSubmitNow<Request>(reactor, *state, context, *raw);
       })) {
-    reactor->FinishNow(Reject(absl::ResourceExhaustedError(absl::StrCat(
-        "server is busy: ", work_->max_queued(),
-        " requests already wait to be tokenized; retry later"))));
+    reactor->FinishNow(Reject(absl::ResourceExhaustedError(
+        absl::StrCat("server is busy: ", work_->max_queued(),
+                     " requests already wait to be tokenized; retry later"))));
   }
   return reactor;
 }
@@ -241,7 +240,8 @@ void InferenceService::AdmitAndSubmitNow(Reactor* reactor, const ReadyState& rea
                                          grpc::CallbackServerContext* context,
                                          const grpc::ByteBuffer& raw) {
   if (context->IsCancelled()) {
-    reactor->FinishNow(ToGrpcStatus(absl::CancelledError("cancelled before it was admitted")));
+    reactor->FinishNow(
+        ToGrpcStatus(absl::CancelledError("cancelled before it was admitted")));
     return;
   }
   absl::StatusOr<TenantHandle> authenticated = Authenticate(*context);
@@ -252,7 +252,8 @@ void InferenceService::AdmitAndSubmitNow(Reactor* reactor, const ReadyState& rea
   const std::string tenant = *authenticated != nullptr ? (*authenticated)->id : "";
   reactor->NoteTenant(tenant);
   Request request;
-  if (absl::Status parsed = ParseRequest(raw, max_request_bytes_, &request); !parsed.ok()) {
+  if (absl::Status parsed = ParseRequest(raw, max_request_bytes_, &request);
+      !parsed.ok()) {
     reactor->FinishNow(Reject(parsed, tenant));
     return;
   }
@@ -350,9 +351,9 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
     const std::string& text = request.text();
     if (static_cast<int64_t>(text.size()) > max_prompt_bytes_) {
       reactor->Finish(Reject(absl::InvalidArgumentError(absl::StrCat(
-                                   "text has ", text.size(), " bytes; at most ",
-                                   max_prompt_bytes_, " are allowed")),
-                               tenant));
+                                 "text has ", text.size(), " bytes; at most ",
+                                 max_prompt_bytes_, " are allowed")),
+                             tenant));
       return;
     }
     const bool add_bos = request.has_add_bos() ? request.add_bos() : true;
@@ -383,10 +384,10 @@ grpc::ServerUnaryReactor* InferenceService::Detokenize(
   for (int i = 0; i < request->token_ids_size(); ++i) {
     const int32_t id = request->token_ids(i);
     if (id < 0 || id >= vocab) {
-      reactor->Finish(Reject(absl::InvalidArgumentError(absl::StrCat(
-                                 "token_ids[", i, "] = ", id,
-                                 " is out of range [0, ", vocab, ")")),
-                             tenant));
+      reactor->Finish(
+          Reject(absl::InvalidArgumentError(absl::StrCat(
+                     "token_ids[", i, "] = ", id, " is out of range [0, ", vocab, ")")),
+                 tenant));
       return reactor;
     }
   }
@@ -413,9 +414,9 @@ grpc::ServerUnaryReactor* InferenceService::ListModels(
   return reactor;
 }
 
-grpc::ServerUnaryReactor* InferenceService::GetModel(
-    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request,
-    grpc::ByteBuffer* raw_response) {
+grpc::ServerUnaryReactor* InferenceService::GetModel(grpc::CallbackServerContext* context,
+                                                     const grpc::ByteBuffer* raw_request,
+                                                     grpc::ByteBuffer* raw_response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const ReadyState* ready = nullptr;
   std::string tenant;
@@ -436,8 +437,8 @@ grpc::ServerUnaryReactor* InferenceService::GetModel(
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetServerLoad(
-    grpc::CallbackServerContext* context,
-    const v1::GetServerLoadRequest* /*request*/, v1::ServerLoad* response) {
+    grpc::CallbackServerContext* context, const v1::GetServerLoadRequest* /*request*/,
+    v1::ServerLoad* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // Answered while draining too (that is when load matters to a balancer).
   LlmEngine* engine = nullptr;
@@ -448,8 +449,8 @@ grpc::ServerUnaryReactor* InferenceService::GetServerLoad(
     draining = draining_;
   }
   if (engine == nullptr) {
-    reactor->Finish(Reject(
-        absl::UnavailableError("server is starting: the model is not ready yet")));
+    reactor->Finish(
+        Reject(absl::UnavailableError("server is starting: the model is not ready yet")));
     return reactor;
   }
   const EngineLoad load = engine->load();
@@ -457,10 +458,10 @@ grpc::ServerUnaryReactor* InferenceService::GetServerLoad(
   response->set_requests_running(load.num_running);
   response->set_kv_blocks_free(load.num_free_blocks);
   response->set_kv_blocks_total(load.num_blocks);
-  response->set_kv_usage_ratio(
-      load.num_blocks > 0
-          ? 1.0 - static_cast<double>(load.num_free_blocks) / load.num_blocks
-          : 0.0);
+  response->set_kv_usage_ratio(load.num_blocks > 0
+                                   ? 1.0 - static_cast<double>(load.num_free_blocks) /
+                                               load.num_blocks
+                                   : 0.0);
   response->set_draining(draining);
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -1,6 +1,8 @@
 #ifndef OPENELM_SERVER_INFERENCE_SERVICE_H_
 #define OPENELM_SERVER_INFERENCE_SERVICE_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -13,16 +15,15 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include <grpcpp/grpcpp.h>
 #include "engine/llm_engine.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "openelm/v1/inference.grpc.pb.h"
 #include "server/generate_reactor.h"
 #include "server/metrics.h"
 #include "server/request_parser.h"
-#include "server/work_queue.h"
 #include "server/tenants/quota.h"
 #include "server/tenants/tenant_registry.h"
+#include "server/work_queue.h"
 
 namespace openelm::server {
 
@@ -117,10 +118,9 @@ class InferenceService final : public InferenceServiceBase {
   grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;
-  grpc::ServerUnaryReactor* GetServerLoad(
-      grpc::CallbackServerContext* context,
-      const v1::GetServerLoadRequest* request,
-      v1::ServerLoad* response) override;
+  grpc::ServerUnaryReactor* GetServerLoad(grpc::CallbackServerContext* context,
+                                          const v1::GetServerLoadRequest* request,
+                                          v1::ServerLoad* response) override;
 
  private:
   // Immutable once published by SetReady().

@@ -125,8 +125,7 @@ int Run(int argc, char** argv) {
                             ? absl::StrCat("all (", std::thread::hardware_concurrency(),
                                            " cores)")
                             : absl::StrCat(options->num_threads))
-                    << ", drain_timeout "
-                    << absl::FormatDuration(options->drain_timeout);
+                    << ", drain_timeout " << absl::FormatDuration(options->drain_timeout);
 
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(*options);
   if (!server.ok()) {
@@ -136,8 +135,7 @@ int Run(int argc, char** argv) {
   // Scripts and tests read these lines to learn the ports.
   std::printf("listening on %s\n", (*server)->address().c_str());
   if ((*server)->metrics_port() >= 0) {
-    std::printf("metrics on %s:%d\n", options->host.c_str(),
-                (*server)->metrics_port());
+    std::printf("metrics on %s:%d\n", options->host.c_str(), (*server)->metrics_port());
   }
   std::fflush(stdout);
 
@@ -150,11 +148,11 @@ int Run(int argc, char** argv) {
       OPENELM_LOG(INFO) << "SIGHUP: no --tenants_config to reload";
     } else if (absl::Status s = (*server)->tenants().Reload(); !s.ok()) {
       OPENELM_LOG(ERROR) << "SIGHUP: tenants reload failed, keeping the old "
-                            "config: " << s.ToString();
+                            "config: "
+                         << s.ToString();
     } else {
-      OPENELM_LOG(INFO) << "SIGHUP: tenants reloaded from "
-                        << (*server)->tenants().path() << " (generation "
-                        << (*server)->tenants().generation() << ")";
+      OPENELM_LOG(INFO) << "SIGHUP: tenants reloaded from " << (*server)->tenants().path()
+                        << " (generation " << (*server)->tenants().generation() << ")";
     }
   }
   OPENELM_LOG(INFO) << "received " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT")

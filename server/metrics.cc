@@ -1,11 +1,5 @@
 #include "server/metrics.h"
 
-#include <exception>
-#include <string>
-#include <utility>
-#include <vector>
-
-#include "absl/strings/str_cat.h"
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
@@ -15,6 +9,13 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <exception>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
 namespace openelm::server {
 namespace {
 
@@ -22,23 +23,23 @@ namespace {
 // be read off exactly.
 const std::vector<double>& LatencyBuckets() {
   static const auto* buckets = new std::vector<double>{
-      0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+      0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.5, 0.75,
       1.0,   1.5,  2.0,   3.0,  5.0,   7.5, 10.0, 20.0, 30.0, 60.0};
   return *buckets;
 }
 
 // Per-token and per-step durations: 1 ms .. 5 s (2 s included).
 const std::vector<double>& ShortLatencyBuckets() {
-  static const auto* buckets = new std::vector<double>{
-      0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1,
-      0.15,  0.2,    0.3,   0.5,  0.75, 1.0,  2.0,  5.0};
+  static const auto* buckets =
+      new std::vector<double>{0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1,
+                              0.15,  0.2,    0.3,   0.5,  0.75, 1.0,  2.0,  5.0};
   return *buckets;
 }
 
 // Token counts up to the 2048-token context.
 const std::vector<double>& TokenBuckets() {
-  static const auto* buckets = new std::vector<double>{
-      1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1536, 2048};
+  static const auto* buckets =
+      new std::vector<double>{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1536, 2048};
   return *buckets;
 }
 
@@ -49,21 +50,15 @@ const std::vector<double>& BatchSizeBuckets() {
 }
 
 prometheus::Histogram* AddHistogram(prometheus::Registry& registry,
-                                    const std::string& name,
-                                    const std::string& help,
+                                    const std::string& name, const std::string& help,
                                     const std::vector<double>& buckets) {
-  return &prometheus::BuildHistogram()
-              .Name(name)
-              .Help(help)
-              .Register(registry)
-              .Add({}, buckets);
+  return &prometheus::BuildHistogram().Name(name).Help(help).Register(registry).Add(
+      {}, buckets);
 }
 
-prometheus::Counter* AddCounter(prometheus::Registry& registry,
-                                const std::string& name,
+prometheus::Counter* AddCounter(prometheus::Registry& registry, const std::string& name,
                                 const std::string& help) {
-  return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add(
-      {});
+  return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
 }
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
@@ -74,10 +69,9 @@ constexpr size_t kMaxTenantLabels = 256;
 
 // Label values of openelm_requests_finished_total, indexed by FinishReason.
 constexpr const char* kFinishLabels[] = {
-    "error",          // kUnspecified (should not happen; counted as error)
-    "eos",            "length",    "stop_sequence", "stop_token",
-    "context_length", "cancelled", "deadline",      "error",
-    "shutdown"};
+    "error",  // kUnspecified (should not happen; counted as error)
+    "eos",       "length",   "stop_sequence", "stop_token", "context_length",
+    "cancelled", "deadline", "error",         "shutdown"};
 
 }  // namespace
 
@@ -102,8 +96,8 @@ class Metrics::LoadCollectable : public prometheus::Collectable {
     return {
         Gauge("openelm_requests_waiting",
               "Requests queued and not yet admitted to a step.", load.num_waiting),
-        Gauge("openelm_requests_running",
-              "Requests admitted and holding KV blocks.", load.num_running),
+        Gauge("openelm_requests_running", "Requests admitted and holding KV blocks.",
+              load.num_running),
         Gauge("openelm_kv_cache_usage_ratio",
               "Fraction of KV cache blocks in use (0..1).", ratio),
         Gauge("openelm_kv_cache_free_blocks", "KV cache blocks free.",
@@ -137,21 +131,20 @@ Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       load_(std::make_shared<LoadCollectable>()) {
   prometheus::Registry& r = *registry_;
-  ttft_ = AddHistogram(r, "openelm_time_to_first_token_seconds",
-                       "Arrival to first generated token, per request.",
-                       LatencyBuckets());
+  ttft_ =
+      AddHistogram(r, "openelm_time_to_first_token_seconds",
+                   "Arrival to first generated token, per request.", LatencyBuckets());
   itl_ = AddHistogram(r, "openelm_inter_token_latency_seconds",
                       "Gap between consecutive streamed tokens of a completion.",
                       ShortLatencyBuckets());
-  tpot_ = AddHistogram(
-      r, "openelm_time_per_output_token_seconds",
-      "Per request: (finish - first token) / (output tokens - 1).",
-      ShortLatencyBuckets());
+  tpot_ = AddHistogram(r, "openelm_time_per_output_token_seconds",
+                       "Per request: (finish - first token) / (output tokens - 1).",
+                       ShortLatencyBuckets());
   e2e_ = AddHistogram(r, "openelm_e2e_request_latency_seconds",
                       "Arrival to finish, per request.", LatencyBuckets());
-  queue_time_ = AddHistogram(r, "openelm_queue_time_seconds",
-                             "Arrival to first scheduled step, per request.",
-                             LatencyBuckets());
+  queue_time_ =
+      AddHistogram(r, "openelm_queue_time_seconds",
+                   "Arrival to first scheduled step, per request.", LatencyBuckets());
   prompt_tokens_hist_ =
       AddHistogram(r, "openelm_request_prompt_tokens",
                    "Prompt length per finished request.", TokenBuckets());
@@ -162,25 +155,24 @@ Metrics::Metrics()
       AddHistogram(r, "openelm_step_duration_seconds",
                    "Duration of one engine step (schedule + forward + sample).",
                    ShortLatencyBuckets());
-  step_forward_ = AddHistogram(r, "openelm_step_forward_seconds",
-                               "Model forward pass of one engine step.",
-                               ShortLatencyBuckets());
+  step_forward_ =
+      AddHistogram(r, "openelm_step_forward_seconds",
+                   "Model forward pass of one engine step.", ShortLatencyBuckets());
   step_sample_ = AddHistogram(r, "openelm_step_sample_seconds",
                               "Sampling and output bookkeeping of one engine step.",
                               ShortLatencyBuckets());
-  step_batch_size_ = AddHistogram(r, "openelm_step_batch_size",
-                                  "Sequences (rows) in one engine step.",
-                                  BatchSizeBuckets());
-  prompt_tokens_total_ = AddCounter(r, "openelm_prompt_tokens_total",
-                                    "Prompt tokens of finished requests.");
-  generated_tokens_total_ = AddCounter(
-      r, "openelm_generated_tokens_total", "Tokens generated (all completions).");
-  cached_prompt_tokens_total_ =
-      AddCounter(r, "openelm_cached_prompt_tokens_total",
-                 "Prompt tokens served from the prefix cache.");
-  preemptions_total_ = AddCounter(
-      r, "openelm_preemptions_total",
-      "Requests preempted for lack of KV blocks (recomputed later).");
+  step_batch_size_ =
+      AddHistogram(r, "openelm_step_batch_size", "Sequences (rows) in one engine step.",
+                   BatchSizeBuckets());
+  prompt_tokens_total_ =
+      AddCounter(r, "openelm_prompt_tokens_total", "Prompt tokens of finished requests.");
+  generated_tokens_total_ = AddCounter(r, "openelm_generated_tokens_total",
+                                       "Tokens generated (all completions).");
+  cached_prompt_tokens_total_ = AddCounter(r, "openelm_cached_prompt_tokens_total",
+                                           "Prompt tokens served from the prefix cache.");
+  preemptions_total_ =
+      AddCounter(r, "openelm_preemptions_total",
+                 "Requests preempted for lack of KV blocks (recomputed later).");
   prefix_cache_queries_total_ =
       AddCounter(r, "openelm_prefix_cache_queries_total",
                  "Prompt tokens looked up in the prefix cache.");
@@ -202,11 +194,12 @@ Metrics::Metrics()
   rejected_resource_exhausted_ = &rejected.Add({{"reason", "resource_exhausted"}});
   rejected_unavailable_ = &rejected.Add({{"reason", "unavailable"}});
   rejected_unauthenticated_ = &rejected.Add({{"reason", "unauthenticated"}});
-  access_log_dropped_ = &prometheus::BuildCounter()
-                             .Name("openelm_access_log_dropped_total")
-                             .Help("Access log lines dropped because the log's buffer was full.")
-                             .Register(r)
-                             .Add({});
+  access_log_dropped_ =
+      &prometheus::BuildCounter()
+           .Name("openelm_access_log_dropped_total")
+           .Help("Access log lines dropped because the log's buffer was full.")
+           .Register(r)
+           .Add({});
 
   // Per-tenant families (label "tenant"); series appear on a tenant's first
   // request.
@@ -216,13 +209,15 @@ Metrics::Metrics()
                                  .Register(r);
   tenant_rejected_family_ = &prometheus::BuildCounter()
                                  .Name("openelm_tenant_requests_rejected_total")
-                                 .Help("Requests refused before generation, by tenant "
-                                       "and reason.")
+                                 .Help(
+                                     "Requests refused before generation, by tenant "
+                                     "and reason.")
                                  .Register(r);
-  tenant_prompt_tokens_family_ = &prometheus::BuildCounter()
-                                      .Name("openelm_tenant_prompt_tokens_total")
-                                      .Help("Prompt tokens of finished requests, by tenant.")
-                                      .Register(r);
+  tenant_prompt_tokens_family_ =
+      &prometheus::BuildCounter()
+           .Name("openelm_tenant_prompt_tokens_total")
+           .Help("Prompt tokens of finished requests, by tenant.")
+           .Register(r);
   tenant_generated_tokens_family_ = &prometheus::BuildCounter()
                                          .Name("openelm_tenant_generated_tokens_total")
                                          .Help("Tokens generated, by tenant.")
@@ -259,11 +254,12 @@ Metrics::TenantSeries& Metrics::SeriesFor(absl::string_view tenant) {
         {{"tenant", label}, {"reason", "resource_exhausted"}});
     series->rejected_unavailable =
         &tenant_rejected_family_->Add({{"tenant", label}, {"reason", "unavailable"}});
-    series->rejected_unauthenticated = &tenant_rejected_family_->Add(
-        {{"tenant", label}, {"reason", "unauthenticated"}});
+    series->rejected_unauthenticated =
+        &tenant_rejected_family_->Add({{"tenant", label}, {"reason", "unauthenticated"}});
     series->prompt_tokens = &tenant_prompt_tokens_family_->Add({{"tenant", label}});
     series->generated_tokens = &tenant_generated_tokens_family_->Add({{"tenant", label}});
-    series->cached_prompt_tokens = &tenant_cached_tokens_family_->Add({{"tenant", label}});
+    series->cached_prompt_tokens =
+        &tenant_cached_tokens_family_->Add({{"tenant", label}});
     series->queue_time =
         &tenant_queue_time_family_->Add({{"tenant", label}}, LatencyBuckets());
     series->ttft = &tenant_ttft_family_->Add({{"tenant", label}}, LatencyBuckets());
@@ -370,8 +366,7 @@ void Metrics::OnRequestFinished(const GenerateSpec& spec, const FinishInfo& info
     tenant.ttft->Observe(Seconds(t.first_token - t.arrival));
   }
   if (info.num_output_tokens > 1 && t.finished >= t.first_token) {
-    tpot_->Observe(Seconds(t.finished - t.first_token) /
-                   (info.num_output_tokens - 1));
+    tpot_->Observe(Seconds(t.finished - t.first_token) / (info.num_output_tokens - 1));
   }
 }
 
@@ -426,8 +421,10 @@ void Metrics::ObserveInterTokenLatency(absl::Duration gap, int num_tokens) {
 void Metrics::SetBuildInfo(const std::map<std::string, std::string>& labels) {
   prometheus::BuildGauge()
       .Name("openelm_build_info")
-      .Help("Always 1; the labels say what this process runs: CPU, ISA level of the kernels, "
-            "oneDNN's ISA, dtypes and matmul backend of the execution plan.")
+      .Help(
+          "Always 1; the labels say what this process runs: CPU, ISA level of the "
+          "kernels, "
+          "oneDNN's ISA, dtypes and matmul backend of the execution plan.")
       .Register(*registry_)
       .Add(labels)
       .Set(1);

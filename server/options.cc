@@ -19,7 +19,8 @@ ABSL_FLAG(std::string, tokenizer, "",
           "$OPENELM_TOKENIZER if set (used alone), else the first file found of "
           "<bindir>/../share/openelm/tokenizer.model (install prefix), "
           "<bindir>/../../../shared/tokenizer/llama2-tokenizer.model (build "
-          "tree <repo>/build/bin beside <repo>/../shared) and ../shared/tokenizer/llama2-tokenizer.model "
+          "tree <repo>/build/bin beside <repo>/../shared) and "
+          "../shared/tokenizer/llama2-tokenizer.model "
           "relative to the working directory; <bindir> is this binary's "
           "directory. Start-up fails with NOT_FOUND listing them when none "
           "exists.");
@@ -32,8 +33,7 @@ ABSL_FLAG(int32_t, port, 50051,
 ABSL_FLAG(int32_t, metrics_port, 9464,
           "Prometheus /metrics port. 0 picks a free port (printed as "
           "\"metrics on <host>:<port>\"); -1 disables the endpoint.");
-ABSL_FLAG(int32_t, threads, 0,
-          "oneDNN/OpenMP threads for the model; 0 = all cores.");
+ABSL_FLAG(int32_t, threads, 0, "oneDNN/OpenMP threads for the model; 0 = all cores.");
 ABSL_FLAG(int64_t, kv_cache_bytes, int64_t{1} << 30,
           "Memory for the paged KV cache, in bytes.");
 ABSL_FLAG(int32_t, block_size, 16, "KV cache block size, in tokens.");
@@ -47,11 +47,13 @@ ABSL_FLAG(std::string, weight_dtype, "auto",
           "Weight precision in memory: auto (= bf16, as published), bf16, f32, or int8 "
           "(quantized at load per output channel; about 2x faster decode, see README "
           "for the measured accuracy).");
-ABSL_FLAG(std::string, kv_dtype, "auto", "KV cache precision: auto (= bf16), bf16 or f32.");
-ABSL_FLAG(std::string, max_cpu_isa, "",
-          "Run the kernels (and oneDNN) at most at this ISA level: portable, avx2, avx512, "
-          "avx512_bf16 or amx. Empty: $OPENELM_MAX_CPU_ISA, else the best this CPU has. "
-          "For testing a lower plan on a bigger CPU.");
+ABSL_FLAG(std::string, kv_dtype, "auto",
+          "KV cache precision: auto (= bf16), bf16 or f32.");
+ABSL_FLAG(
+    std::string, max_cpu_isa, "",
+    "Run the kernels (and oneDNN) at most at this ISA level: portable, avx2, avx512, "
+    "avx512_bf16 or amx. Empty: $OPENELM_MAX_CPU_ISA, else the best this CPU has. "
+    "For testing a lower plan on a bigger CPU.");
 ABSL_FLAG(std::string, activation_dtype, "auto",
           "Matmul input precision: auto (bf16 where the CPU has bf16 instructions, "
           "avx512_bf16 or amx; f32 elsewhere), bf16 (about 2x faster there, logits "
@@ -88,11 +90,10 @@ std::string GetEnv(const char* name) {
   return value == nullptr ? std::string() : std::string(value);
 }
 
-absl::Status CheckRange(const char* flag, int64_t value, int64_t lo,
-                        int64_t hi) {
+absl::Status CheckRange(const char* flag, int64_t value, int64_t lo, int64_t hi) {
   if (value < lo || value > hi) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--", flag, "=", value, " is out of range [", lo, ", ", hi, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, "=", value, " is out of range [", lo, ", ", hi, "]"));
   }
   return absl::OkStatus();
 }
@@ -108,8 +109,7 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.port = absl::GetFlag(FLAGS_port);
   if (absl::Status s = CheckRange("port", o.port, 0, 65535); !s.ok()) return s;
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
-  if (absl::Status s = CheckRange("metrics_port", o.metrics_port, -1, 65535);
-      !s.ok()) {
+  if (absl::Status s = CheckRange("metrics_port", o.metrics_port, -1, 65535); !s.ok()) {
     return s;
   }
   o.num_threads = absl::GetFlag(FLAGS_threads);
@@ -125,13 +125,15 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   auto activation_dtype =
       ParseDTypeChoice(absl::GetFlag(FLAGS_activation_dtype), "activation_dtype");
   if (!activation_dtype.ok()) return activation_dtype.status();
-  if (activation_dtype->has_value()) o.bf16_activations = **activation_dtype == DType::kBF16;
+  if (activation_dtype->has_value())
+    o.bf16_activations = **activation_dtype == DType::kBF16;
   o.max_cpu_isa = absl::GetFlag(FLAGS_max_cpu_isa);
   if (o.max_cpu_isa.empty()) o.max_cpu_isa = GetEnv("OPENELM_MAX_CPU_ISA");
-  if (!o.max_cpu_isa.empty() && o.max_cpu_isa != "native" && !ParseCpuIsa(o.max_cpu_isa).ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--max_cpu_isa (or OPENELM_MAX_CPU_ISA) = \"", o.max_cpu_isa,
-        "\": expected portable, avx2, avx512, avx512_bf16, amx or native"));
+  if (!o.max_cpu_isa.empty() && o.max_cpu_isa != "native" &&
+      !ParseCpuIsa(o.max_cpu_isa).ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_cpu_isa (or OPENELM_MAX_CPU_ISA) = \"", o.max_cpu_isa,
+                     "\": expected portable, avx2, avx512, avx512_bf16, amx or native"));
   }
   o.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   if (o.drain_timeout < absl::ZeroDuration()) {
@@ -146,8 +148,8 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.access_log = absl::GetFlag(FLAGS_access_log);
 
   o.engine.kv_memory_bytes = absl::GetFlag(FLAGS_kv_cache_bytes);
-  if (absl::Status s = CheckRange("kv_cache_bytes", o.engine.kv_memory_bytes,
-                                  1, int64_t{1} << 42);
+  if (absl::Status s =
+          CheckRange("kv_cache_bytes", o.engine.kv_memory_bytes, 1, int64_t{1} << 42);
       !s.ok()) {
     return s;
   }
@@ -168,8 +170,8 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
     return s;
   }
   o.engine.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
-  if (absl::Status s = CheckRange("max_queued_requests",
-                                  o.engine.max_queued_requests, 1, 1 << 20);
+  if (absl::Status s =
+          CheckRange("max_queued_requests", o.engine.max_queued_requests, 1, 1 << 20);
       !s.ok()) {
     return s;
   }

@@ -25,9 +25,9 @@ struct ServerOptions {
   // main() fills it from FindDefaultTokenizer() when the flag is empty.
   std::string tokenizer_path;
   std::string host = "127.0.0.1";
-  int port = 50051;            // 0 = pick a free port (see Server::port())
-  int metrics_port = 9464;     // 0 = pick a free port; -1 = no metrics endpoint
-  int32_t num_threads = 0;     // oneDNN / OpenMP threads; 0 = all cores
+  int port = 50051;         // 0 = pick a free port (see Server::port())
+  int metrics_port = 9464;  // 0 = pick a free port; -1 = no metrics endpoint
+  int32_t num_threads = 0;  // oneDNN / OpenMP threads; 0 = all cores
   DType weight_dtype = DType::kBF16;
   DType kv_dtype = DType::kBF16;
   // Matmul input precision; unset = the execution plan's choice for this CPU.
@@ -36,11 +36,11 @@ struct ServerOptions {
   // kernel is chosen. Tests leave it empty.
   std::string max_cpu_isa;
   absl::Duration drain_timeout = absl::Seconds(30);
-  EngineOptions engine;        // KV budget, batch limits, queue bound
+  EngineOptions engine;  // KV budget, batch limits, queue bound
 
   // gRPC transport limits.
-  int max_message_bytes = 4 << 20;         // receive and send
-  int max_concurrent_streams = 256;        // per HTTP/2 connection
+  int max_message_bytes = 4 << 20;   // receive and send
+  int max_concurrent_streams = 256;  // per HTTP/2 connection
   absl::Duration keepalive_time = absl::Seconds(60);
   absl::Duration keepalive_timeout = absl::Seconds(20);
   // Largest text prompt / Tokenize input accepted.

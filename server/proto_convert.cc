@@ -15,8 +15,8 @@ void FillLogprob(const TokenLogprob& lp, const Tokenizer* tokenizer,
 }
 
 // `entry` is the chosen token first, then the top alternatives.
-int64_t FillPosition(const std::vector<TokenLogprob>& entry,
-                     const Tokenizer* tokenizer, v1::PositionLogprobs* out) {
+int64_t FillPosition(const std::vector<TokenLogprob>& entry, const Tokenizer* tokenizer,
+                     v1::PositionLogprobs* out) {
   if (entry.empty()) return 0;
   FillLogprob(entry.front(), tokenizer, out->mutable_chosen());
   for (size_t k = 1; k < entry.size(); ++k) {
@@ -103,8 +103,7 @@ void AppendFinish(const FinishInfo& info, const std::vector<TokenId>& prompt,
     ToProtoDuration(t.first_scheduled - t.arrival, timings->mutable_queue_time());
   }
   if (t.first_token > t.arrival) {
-    ToProtoDuration(t.first_token - t.arrival,
-                    timings->mutable_time_to_first_token());
+    ToProtoDuration(t.first_token - t.arrival, timings->mutable_time_to_first_token());
   }
   if (t.finished > t.arrival) {
     ToProtoDuration(t.finished - t.arrival, timings->mutable_total_time());

@@ -1,5 +1,10 @@
 #include "server/proto_io.h"
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/stubs/logging.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+#include <grpcpp/support/proto_buffer_writer.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -12,10 +17,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/stubs/logging.h>
-#include <grpcpp/support/proto_buffer_reader.h>
-#include <grpcpp/support/proto_buffer_writer.h>
 #include "engine/base/logging.h"
 
 namespace openelm::server {
@@ -106,9 +107,9 @@ absl::Status ParseRequest(const grpc::ByteBuffer& raw, int64_t max_bytes,
     return absl::ResourceExhaustedError(absl::StrCat("no ", name, " arrived"));
   }
   if (static_cast<int64_t>(raw.Length()) > max_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the ", name, " message has ", raw.Length(), " bytes; at most ", max_bytes,
-        " are allowed"));
+    return absl::ResourceExhaustedError(absl::StrCat("the ", name, " message has ",
+                                                     raw.Length(), " bytes; at most ",
+                                                     max_bytes, " are allowed"));
   }
   grpc::ByteBuffer copy(raw);  // shares the slices; the reader consumes its own
   grpc::ProtoBufferReader reader(&copy);
@@ -119,9 +120,10 @@ absl::Status ParseRequest(const grpc::ByteBuffer& raw, int64_t max_bytes,
   if (ok) return absl::OkStatus();
   if (std::string field = FieldOfUtf8Error(captured, *message->GetDescriptor());
       !field.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": is not valid UTF-8 (string fields must hold UTF-8 text; send raw "
-               "tokens as token_ids)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field,
+                     ": is not valid UTF-8 (string fields must hold UTF-8 text; send raw "
+                     "tokens as token_ids)"));
   }
   return absl::InvalidArgumentError(
       absl::StrCat("the request is not a valid ", name, " message"));

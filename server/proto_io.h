@@ -1,13 +1,14 @@
 #ifndef OPENELM_SERVER_PROTO_IO_H_
 #define OPENELM_SERVER_PROTO_IO_H_
 
+#include <google/protobuf/message.h>
+#include <grpcpp/support/byte_buffer.h>
+
 #include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include <google/protobuf/message.h>
-#include <grpcpp/support/byte_buffer.h>
 
 namespace openelm::server {
 

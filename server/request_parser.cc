@@ -16,8 +16,8 @@ namespace {
 absl::Status CheckTokenId(absl::string_view field, int64_t id,
                           const RequestLimits& limits) {
   if (id < 0 || id >= limits.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, " = ", id, " is out of range [0, ", limits.vocab_size, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " = ", id, " is out of range [0, ", limits.vocab_size, ")"));
   }
   return absl::OkStatus();
 }
@@ -31,25 +31,25 @@ absl::StatusOr<ChatRole> ParseRole(v1::Role role, size_t index) {
     case v1::ROLE_ASSISTANT:
       return ChatRole::kAssistant;
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "messages[", index, "].role must be ROLE_SYSTEM, ROLE_USER or "
-          "ROLE_ASSISTANT (got ", static_cast<int>(role), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("messages[", index,
+                       "].role must be ROLE_SYSTEM, ROLE_USER or "
+                       "ROLE_ASSISTANT (got ",
+                       static_cast<int>(role), ")"));
   }
 }
 
 }  // namespace
 
-
 absl::Status CheckModel(absl::string_view model, const RequestLimits& limits) {
   if (model.empty() || model == limits.model_id) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("model: unknown model \"", model.substr(0, 128),
-                   "\"; this server serves \"", limits.model_id,
-                   "\" (or leave model empty)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "model: unknown model \"", model.substr(0, 128), "\"; this server serves \"",
+      limits.model_id, "\" (or leave model empty)"));
 }
 
-absl::StatusOr<SamplingParams> ParseGenerationOptions(
-    const v1::GenerationOptions& o, const RequestLimits& limits) {
+absl::StatusOr<SamplingParams> ParseGenerationOptions(const v1::GenerationOptions& o,
+                                                      const RequestLimits& limits) {
   // Only the mapping lives here; every range is SamplingParams::Validate's.
   SamplingParams p;
   p.max_tokens = o.has_max_tokens() ? o.max_tokens() : kDefaultMaxTokens;
@@ -97,11 +97,10 @@ absl::StatusOr<SamplingParams> ParseGenerationOptions(
   return p;
 }
 
-absl::Status CheckPromptFits(int64_t num_prompt_tokens,
-                             const SamplingParams& params,
+absl::Status CheckPromptFits(int64_t num_prompt_tokens, const SamplingParams& params,
                              const RequestLimits& limits) {
-  return CheckFitsContext(num_prompt_tokens, params.max_tokens,
-                          limits.max_context_length, "options.");
+  return CheckFitsContext(num_prompt_tokens, params.max_tokens, limits.max_context_length,
+                          "options.");
 }
 
 absl::Status CheckTextCanFit(absl::string_view field, int64_t num_bytes,
@@ -114,17 +113,16 @@ absl::Status CheckTextCanFit(absl::string_view field, int64_t num_bytes,
   if (min_tokens + params.max_tokens > limits.max_context_length) {
     return absl::InvalidArgumentError(absl::StrCat(
         field, ": the prompt has ", num_bytes, " bytes, which encode to at least ",
-        min_tokens, " tokens (one token covers at most ",
-        limits.max_bytes_per_token, " bytes); with options.max_tokens (",
-        params.max_tokens, ") that exceeds the model's context length ",
-        limits.max_context_length));
+        min_tokens, " tokens (one token covers at most ", limits.max_bytes_per_token,
+        " bytes); with options.max_tokens (", params.max_tokens,
+        ") that exceeds the model's context length ", limits.max_context_length));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<GenerateSpec> ParseGenerateRequest(
-    const v1::GenerateRequest& request, const Tokenizer& tokenizer,
-    const RequestLimits& limits) {
+absl::StatusOr<GenerateSpec> ParseGenerateRequest(const v1::GenerateRequest& request,
+                                                  const Tokenizer& tokenizer,
+                                                  const RequestLimits& limits) {
   OPENELM_RETURN_IF_ERROR(CheckModel(request.model(), limits));
   GenerateSpec spec;
   switch (request.prompt_case()) {
@@ -135,9 +133,8 @@ absl::StatusOr<GenerateSpec> ParseGenerateRequest(
       }
       if (static_cast<int64_t>(text.size()) > limits.max_prompt_bytes) {
         return absl::InvalidArgumentError(
-            absl::StrCat("text: the prompt has ", text.size(),
-                         " bytes; at most ", limits.max_prompt_bytes,
-                         " are allowed"));
+            absl::StrCat("text: the prompt has ", text.size(), " bytes; at most ",
+                         limits.max_prompt_bytes, " are allowed"));
       }
       if (!utf8::IsValid(text)) {
         return absl::InvalidArgumentError("text: the prompt is not valid UTF-8");
@@ -145,22 +142,20 @@ absl::StatusOr<GenerateSpec> ParseGenerateRequest(
       const bool add_bos = request.has_add_bos() ? request.add_bos() : true;
       OPENELM_ASSIGN_OR_RETURN(spec.params,
                                ParseGenerationOptions(request.options(), limits));
-      OPENELM_RETURN_IF_ERROR(CheckTextCanFit(
-          "text", static_cast<int64_t>(text.size()), add_bos ? 1 : 0, spec.params,
-          limits));
+      OPENELM_RETURN_IF_ERROR(CheckTextCanFit("text", static_cast<int64_t>(text.size()),
+                                              add_bos ? 1 : 0, spec.params, limits));
       OPENELM_ASSIGN_OR_RETURN(spec.prompt, tokenizer.Encode(text, add_bos));
       break;
     }
     case v1::GenerateRequest::kTokenIds: {
       const auto& ids = request.token_ids().ids();
       if (ids.empty()) {
-        return absl::InvalidArgumentError(
-            "token_ids.ids: the prompt must not be empty");
+        return absl::InvalidArgumentError("token_ids.ids: the prompt must not be empty");
       }
       if (ids.size() > limits.max_context_length) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "token_ids.ids has ", ids.size(), " ids; the context holds ",
-            limits.max_context_length));
+        return absl::InvalidArgumentError(absl::StrCat("token_ids.ids has ", ids.size(),
+                                                       " ids; the context holds ",
+                                                       limits.max_context_length));
       }
       for (int i = 0; i < ids.size(); ++i) {
         OPENELM_RETURN_IF_ERROR(
@@ -170,19 +165,18 @@ absl::StatusOr<GenerateSpec> ParseGenerateRequest(
       break;
     }
     default:
-      return absl::InvalidArgumentError(
-          "prompt: set either text or token_ids");
+      return absl::InvalidArgumentError("prompt: set either text or token_ids");
   }
   if (request.prompt_case() != v1::GenerateRequest::kText) {
     OPENELM_ASSIGN_OR_RETURN(spec.params,
                              ParseGenerationOptions(request.options(), limits));
   }
-  OPENELM_RETURN_IF_ERROR(CheckPromptFits(
-      static_cast<int64_t>(spec.prompt.size()), spec.params, limits));
+  OPENELM_RETURN_IF_ERROR(
+      CheckPromptFits(static_cast<int64_t>(spec.prompt.size()), spec.params, limits));
   spec.priority = request.options().priority();
   // Text follows the prompt unless the prompt is nothing but BOS.
-  spec.continues_text = !(spec.prompt.size() == 1 &&
-                          spec.prompt[0] == tokenizer.bos_id());
+  spec.continues_text =
+      !(spec.prompt.size() == 1 && spec.prompt[0] == tokenizer.bos_id());
   return spec;
 }
 
@@ -209,8 +203,8 @@ absl::StatusOr<GenerateSpec> ParseChatRequest(const v1::ChatRequest& request,
   }
   if (total_bytes > limits.max_prompt_bytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("messages: the contents have ", total_bytes,
-                     " bytes; at most ", limits.max_prompt_bytes, " are allowed"));
+        absl::StrCat("messages: the contents have ", total_bytes, " bytes; at most ",
+                     limits.max_prompt_bytes, " are allowed"));
   }
   GenerateSpec spec;
   OPENELM_ASSIGN_OR_RETURN(spec.params,
@@ -218,8 +212,8 @@ absl::StatusOr<GenerateSpec> ParseChatRequest(const v1::ChatRequest& request,
   OPENELM_RETURN_IF_ERROR(
       CheckTextCanFit("messages", total_bytes, /*extra_tokens=*/1, spec.params, limits));
   OPENELM_ASSIGN_OR_RETURN(spec.prompt, RenderChat(tokenizer, messages));
-  OPENELM_RETURN_IF_ERROR(CheckPromptFits(
-      static_cast<int64_t>(spec.prompt.size()), spec.params, limits));
+  OPENELM_RETURN_IF_ERROR(
+      CheckPromptFits(static_cast<int64_t>(spec.prompt.size()), spec.params, limits));
   spec.priority = request.options().priority();
   spec.continues_text = true;
   return spec;

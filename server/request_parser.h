@@ -16,7 +16,7 @@ namespace openelm::server {
 
 // What a request is checked against.
 struct RequestLimits {
-  std::string model_id;             // the served model's id ("" accepted too)
+  std::string model_id;  // the served model's id ("" accepted too)
   int32_t vocab_size = 32000;
   int32_t max_context_length = 2048;
   int64_t max_prompt_bytes = 1 << 20;
@@ -41,8 +41,7 @@ absl::StatusOr<SamplingParams> ParseGenerationOptions(
     const v1::GenerationOptions& options, const RequestLimits& limits);
 
 // Checks that `num_prompt_tokens` (>= 1) plus max_tokens fits the context.
-absl::Status CheckPromptFits(int64_t num_prompt_tokens,
-                             const SamplingParams& params,
+absl::Status CheckPromptFits(int64_t num_prompt_tokens, const SamplingParams& params,
                              const RequestLimits& limits);
 
 // Checks, without tokenizing, that `num_bytes` of prompt text (plus
@@ -55,16 +54,15 @@ absl::Status CheckTextCanFit(absl::string_view field, int64_t num_bytes,
 
 // A whole GenerateRequest: model, prompt (tokenized with BOS unless
 // add_bos=false; token ids range-checked), options, context fit.
-absl::StatusOr<GenerateSpec> ParseGenerateRequest(
-    const v1::GenerateRequest& request, const Tokenizer& tokenizer,
-    const RequestLimits& limits);
+absl::StatusOr<GenerateSpec> ParseGenerateRequest(const v1::GenerateRequest& request,
+                                                  const Tokenizer& tokenizer,
+                                                  const RequestLimits& limits);
 
 // A whole ChatRequest: roles and their order, contents, rendering with the
 // Instruct chat template, options, context fit.
 absl::StatusOr<GenerateSpec> ParseChatRequest(const v1::ChatRequest& request,
                                               const Tokenizer& tokenizer,
                                               const RequestLimits& limits);
-
 
 }  // namespace openelm::server
 

@@ -1,5 +1,8 @@
 #include "server/server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
 #include <chrono>
 #include <string>
 #include <utility>
@@ -7,14 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 #include "engine/base/logging.h"
 #include "engine/base/status_macros.h"
 #include "engine/chat/chat_template.h"
 #include "engine/kernels/cpu_isa.h"
-#include "engine/model/execution_plan.h"
 #include "engine/model/checkpoint.h"
+#include "engine/model/execution_plan.h"
 #include "engine/model/openelm_model.h"
 #include "server/proto_io.h"
 #include "server/tls.h"
@@ -91,7 +92,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
   }
   // The ISA cap must be set before the first kernel or oneDNN primitive is
   // chosen: the plan is decided once per process.
-  if (!options.max_cpu_isa.empty()) OPENELM_RETURN_IF_ERROR(SetCpuIsaCap(options.max_cpu_isa));
+  if (!options.max_cpu_isa.empty())
+    OPENELM_RETURN_IF_ERROR(SetCpuIsaCap(options.max_cpu_isa));
   // Unparsable requests are answered with our statuses (proto_io.h); the
   // library's own line about each goes through our log, rate-limited.
   RouteProtobufLogs();
@@ -106,8 +108,8 @@ absl::Status Server::Start() {
   metrics_ = std::make_unique<Metrics>();
   OPENELM_RETURN_IF_ERROR(StartTenants());
   OPENELM_ASSIGN_OR_RETURN(tokenizer_, Tokenizer::Load(options_.tokenizer_path));
-  service_ = std::make_unique<InferenceService>(
-      metrics_.get(), options_.max_prompt_bytes, tenants_.get(), quotas_.get());
+  service_ = std::make_unique<InferenceService>(metrics_.get(), options_.max_prompt_bytes,
+                                                tenants_.get(), quotas_.get());
   if (options_.access_log) {
     Metrics* metrics = metrics_.get();
     AccessLog::Options log_options;
@@ -143,8 +145,7 @@ absl::Status Server::Start() {
   if (options_.metrics_port >= 0) {
     LlmEngine* engine = engine_.get();
     metrics_->SetLoadSource([engine] { return engine->load(); });
-    OPENELM_RETURN_IF_ERROR(
-        metrics_->StartExposer(options_.host, options_.metrics_port));
+    OPENELM_RETURN_IF_ERROR(metrics_->StartExposer(options_.host, options_.metrics_port));
     metrics_port_ = metrics_->port();
     OPENELM_LOG(INFO) << "metrics on http://" << HostPort(options_.host, metrics_port_)
                       << "/metrics";
@@ -187,8 +188,7 @@ absl::Status Server::StartGrpc() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(HostPort(options_.host, options_.port), credentials,
-                           &port_);
+  builder.AddListeningPort(HostPort(options_.host, options_.port), credentials, &port_);
   builder.RegisterService(service_.get());
   // Requests between max_message_bytes and the ceiling reach our handlers,
   // which refuse them with a counted RESOURCE_EXHAUSTED (proto_io.h).
@@ -211,9 +211,9 @@ absl::Status Server::StartGrpc() {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   grpc_server_ = builder.BuildAndStart();
   if (grpc_server_ == nullptr || port_ == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", HostPort(options_.host, options_.port),
-        " (address in use or not local?)"));
+    return absl::UnavailableError(absl::StrCat("cannot listen on ",
+                                               HostPort(options_.host, options_.port),
+                                               " (address in use or not local?)"));
   }
   SetHealth(false);
   return absl::OkStatus();
@@ -235,16 +235,16 @@ absl::Status Server::LoadEngine() {
   const ModelInfo info = model->info();
   const ExecutionPlan& plan = model->plan();
   OPENELM_LOG(INFO) << "execution plan: " << info.plan;
-  metrics_->SetBuildInfo({{"cpu", DetectedCpuFeatures().brand},
-                          {"cpu_isa", CpuIsaName(plan.isa)},
-                          {"onednn_isa", OnednnEffectiveIsa()},
-                          {"weight_dtype", info.weight_dtype},
-                          {"activation_dtype", info.activation_dtype},
-                          {"kv_dtype", info.kv_dtype},
-                          {"matmul", plan.matmul == MatmulBackend::kOnednn ? "onednn" : "own"}});
-  OPENELM_ASSIGN_OR_RETURN(
-      engine_, LlmEngine::Create(options_.engine, std::move(model),
-                                 tokenizer_.get(), metrics_.get()));
+  metrics_->SetBuildInfo(
+      {{"cpu", DetectedCpuFeatures().brand},
+       {"cpu_isa", CpuIsaName(plan.isa)},
+       {"onednn_isa", OnednnEffectiveIsa()},
+       {"weight_dtype", info.weight_dtype},
+       {"activation_dtype", info.activation_dtype},
+       {"kv_dtype", info.kv_dtype},
+       {"matmul", plan.matmul == MatmulBackend::kOnednn ? "onednn" : "own"}});
+  OPENELM_ASSIGN_OR_RETURN(engine_, LlmEngine::Create(options_.engine, std::move(model),
+                                                      tokenizer_.get(), metrics_.get()));
   const EngineLoad load = engine_->load();
   OPENELM_LOG(INFO) << "model " << info.name << " (" << info.size_name << ", "
                     << info.num_layers << " layers, " << info.num_parameters
@@ -257,9 +257,8 @@ absl::Status Server::LoadEngine() {
                     << load.block_size_tokens << " tokens, max_num_seqs "
                     << options_.engine.max_num_seqs << ", max_num_batched_tokens "
                     << options_.engine.max_num_batched_tokens << ", threads "
-                    << (options_.num_threads == 0
-                            ? std::string("all cores")
-                            : absl::StrCat(options_.num_threads));
+                    << (options_.num_threads == 0 ? std::string("all cores")
+                                                  : absl::StrCat(options_.num_threads));
   return absl::OkStatus();
 }
 

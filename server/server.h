@@ -1,6 +1,8 @@
 #ifndef OPENELM_SERVER_SERVER_H_
 #define OPENELM_SERVER_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
 
@@ -8,7 +10,6 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include <grpcpp/grpcpp.h>
 #include "engine/llm_engine.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/inference_service.h"

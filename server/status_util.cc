@@ -27,9 +27,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   const int code = static_cast<int>(status.code());
   // absl can carry codes outside 0..16 in principle; report those as UNKNOWN.
-  const grpc::StatusCode grpc_code =
-      (code > 0 && code <= 16) ? static_cast<grpc::StatusCode>(code)
-                               : grpc::StatusCode::UNKNOWN;
+  const grpc::StatusCode grpc_code = (code > 0 && code <= 16)
+                                         ? static_cast<grpc::StatusCode>(code)
+                                         : grpc::StatusCode::UNKNOWN;
   return grpc::Status(grpc_code, CapMessage(status.message()));
 }
 

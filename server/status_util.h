@@ -1,10 +1,11 @@
 #ifndef OPENELM_SERVER_STATUS_UTIL_H_
 #define OPENELM_SERVER_STATUS_UTIL_H_
 
+#include <grpcpp/support/status.h>
+
 #include <cstddef>
 
 #include "absl/status/status.h"
-#include <grpcpp/support/status.h>
 
 namespace openelm::server {
 

@@ -162,9 +162,8 @@ class DomBuilder {
 
   bool Fail(size_t offset, absl::string_view what) {
     if (error_.ok()) {
-      error_ = absl::InvalidArgumentError(
-          absl::StrCat("JSON parse error at byte ", std::min(offset, text_.size()), ": ",
-                       what));
+      error_ = absl::InvalidArgumentError(absl::StrCat(
+          "JSON parse error at byte ", std::min(offset, text_.size()), ": ", what));
     }
     return false;
   }
@@ -204,7 +203,8 @@ const Json* JsonFind(const Json& object, absl::string_view key) {
 std::optional<int64_t> JsonInt64(const Json& value) {
   if (value.is_number_unsigned()) {
     const uint64_t u = value.get<uint64_t>();
-    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      return std::nullopt;
     return static_cast<int64_t>(u);
   }
   if (value.is_number_integer()) return value.get<int64_t>();

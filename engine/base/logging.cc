@@ -28,7 +28,8 @@ std::string LogLinePrefix(LogSeverity severity, const char* file, int line) {
   const std::time_t secs = std::chrono::system_clock::to_time_t(now);
   const long micros = static_cast<long>(
       std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch())
-          .count() % 1000000);
+          .count() %
+      1000000);
   std::tm tm_utc;
   gmtime_r(&secs, &tm_utc);
   const char* base = file;
@@ -36,10 +37,11 @@ std::string LogLinePrefix(LogSeverity severity, const char* file, int line) {
     if (*p == '/') base = p + 1;
   }
   char prefix[320];
-  std::snprintf(prefix, sizeof(prefix), "%s %04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %ld %.200s:%d] ",
-                kNames[static_cast<int>(severity)], tm_utc.tm_year + 1900, tm_utc.tm_mon + 1,
-                tm_utc.tm_mday, tm_utc.tm_hour, tm_utc.tm_min, tm_utc.tm_sec, micros,
-                static_cast<long>(syscall(SYS_gettid)), base, line);
+  std::snprintf(
+      prefix, sizeof(prefix), "%s %04d-%02d-%02dT%02d:%02d:%02d.%06ldZ %ld %.200s:%d] ",
+      kNames[static_cast<int>(severity)], tm_utc.tm_year + 1900, tm_utc.tm_mon + 1,
+      tm_utc.tm_mday, tm_utc.tm_hour, tm_utc.tm_min, tm_utc.tm_sec, micros,
+      static_cast<long>(syscall(SYS_gettid)), base, line);
   return prefix;
 }
 

@@ -43,10 +43,9 @@ inline constexpr LogSeverity FATAL = LogSeverity::kFatal;
 
 }  // namespace openelm
 
-#define OPENELM_LOG(level)                                                    \
-  if (::openelm::log_internal::level < ::openelm::MinLogSeverity()) {         \
-  } else                                                                      \
-    ::openelm::LogMessage(::openelm::log_internal::level, __FILE__, __LINE__) \
-        .stream()
+#define OPENELM_LOG(level)                                            \
+  if (::openelm::log_internal::level < ::openelm::MinLogSeverity()) { \
+  } else                                                              \
+    ::openelm::LogMessage(::openelm::log_internal::level, __FILE__, __LINE__).stream()
 
 #endif  // OPENELM_ENGINE_BASE_LOGGING_H_

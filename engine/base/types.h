@@ -5,9 +5,9 @@
 
 namespace openelm {
 
-using TokenId = int32_t;    // index into the 32000-entry vocabulary
-using RequestId = uint64_t; // unique per accepted request, assigned by the caller
-using BlockId = int32_t;    // index of a KV block in the pool
+using TokenId = int32_t;     // index into the 32000-entry vocabulary
+using RequestId = uint64_t;  // unique per accepted request, assigned by the caller
+using BlockId = int32_t;     // index of a KV block in the pool
 
 inline constexpr TokenId kBosTokenId = 1;
 inline constexpr TokenId kEosTokenId = 2;

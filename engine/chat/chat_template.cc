@@ -57,8 +57,7 @@ const char* ChatRoleName(ChatRole role) {
 
 absl::Status ValidateChat(absl::Span<const ChatMessage> messages) {
   if (messages.empty()) {
-    return absl::InvalidArgumentError(
-        "messages: at least one user message is required");
+    return absl::InvalidArgumentError("messages: at least one user message is required");
   }
   size_t first = 0;
   if (messages[0].role == ChatRole::kSystem) first = 1;
@@ -68,26 +67,25 @@ absl::Status ValidateChat(absl::Span<const ChatMessage> messages) {
   }
   for (size_t i = first; i < messages.size(); ++i) {
     // Turns alternate user, assistant, user, ... after the system message.
-    const ChatRole want =
-        (i - first) % 2 == 0 ? ChatRole::kUser : ChatRole::kAssistant;
+    const ChatRole want = (i - first) % 2 == 0 ? ChatRole::kUser : ChatRole::kAssistant;
     if (messages[i].role != want) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "messages[", i, "].role: expected ", ChatRoleName(want), ", got ",
-          ChatRoleName(messages[i].role),
-          " (an optional system message first, then user and assistant "
-          "alternating, ending with user)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("messages[", i, "].role: expected ", ChatRoleName(want), ", got ",
+                       ChatRoleName(messages[i].role),
+                       " (an optional system message first, then user and assistant "
+                       "alternating, ending with user)"));
     }
   }
   if (messages.back().role != ChatRole::kUser) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "messages[", messages.size() - 1,
-        "].role: the last message must be from the user"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("messages[", messages.size() - 1,
+                     "].role: the last message must be from the user"));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<TokenId>> RenderChat(
-    const Tokenizer& tokenizer, absl::Span<const ChatMessage> messages) {
+absl::StatusOr<std::vector<TokenId>> RenderChat(const Tokenizer& tokenizer,
+                                                absl::Span<const ChatMessage> messages) {
   OPENELM_RETURN_IF_ERROR(ValidateChat(messages));
   const std::vector<std::string> pieces = TextPieces(messages);
   std::vector<TokenId> ids = {tokenizer.bos_id()};

@@ -41,8 +41,8 @@ absl::Status ValidateChat(absl::Span<const ChatMessage> messages);
 // ready for generation. Validates with ValidateChat() first.
 //
 // Thread-safe (the tokenizer is).
-absl::StatusOr<std::vector<TokenId>> RenderChat(
-    const Tokenizer& tokenizer, absl::Span<const ChatMessage> messages);
+absl::StatusOr<std::vector<TokenId>> RenderChat(const Tokenizer& tokenizer,
+                                                absl::Span<const ChatMessage> messages);
 
 // The same conversation as one string, with "</s>" written as text; for logs
 // and documentation only (encoding this string does NOT give RenderChat()'s

@@ -36,7 +36,8 @@ void PackBf16Panels(const uint16_t* weight, int64_t n, int64_t k, int32_t lanes,
   }
 }
 
-void UnpackBf16Row(const uint32_t* packed, int64_t k, int32_t lanes, int64_t row, float* out) {
+void UnpackBf16Row(const uint32_t* packed, int64_t k, int32_t lanes, int64_t row,
+                   float* out) {
   const int64_t panel = 2 * int64_t{lanes};
   const int64_t p = row / panel;
   const int32_t i = static_cast<int32_t>(row % panel);
@@ -71,8 +72,8 @@ absl::StatusOr<std::unique_ptr<Bf16Matmul>> Bf16Matmul::Create(const CpuKernels&
   const int64_t bytes = (mm->words_ * 4 + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, static_cast<size_t>(bytes));
   if (p == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes,
-                                                     " bytes of packed bf16 weights"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate ", bytes, " bytes of packed bf16 weights"));
   }
   mm->packed_.reset(static_cast<uint32_t*>(p));
   PackBf16Panels(weight, n, k, kernels.matmul_lanes, mm->packed_.get(), mm->num_threads_);
@@ -88,8 +89,13 @@ absl::Status Bf16Matmul::SetMaxM(int32_t max_m) {
 absl::Status Bf16Matmul::Run(const float* src, int32_t m, float* dst) {
   if (m == 0) return absl::OkStatus();
   OPENELM_RETURN_IF_ERROR(CheckMatmulRows(m, max_m_));
-  kernels_.bf16_matmul({.src = src, .m = m, .k = k_, .n = n_, .packed = packed_.get(),
-                        .dst = dst, .num_threads = num_threads_});
+  kernels_.bf16_matmul({.src = src,
+                        .m = m,
+                        .k = k_,
+                        .n = n_,
+                        .packed = packed_.get(),
+                        .dst = dst,
+                        .num_threads = num_threads_});
   ++num_runs_;
   return absl::OkStatus();
 }

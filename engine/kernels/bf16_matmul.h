@@ -20,7 +20,8 @@ int64_t PackedBf16Words(int64_t n, int64_t k, int32_t lanes);
 void PackBf16Panels(const uint16_t* weight, int64_t n, int64_t k, int32_t lanes,
                     uint32_t* packed, int32_t num_threads);
 // Row `row` of W (k values) read back from the packed layout, widened to fp32.
-void UnpackBf16Row(const uint32_t* packed, int64_t k, int32_t lanes, int64_t row, float* out);
+void UnpackBf16Row(const uint32_t* packed, int64_t k, int32_t lanes, int64_t row,
+                   float* out);
 
 // Matmul with bf16 weights and fp32 inputs on our own kernels (the table's
 // bf16_matmul): weights stay bf16 in memory and are widened in registers;

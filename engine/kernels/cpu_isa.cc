@@ -42,9 +42,9 @@ CpuFeatures Detect() {
   const bool avx = Bit(c, 28);
   uint64_t xcr0 = 0;
   if (osxsave) xcr0 = ReadXcr0();
-  f.os_saves_avx = avx && (xcr0 & 0x6) == 0x6;                   // XMM, YMM
-  f.os_saves_avx512 = f.os_saves_avx && (xcr0 & 0xe0) == 0xe0;   // opmask, ZMM
-  f.os_allows_amx = (xcr0 & 0x60000) == 0x60000;                 // XTILECFG, XTILEDATA
+  f.os_saves_avx = avx && (xcr0 & 0x6) == 0x6;                  // XMM, YMM
+  f.os_saves_avx512 = f.os_saves_avx && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM
+  f.os_allows_amx = (xcr0 & 0x60000) == 0x60000;                // XTILECFG, XTILEDATA
 
   if (max_leaf >= 7) {
     __cpuid_count(7, 0, a, b, c, d);
@@ -83,7 +83,8 @@ CpuIsa LevelOf(const CpuFeatures& f) {
     return CpuIsa::kAvx2;
   }
   if (!(f.avx512_bf16 && f.avx512_vnni)) return CpuIsa::kAvx512;
-  if (!(f.os_allows_amx && f.amx_tile && f.amx_bf16 && f.amx_int8)) return CpuIsa::kAvx512Bf16;
+  if (!(f.os_allows_amx && f.amx_tile && f.amx_bf16 && f.amx_int8))
+    return CpuIsa::kAvx512Bf16;
   return CpuIsa::kAmx;
 }
 
@@ -169,9 +170,10 @@ absl::Status SetCpuIsaCap(absl::string_view name) {
   const CpuIsa wanted =
       cap >= 0 && cap < static_cast<int>(detected) ? static_cast<CpuIsa>(cap) : detected;
   if (wanted != EffectiveCpuIsa()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "the CPU ISA cap can only be set before the first kernel is chosen; it is already ",
-        CpuIsaName(EffectiveCpuIsa())));
+    return absl::FailedPreconditionError(
+        absl::StrCat("the CPU ISA cap can only be set before the first kernel is chosen; "
+                     "it is already ",
+                     CpuIsaName(EffectiveCpuIsa())));
   }
   return absl::OkStatus();
 }
@@ -194,12 +196,13 @@ const char* CpuIsaName(CpuIsa isa) {
 
 absl::StatusOr<CpuIsa> ParseCpuIsa(absl::string_view name) {
   const std::string lower = absl::AsciiStrToLower(name);
-  for (CpuIsa isa : {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16,
-                     CpuIsa::kAmx}) {
+  for (CpuIsa isa : {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512,
+                     CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
     if (lower == CpuIsaName(isa)) return isa;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown CPU ISA \"", name, "\": expected portable, avx2, avx512, avx512_bf16 or amx"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown CPU ISA \"", name,
+                   "\": expected portable, avx2, avx512, avx512_bf16 or amx"));
 }
 
 std::string OnednnEffectiveIsa() {

@@ -15,7 +15,13 @@ namespace openelm {
 //   kAvx512      AVX-512 F/BW/VL/DQ (Skylake-SP, Zen 4/5)
 //   kAvx512Bf16  + AVX512_BF16 and AVX512_VNNI (Cooper Lake, Zen 4/5)
 //   kAmx         + AMX-TILE, AMX-BF16, AMX-INT8 (Sapphire Rapids)
-enum class CpuIsa : int { kPortable = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3, kAmx = 4 };
+enum class CpuIsa : int {
+  kPortable = 0,
+  kAvx2 = 1,
+  kAvx512 = 2,
+  kAvx512Bf16 = 3,
+  kAmx = 4
+};
 
 // What cpuid says, read once.
 struct CpuFeatures {

@@ -14,12 +14,12 @@ struct KernelArgs;
 // Arguments of one bf16-weight matmul, dst[m, n] = src[m, k] * W^T, with W
 // packed by PackBf16Panels() for the same `lanes`.
 struct Bf16MatmulArgs {
-  const float* src = nullptr;     // [m, k] row-major, lda = k
+  const float* src = nullptr;  // [m, k] row-major, lda = k
   int32_t m = 0;
   int64_t k = 0;
   int64_t n = 0;
   const uint32_t* packed = nullptr;
-  float* dst = nullptr;           // [m, n] row-major
+  float* dst = nullptr;  // [m, n] row-major
   int32_t num_threads = 1;
 };
 
@@ -36,7 +36,7 @@ struct Int8MatmulArgs {
   const int8_t* w_q = nullptr;     // [ceil(n / 4) blocks][kp / 32 chunks][4 rows][32]
   const float* w_scale = nullptr;  // [n rounded up to whole blocks]
   int64_t n = 0;
-  float* dst = nullptr;            // [m, n]
+  float* dst = nullptr;  // [m, n]
   int32_t num_threads = 1;
 };
 inline constexpr int64_t kInt8Chunk = 32;

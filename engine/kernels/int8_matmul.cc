@@ -36,7 +36,8 @@ void QuantizeWeightsPerChannel(const float* weight, int64_t n, int64_t k, int64_
   }
 }
 
-Int8Matmul::Int8Matmul(const CpuKernels& kernels, int64_t n, int64_t k, int32_t num_threads,
+Int8Matmul::Int8Matmul(const CpuKernels& kernels, int64_t n, int64_t k,
+                       int32_t num_threads,
                        std::shared_ptr<Int8ActivationScratch> scratch)
     : kernels_(kernels),
       n_(n),
@@ -58,15 +59,15 @@ absl::StatusOr<std::unique_ptr<Int8Matmul>> Int8Matmul::Create(
   }
   for (int64_t i = 0; i < n * k; ++i) {
     if (!std::isfinite(weight[i])) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor ", name.empty() ? "(unnamed)" : name, " cannot be quantized to int8: element ",
-          i, " is ", weight[i]));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", name.empty() ? "(unnamed)" : name,
+                       " cannot be quantized to int8: element ", i, " is ", weight[i]));
     }
   }
-  std::unique_ptr<Int8Matmul> mm(
-      new Int8Matmul(kernels, n, k, num_threads > 0 ? num_threads : 1, std::move(scratch)));
-  mm->q_ = std::make_unique<int8_t[]>(mm->padded_n_ * mm->kp_);      // zero-filled
-  mm->scale_ = std::make_unique<float[]>(mm->padded_n_);             // zero-filled
+  std::unique_ptr<Int8Matmul> mm(new Int8Matmul(
+      kernels, n, k, num_threads > 0 ? num_threads : 1, std::move(scratch)));
+  mm->q_ = std::make_unique<int8_t[]>(mm->padded_n_ * mm->kp_);  // zero-filled
+  mm->scale_ = std::make_unique<float[]>(mm->padded_n_);         // zero-filled
   QuantizeWeightsPerChannel(weight, n, k, mm->kp_, mm->q_.get(), mm->scale_.get(),
                             mm->num_threads_);
   OPENELM_RETURN_IF_ERROR(mm->SetMaxM(max_m));
@@ -84,8 +85,14 @@ absl::Status Int8Matmul::Run(const float* src, int32_t m, float* dst) {
   if (m == 0) return absl::OkStatus();
   OPENELM_RETURN_IF_ERROR(CheckMatmulRows(m, max_m_));
   kernels_.quantize_rows_s8(src, m, k_, kp_, scratch_->q(), scratch_->scales());
-  kernels_.int8_matmul({.a_q = scratch_->q(), .a_scale = scratch_->scales(), .m = m, .kp = kp_,
-                        .w_q = q_.get(), .w_scale = scale_.get(), .n = n_, .dst = dst,
+  kernels_.int8_matmul({.a_q = scratch_->q(),
+                        .a_scale = scratch_->scales(),
+                        .m = m,
+                        .kp = kp_,
+                        .w_q = q_.get(),
+                        .w_scale = scale_.get(),
+                        .n = n_,
+                        .dst = dst,
                         .num_threads = num_threads_});
   ++num_runs_;
   return absl::OkStatus();

@@ -61,7 +61,9 @@ class Int8Matmul final : public Matmul {
   // Row `row` of W dequantized (q * scale): the embedding gather of a tied
   // LM head.
   void GatherRow(int64_t row, float* out) const;
-  int8_t WeightAt(int64_t row, int64_t c) const { return q_[Int8WeightOffset(row, c, kp_)]; }
+  int8_t WeightAt(int64_t row, int64_t c) const {
+    return q_[Int8WeightOffset(row, c, kp_)];
+  }
   const float* scales() const { return scale_.get(); }
   int64_t padded_k() const { return kp_; }
 

@@ -23,7 +23,8 @@ inline absl::Status CheckMatmulMaxM(int32_t max_m) {
 }
 inline absl::Status CheckMatmulRows(int32_t m, int32_t max_m) {
   if (m < 0 || m > max_m) {
-    return absl::InvalidArgumentError(absl::StrCat("matmul rows ", m, " outside [0, ", max_m, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("matmul rows ", m, " outside [0, ", max_m, "]"));
   }
   return absl::OkStatus();
 }

@@ -43,8 +43,7 @@ absl::StatusOr<std::unique_ptr<OnednnContext>> OnednnContext::Create(
     handles->stream = dnnl::stream(handles->engine);
     ctx->handles_ = std::move(handles);
   } catch (const dnnl::error& e) {
-    return absl::InternalError(
-        absl::StrCat("oneDNN engine creation failed: ", e.what()));
+    return absl::InternalError(absl::StrCat("oneDNN engine creation failed: ", e.what()));
   }
   return ctx;
 }

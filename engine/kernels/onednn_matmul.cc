@@ -77,12 +77,13 @@ int64_t PackedMatmul::packed_weight_bytes() const {
   return static_cast<int64_t>(impl_->packed_weights.get_desc().get_size());
 }
 
-absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(
-    OnednnContext* ctx, const MatmulSpec& spec, const void* weight,
-    bool weight_is_bf16) {
+absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(OnednnContext* ctx,
+                                                                   const MatmulSpec& spec,
+                                                                   const void* weight,
+                                                                   bool weight_is_bf16) {
   if (spec.n <= 0 || spec.k <= 0 || spec.max_m <= 0 || weight == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "bad matmul spec: n=", spec.n, " k=", spec.k, " max_m=", spec.max_m));
+    return absl::InvalidArgumentError(absl::StrCat("bad matmul spec: n=", spec.n,
+                                                   " k=", spec.k, " max_m=", spec.max_m));
   }
   std::unique_ptr<PackedMatmul> mm(new PackedMatmul(ctx, spec));
   mm->impl_ = std::make_unique<Impl>();
@@ -113,8 +114,8 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(
 
     impl.packed_md = packed_md;
   } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrCat("oneDNN matmul packing (n=", n,
-                                            ", k=", k, ") failed: ", e.what()));
+    return absl::InternalError(
+        absl::StrCat("oneDNN matmul packing (n=", n, ", k=", k, ") failed: ", e.what()));
   }
   OPENELM_RETURN_IF_ERROR(mm->SetMaxM(spec.max_m));
   return mm;
@@ -158,8 +159,8 @@ absl::Status PackedMatmul::SetMaxM(int32_t max_m) {
     impl.buckets = std::move(buckets);
     spec_.max_m = max_m;
   } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrCat("oneDNN matmul setup (n=", n,
-                                            ", k=", k, ") failed: ", e.what()));
+    return absl::InternalError(
+        absl::StrCat("oneDNN matmul setup (n=", n, ", k=", k, ") failed: ", e.what()));
   }
   return absl::OkStatus();
 }
@@ -182,11 +183,13 @@ absl::Status PackedMatmul::Run(const float* src, int32_t m, float* dst) {
   // The C API is used for execution: the C++ wrapper copies the argument map
   // into a fresh std::vector on every call.
   OnednnCallScope scope;
-  dnnl_status_t st =
-      dnnl_memory_set_data_handle_v2(bucket->src.get(), const_cast<void*>(src_handle), nullptr);
-  if (st == dnnl_success) st = dnnl_memory_set_data_handle_v2(bucket->dst.get(), dst, nullptr);
+  dnnl_status_t st = dnnl_memory_set_data_handle_v2(
+      bucket->src.get(), const_cast<void*>(src_handle), nullptr);
+  if (st == dnnl_success)
+    st = dnnl_memory_set_data_handle_v2(bucket->dst.get(), dst, nullptr);
   if (st == dnnl_success) {
-    st = dnnl_memory_set_data_handle_v2(bucket->scratch.get(), ctx_->scratchpad(), nullptr);
+    st = dnnl_memory_set_data_handle_v2(bucket->scratch.get(), ctx_->scratchpad(),
+                                        nullptr);
   }
   if (st == dnnl_success) {
     st = dnnl_primitive_execute(bucket->prim.get(), ctx_->handles().stream.get(), 4,

@@ -57,9 +57,10 @@ class PackedMatmul final : public Matmul {
   // `weight` is [n, k] row-major: float* when `weight_is_bf16` is false,
   // otherwise bf16 bit patterns (uint16_t*). It is converted to spec.compute.
   // kInvalidArgument on bad sizes, kInternal when oneDNN fails.
-  static absl::StatusOr<std::unique_ptr<PackedMatmul>> Create(
-      OnednnContext* ctx, const MatmulSpec& spec, const void* weight,
-      bool weight_is_bf16);
+  static absl::StatusOr<std::unique_ptr<PackedMatmul>> Create(OnednnContext* ctx,
+                                                              const MatmulSpec& spec,
+                                                              const void* weight,
+                                                              bool weight_is_bf16);
   ~PackedMatmul() override;
   PackedMatmul(const PackedMatmul&) = delete;
   PackedMatmul& operator=(const PackedMatmul&) = delete;
@@ -72,7 +73,9 @@ class PackedMatmul final : public Matmul {
   // See the class comment for buffer sizes. m == 0 is a no-op.
   // kInvalidArgument when m > max_m, kInternal when oneDNN fails.
   absl::Status Run(const float* src, int32_t m, float* dst) override;
-  int32_t RowCapacity(int32_t m) const override { return MatmulBucketFor(m, spec_.max_m); }
+  int32_t RowCapacity(int32_t m) const override {
+    return MatmulBucketFor(m, spec_.max_m);
+  }
   int64_t n() const override { return spec_.n; }
   int64_t k() const override { return spec_.k; }
 

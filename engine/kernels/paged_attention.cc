@@ -13,7 +13,8 @@ inline float Load(uint16_t v) { return Bf16ToF32(v); }
 
 struct ScalarOps {
   template <typename T>
-  static void Scores(const float* q, const T* keys, int32_t count, int32_t n, float* out) {
+  static void Scores(const float* q, const T* keys, int32_t count, int32_t n,
+                     float* out) {
     for (int32_t j = 0; j < count; ++j) {
       const T* k = keys + static_cast<int64_t>(j) * n;
       float s = 0.0f;
@@ -48,8 +49,7 @@ void RunScalar(const KernelArgs& args) { RunKernel<ScalarOps>(args); }
 
 }  // namespace attention_internal
 
-PagedAttentionScratch::PagedAttentionScratch(int32_t max_tokens,
-                                             int32_t max_kv_heads) {
+PagedAttentionScratch::PagedAttentionScratch(int32_t max_tokens, int32_t max_kv_heads) {
   // At most one tile per token per KV head.
   items.resize(static_cast<size_t>(max_tokens) * max_kv_heads);
 }
@@ -59,9 +59,8 @@ const char* PagedAttentionVariant(int32_t head_dim) {
   return head_dim % k.attention_head_dim_multiple == 0 ? CpuIsaName(k.isa) : "portable";
 }
 
-void PagedAttention(const PagedAttentionShape& shape,
-                    absl::Span<const AttentionSeq> seqs, const float* q,
-                    int64_t q_stride, const void* kv, float* out,
+void PagedAttention(const PagedAttentionShape& shape, absl::Span<const AttentionSeq> seqs,
+                    const float* q, int64_t q_stride, const void* kv, float* out,
                     int64_t out_stride, PagedAttentionScratch& scratch,
                     int32_t num_threads, const CpuKernels* kernels) {
   using attention_internal::kMaxHeadDim;
@@ -80,7 +79,8 @@ void PagedAttention(const PagedAttentionShape& shape,
   for (int32_t si = 0; si < static_cast<int32_t>(seqs.size()); ++si) {
     const AttentionSeq& s = seqs[si];
     OPENELM_DCHECK(s.num_tokens == 0 ||
-                   (s.start_position + s.num_tokens - 1) / layout.block_size < s.num_blocks);
+                   (s.start_position + s.num_tokens - 1) / layout.block_size <
+                       s.num_blocks);
     for (int32_t first = 0; first < s.num_tokens; first += tile) {
       const int32_t len = s.num_tokens - first < tile ? s.num_tokens - first : tile;
       for (int32_t g = 0; g < layout.num_kv_heads; ++g) {
@@ -89,8 +89,9 @@ void PagedAttention(const PagedAttentionShape& shape,
       }
     }
   }
-  attention_internal::KernelArgs args{&shape, seqs.data(), scratch.items.data(), n, q,
-                                      q_stride, kv, out, out_stride, num_threads};
+  attention_internal::KernelArgs args{
+      &shape, seqs.data(), scratch.items.data(), n,          q, q_stride,
+      kv,     out,         out_stride,           num_threads};
   const CpuKernels& k = kernels != nullptr ? *kernels : ActiveKernels();
   if (layout.head_dim % k.attention_head_dim_multiple == 0) {
     k.paged_attention(args);

@@ -28,8 +28,8 @@ struct PagedKvLayout {
   }
   // Element offset of the K (kv = 0) or V (kv = 1) row of (block, head, slot).
   int64_t offset(BlockId block, int32_t head, int32_t kv, int32_t slot) const {
-    return ((static_cast<int64_t>(block) * num_kv_heads + head) * 2 + kv) *
-               block_size * head_dim +
+    return ((static_cast<int64_t>(block) * num_kv_heads + head) * 2 + kv) * block_size *
+               head_dim +
            static_cast<int64_t>(slot) * head_dim;
   }
 };
@@ -49,7 +49,7 @@ struct AttentionSeq {
 struct PagedAttentionShape {
   int32_t num_q_heads = 0;  // a multiple of layout.num_kv_heads
   PagedKvLayout layout;
-  float scale = 0.0f;       // usually 1 / sqrt(head_dim)
+  float scale = 0.0f;  // usually 1 / sqrt(head_dim)
 };
 
 // Reusable work list for PagedAttention (sized once, so the call allocates
@@ -77,9 +77,8 @@ class PagedAttentionScratch {
 // `num_threads` OpenMP threads with the kernel of `kernels` (nullptr: the
 // active ISA's, cpu_kernels.h), or the portable one when head_dim is not a
 // multiple of that kernel's vector width.
-void PagedAttention(const PagedAttentionShape& shape,
-                    absl::Span<const AttentionSeq> seqs, const float* q,
-                    int64_t q_stride, const void* kv, float* out,
+void PagedAttention(const PagedAttentionShape& shape, absl::Span<const AttentionSeq> seqs,
+                    const float* q, int64_t q_stride, const void* kv, float* out,
                     int64_t out_stride, PagedAttentionScratch& scratch,
                     int32_t num_threads, const CpuKernels* kernels = nullptr);
 

@@ -20,17 +20,21 @@ inline __m512 HorizontalSums16(const __m512* x) {
   for (int g = 0; g < 4; ++g) {
     const __m512* v = x + 4 * g;
     // Within each 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3] for (a, b).
-    const __m512 y01 = _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
-    const __m512 y23 = _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
+    const __m512 y01 =
+        _mm512_add_ps(_mm512_unpacklo_ps(v[0], v[1]), _mm512_unpackhi_ps(v[0], v[1]));
+    const __m512 y23 =
+        _mm512_add_ps(_mm512_unpacklo_ps(v[2], v[3]), _mm512_unpackhi_ps(v[2], v[3]));
     // Lane L now holds the lane-L sums of v[0..3].
     z[g] = _mm512_add_ps(_mm512_shuffle_ps(y01, y23, _MM_SHUFFLE(1, 0, 1, 0)),
                          _mm512_shuffle_ps(y01, y23, _MM_SHUFFLE(3, 2, 3, 2)));
   }
   // Add the four 128-bit lanes of each z[g] and put z[g]'s result in lane g.
-  const __m512 u01 = _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                                   _mm512_shuffle_f32x4(z[0], z[1], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m512 u23 = _mm512_add_ps(_mm512_shuffle_f32x4(z[2], z[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                                   _mm512_shuffle_f32x4(z[2], z[3], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 u01 =
+      _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                    _mm512_shuffle_f32x4(z[0], z[1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 u23 =
+      _mm512_add_ps(_mm512_shuffle_f32x4(z[2], z[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                    _mm512_shuffle_f32x4(z[2], z[3], _MM_SHUFFLE(3, 2, 3, 2)));
   return _mm512_add_ps(_mm512_shuffle_f32x4(u01, u23, _MM_SHUFFLE(2, 0, 2, 0)),
                        _mm512_shuffle_f32x4(u01, u23, _MM_SHUFFLE(3, 1, 3, 1)));
 }
@@ -38,7 +42,8 @@ inline __m512 HorizontalSums16(const __m512* x) {
 // head_dim is a multiple of 16 (checked by the dispatcher).
 struct Avx512Ops {
   template <typename T>
-  static void Scores(const float* q, const T* keys, int32_t count, int32_t n, float* out) {
+  static void Scores(const float* q, const T* keys, int32_t count, int32_t n,
+                     float* out) {
     for (int32_t j0 = 0; j0 < count; j0 += 16) {
       const int32_t len = count - j0 < 16 ? count - j0 : 16;
       __m512 acc[16];
@@ -50,18 +55,21 @@ struct Avx512Ops {
           const __m512 qv = _mm512_loadu_ps(q + d);
 #pragma GCC unroll 16
           for (int j = 0; j < 16; ++j) {
-            acc[j] = _mm512_fmadd_ps(qv, Load16(kb + static_cast<int64_t>(j) * n + d), acc[j]);
+            acc[j] =
+                _mm512_fmadd_ps(qv, Load16(kb + static_cast<int64_t>(j) * n + d), acc[j]);
           }
         }
       } else {
         for (int32_t d = 0; d < n; d += 16) {
           const __m512 qv = _mm512_loadu_ps(q + d);
           for (int j = 0; j < len; ++j) {
-            acc[j] = _mm512_fmadd_ps(qv, Load16(kb + static_cast<int64_t>(j) * n + d), acc[j]);
+            acc[j] =
+                _mm512_fmadd_ps(qv, Load16(kb + static_cast<int64_t>(j) * n + d), acc[j]);
           }
         }
       }
-      _mm512_mask_storeu_ps(out + j0, static_cast<__mmask16>((1u << len) - 1), HorizontalSums16(acc));
+      _mm512_mask_storeu_ps(out + j0, static_cast<__mmask16>((1u << len) - 1),
+                            HorizontalSums16(acc));
     }
   }
   // Keeps 64 accumulator floats in registers across all `count` values, so
@@ -124,7 +132,8 @@ struct Avx512Ops {
       p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
       const __m512i e = _mm512_slli_epi32(
           _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-      const __m512 y = _mm512_maskz_mov_ps(mask, _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
+      const __m512 y =
+          _mm512_maskz_mov_ps(mask, _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
       _mm512_mask_storeu_ps(s + j, mask, y);
       total = _mm512_add_ps(total, y);
     }

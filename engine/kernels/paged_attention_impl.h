@@ -8,12 +8,15 @@
 // non-template inline functions here.
 //
 // Ops must provide, for T in {float, uint16_t (bf16)}:
-//   static void Scores(const float* q, const T* keys, int32_t count, int32_t n, float* out);
+//   static void Scores(const float* q, const T* keys, int32_t count, int32_t n, float*
+//   out);
 //       out[j] = q . keys[j * n .. j * n + n) for j < count (count <= kKeyChunk)
-//   static void AccumulateValues(float* acc, const float* p, const T* values, int32_t count,
+//   static void AccumulateValues(float* acc, const float* p, const T* values, int32_t
+//   count,
 //                                int32_t n);  // acc += sum_j p[j] * values[j * n ..)
-//   static float ExpAndSum(float* s, int32_t count, float mx);  // s[j] = exp(s[j] - mx); returns the sum
-//   static void Scale(float* acc, float c, int32_t n);             // acc *= c
+//   static float ExpAndSum(float* s, int32_t count, float mx);  // s[j] = exp(s[j] - mx);
+//   returns the sum static void Scale(float* acc, float c, int32_t n);             // acc
+//   *= c
 
 #include <cstdint>
 
@@ -22,9 +25,9 @@
 
 namespace openelm::attention_internal {
 
-inline constexpr int32_t kMaxRows = 64;       // query rows (tokens x group heads) per item
+inline constexpr int32_t kMaxRows = 64;  // query rows (tokens x group heads) per item
 inline constexpr int32_t kMaxHeadDim = 256;
-inline constexpr int32_t kKeyChunk = 32;      // keys scored at a time
+inline constexpr int32_t kKeyChunk = 32;  // keys scored at a time
 
 template <typename Ops, typename T>
 void ProcessItem(const KernelArgs& a, const PagedAttentionScratch::WorkItem& w,
@@ -56,7 +59,8 @@ void ProcessItem(const KernelArgs& a, const PagedAttentionScratch::WorkItem& w,
   const int32_t max_pos = s.start_position + w.first_token + w.num_tokens - 1;
   const int32_t num_blocks = max_pos / bs + 1;
   alignas(64) float sc[kKeyChunk];
-  const int64_t group_block_bytes = int64_t{2} * bs * hd * static_cast<int64_t>(sizeof(T));
+  const int64_t group_block_bytes =
+      int64_t{2} * bs * hd * static_cast<int64_t>(sizeof(T));
   for (int32_t b = 0; b < num_blocks; ++b) {
     if (b + 1 < num_blocks) {
       // Blocks are scattered, so the hardware prefetcher cannot guess the next one.
@@ -100,7 +104,8 @@ void ProcessItem(const KernelArgs& a, const PagedAttentionScratch::WorkItem& w,
     const int64_t row = s.token_offset + w.first_token + t;
     for (int32_t h = 0; h < group; ++h) {
       const int32_t r = t * group + h;
-      float* o = a.out + row * a.out_stride + static_cast<int64_t>(w.kv_head * group + h) * hd;
+      float* o =
+          a.out + row * a.out_stride + static_cast<int64_t>(w.kv_head * group + h) * hd;
       const float inv = 1.0f / l[r];
       for (int32_t d = 0; d < hd; ++d) o[d] = acc[r * hd + d] * inv;
     }

@@ -20,15 +20,16 @@ RopeTable::RopeTable(int32_t head_dim, int32_t max_positions, float theta)
   for (int32_t p = 0; p < max_positions; ++p) {
     for (int32_t j = 0; j < half; ++j) {
       const float angle = static_cast<float>(p) * inv_freq[j];
-      cos_[static_cast<size_t>(p) * half + j] = static_cast<float>(std::cos(static_cast<double>(angle)));
-      sin_[static_cast<size_t>(p) * half + j] = static_cast<float>(std::sin(static_cast<double>(angle)));
+      cos_[static_cast<size_t>(p) * half + j] =
+          static_cast<float>(std::cos(static_cast<double>(angle)));
+      sin_[static_cast<size_t>(p) * half + j] =
+          static_cast<float>(std::sin(static_cast<double>(angle)));
     }
   }
 }
 
 void RopeTable::Apply(const int32_t* positions, int32_t rows, float* x,
-                      int64_t row_stride, int32_t num_heads,
-                      int32_t num_threads) const {
+                      int64_t row_stride, int32_t num_heads, int32_t num_threads) const {
   const int32_t half = head_dim_ / 2;
   const auto rotate = ActiveKernels().rope_rotate_head;
 #pragma omp parallel for num_threads(num_threads) if (rows >= 16) schedule(static)

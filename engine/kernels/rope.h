@@ -21,8 +21,12 @@ class RopeTable {
   int32_t head_dim() const { return head_dim_; }
   int32_t max_positions() const { return max_positions_; }
   // [max_positions, head_dim / 2]
-  const float* cos(int32_t pos) const { return &cos_[static_cast<int64_t>(pos) * (head_dim_ / 2)]; }
-  const float* sin(int32_t pos) const { return &sin_[static_cast<int64_t>(pos) * (head_dim_ / 2)]; }
+  const float* cos(int32_t pos) const {
+    return &cos_[static_cast<int64_t>(pos) * (head_dim_ / 2)];
+  }
+  const float* sin(int32_t pos) const {
+    return &sin_[static_cast<int64_t>(pos) * (head_dim_ / 2)];
+  }
 
   // Rotates, in place, `num_heads` heads of every row: head h of row r is at
   // x + r * row_stride + h * head_dim and is at position positions[r]

@@ -150,7 +150,8 @@ class KvCacheManager {
   // The parent hash of block i given the previous block's hash (`prev`,
   // unused for i == 0): the chain's root, or the re-salting after the
   // shared blocks.
-  static uint64_t Parent(int32_t i, uint64_t prev, uint64_t salt_hash, int32_t shared_blocks);
+  static uint64_t Parent(int32_t i, uint64_t prev, uint64_t salt_hash,
+                         int32_t shared_blocks);
   // Pins the block registered under `hash` if it is cached, valid and not
   // pinned yet.
   void MaybePin(uint64_t hash);

@@ -20,7 +20,7 @@ namespace openelm {
 // below start_position are read from the cache (the cached prefix).
 struct BatchRow {
   RequestId request_id = 0;
-  int32_t token_offset = 0;    // index of the first token in ForwardBatch::tokens
+  int32_t token_offset = 0;  // index of the first token in ForwardBatch::tokens
   int32_t num_tokens = 0;
   int32_t start_position = 0;  // = tokens already in the cache for this sequence
   const BlockId* block_table = nullptr;  // not owned; valid for the step
@@ -36,7 +36,10 @@ struct BatchRow {
 struct ForwardBatch {
   std::vector<TokenId> tokens;  // all rows' new tokens, concatenated
   std::vector<BatchRow> rows;
-  void Clear() { tokens.clear(); rows.clear(); }
+  void Clear() {
+    tokens.clear();
+    rows.clear();
+  }
   int32_t num_tokens() const { return static_cast<int32_t>(tokens.size()); }
 };
 
@@ -47,22 +50,24 @@ struct LogitsView {
   const float* data = nullptr;
   int32_t num_rows = 0;
   int32_t vocab_size = 0;
-  const float* row(int32_t i) const { return data + static_cast<int64_t>(i) * vocab_size; }
+  const float* row(int32_t i) const {
+    return data + static_cast<int64_t>(i) * vocab_size;
+  }
 };
 
 // Static facts about the loaded model, for model info and admission.
 struct ModelInfo {
-  std::string name;        // e.g. "OpenELM-270M" or the directory name
-  std::string size_name;   // "270M", "tiny", ...
+  std::string name;       // e.g. "OpenELM-270M" or the directory name
+  std::string size_name;  // "270M", "tiny", ...
   int32_t vocab_size = 0;
   int32_t max_context_length = 0;
   int32_t num_layers = 0;
   int64_t num_parameters = 0;
-  std::string weight_dtype;  // "bf16" | "f32"
-  std::string kv_dtype;      // "bf16" | "f32"
+  std::string weight_dtype;      // "bf16" | "f32"
+  std::string kv_dtype;          // "bf16" | "f32"
   std::string activation_dtype;  // matmul input precision: "bf16" | "f32"
-  std::string cpu_isa;       // ISA level the kernels run at (cpu_isa.h), e.g. "avx2"
-  std::string plan;          // ExecutionPlan::Describe() and the attention kernel
+  std::string cpu_isa;           // ISA level the kernels run at (cpu_isa.h), e.g. "avx2"
+  std::string plan;              // ExecutionPlan::Describe() and the attention kernel
   int64_t kv_bytes_per_token = 0;
   int64_t weight_bytes = 0;
   TokenId bos_token_id = kBosTokenId;
@@ -87,8 +92,7 @@ class DecoderModel {
   // workspace for batches of up to `max_num_batched_tokens` tokens and
   // `max_num_seqs` rows. kResourceExhausted if memory cannot be had.
   virtual absl::Status Prepare(int32_t num_blocks, int32_t block_size_tokens,
-                               int32_t max_num_batched_tokens,
-                               int32_t max_num_seqs) = 0;
+                               int32_t max_num_batched_tokens, int32_t max_num_seqs) = 0;
 
   // Runs one step. The batch must respect the limits given to Prepare().
   // Allocates nothing and creates no primitives. kInternal on kernel failure.

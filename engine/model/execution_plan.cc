@@ -20,22 +20,24 @@ const char* DTypeFlagValue(DType dtype) {
 }
 
 absl::StatusOr<std::optional<DType>> ParseDTypeChoice(absl::string_view text,
-                                                     absl::string_view flag) {
+                                                      absl::string_view flag) {
   if (text == "auto" || text.empty()) return std::optional<DType>();
   if (text == "bf16") return std::optional<DType>(DType::kBF16);
   if (text == "f32") return std::optional<DType>(DType::kF32);
   if (text == "int8" && flag == "weight_dtype") return std::optional<DType>(DType::kI8);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--", flag, "=", text, ": expected auto, bf16", flag == "weight_dtype" ? ", f32 or int8" : " or f32"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", flag, "=", text, ": expected auto, bf16",
+                   flag == "weight_dtype" ? ", f32 or int8" : " or f32"));
 }
 
 std::string ExecutionPlan::Describe() const {
   return absl::StrCat("isa=", CpuIsaName(isa), " weights=", DTypeFlagValue(weight_dtype),
                       " activations=", DTypeFlagValue(activation_dtype),
                       " kv=", DTypeFlagValue(kv_dtype), " matmul=",
-                      matmul == MatmulBackend::kOnednn    ? std::string("onednn")
-                      : matmul == MatmulBackend::kOwnInt8 ? absl::StrCat("own-int8-", CpuIsaName(isa))
-                                                          : absl::StrCat("own-", CpuIsaName(isa)));
+                      matmul == MatmulBackend::kOnednn ? std::string("onednn")
+                      : matmul == MatmulBackend::kOwnInt8
+                          ? absl::StrCat("own-int8-", CpuIsaName(isa))
+                          : absl::StrCat("own-", CpuIsaName(isa)));
 }
 
 absl::StatusOr<ExecutionPlan> ResolvePlan(CpuIsa isa, const PlanRequest& request) {
@@ -47,8 +49,10 @@ absl::StatusOr<ExecutionPlan> ResolvePlan(CpuIsa isa, const PlanRequest& request
   if (plan.weight_dtype == DType::kI8) {
     if (request.activation_dtype == DType::kBF16) {
       return absl::InvalidArgumentError(
-          "--activation_dtype=bf16 does not combine with --weight_dtype=int8 (int8 weights take "
-          "f32 activations and quantize them per token); use --activation_dtype=auto or f32");
+          "--activation_dtype=bf16 does not combine with --weight_dtype=int8 (int8 "
+          "weights take "
+          "f32 activations and quantize them per token); use --activation_dtype=auto or "
+          "f32");
     }
     plan.activation_dtype = DType::kF32;
     plan.matmul = MatmulBackend::kOwnInt8;
@@ -57,25 +61,28 @@ absl::StatusOr<ExecutionPlan> ResolvePlan(CpuIsa isa, const PlanRequest& request
     }
     return plan;
   }
-  for (const auto& [name, dtype] : {std::pair<const char*, DType>{"weight_dtype", plan.weight_dtype},
-                                    {"kv_dtype", plan.kv_dtype}}) {
+  for (const auto& [name, dtype] :
+       {std::pair<const char*, DType>{"weight_dtype", plan.weight_dtype},
+        {"kv_dtype", plan.kv_dtype}}) {
     if (dtype != DType::kBF16 && dtype != DType::kF32) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", name, "=", DTypeFlagValue(dtype), ": expected auto, bf16 or f32"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", name, "=", DTypeFlagValue(dtype), ": expected auto, bf16 or f32"));
     }
   }
   if (request.activation_dtype.has_value()) {
     plan.activation_dtype = *request.activation_dtype;
     if (plan.activation_dtype != DType::kBF16 && plan.activation_dtype != DType::kF32) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--activation_dtype=", DTypeFlagValue(plan.activation_dtype),
-          ": expected auto, bf16 or f32"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--activation_dtype=", DTypeFlagValue(plan.activation_dtype),
+                       ": expected auto, bf16 or f32"));
     }
     if (plan.activation_dtype == DType::kBF16 && !native_bf16) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--activation_dtype=bf16 needs a CPU with bf16 matmul instructions (avx512_bf16 or "
+          "--activation_dtype=bf16 needs a CPU with bf16 matmul instructions "
+          "(avx512_bf16 or "
           "amx); this CPU's ISA is ",
-          CpuIsaName(isa), ". Choices that work here: --activation_dtype=auto or f32 (with "
+          CpuIsaName(isa),
+          ". Choices that work here: --activation_dtype=auto or f32 (with "
           "--weight_dtype=bf16 the weights stay bf16 and are widened in registers)"));
     }
   } else {

@@ -31,11 +31,14 @@ struct PlanRequest {
 //
 //   ISA            weights  activations  KV    matmuls
 //   portable       bf16     f32          bf16  own (portable)
-//   avx2           bf16     f32          bf16  own AVX2      oneDNN 2.6 has no bf16 matmul below
-//                                                           AVX-512; own kernel streams bf16
+//   avx2           bf16     f32          bf16  own AVX2      oneDNN 2.6 has no bf16
+//   matmul below
+//                                                           AVX-512; own kernel streams
+//                                                           bf16
 //   avx512         bf16     f32          bf16  own AVX-512   no native bf16 dot products
-//   avx512_bf16    bf16     bf16         bf16  oneDNN        brgemm bf16: ~2x f32 (section 1)
-//   amx            bf16     bf16         bf16  oneDNN        AMX tiles through oneDNN
+//   avx512_bf16    bf16     bf16         bf16  oneDNN        brgemm bf16: ~2x f32
+//   (section 1) amx            bf16     bf16         bf16  oneDNN        AMX tiles
+//   through oneDNN
 //
 // Weights stay bf16 (as published) everywhere: no f32 copy is made.
 // --weight_dtype=int8 (never auto) quantizes the weights at load, symmetric
@@ -60,7 +63,7 @@ absl::StatusOr<ExecutionPlan> ResolvePlan(CpuIsa isa, const PlanRequest& request
 // "bf16" / "f32" / "auto" (nullopt) for flags. kInvalidArgument naming
 // `flag` otherwise.
 absl::StatusOr<std::optional<DType>> ParseDTypeChoice(absl::string_view text,
-                                                     absl::string_view flag);
+                                                      absl::string_view flag);
 // "bf16", "f32", "f16".
 const char* DTypeFlagValue(DType dtype);
 

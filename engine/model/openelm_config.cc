@@ -14,8 +14,8 @@
 #include "absl/strings/str_join.h"
 #include "engine/base/file_util.h"
 #include "engine/base/json.h"
-#include "engine/model/openelm_shapes.h"
 #include "engine/base/status_macros.h"
+#include "engine/model/openelm_shapes.h"
 
 namespace openelm {
 namespace {
@@ -60,8 +60,8 @@ class FieldReader {
       return Error(field, absl::StrCat("must be an integer, got ", Shown(v)));
     }
     if (*n < min_value || *n > max_value) {
-      return Error(field, absl::StrCat("must be in [", min_value, ", ", max_value,
-                                       "], got ", *n));
+      return Error(
+          field, absl::StrCat("must be in [", min_value, ", ", max_value, "], got ", *n));
     }
     return *n;
   }
@@ -109,8 +109,9 @@ class FieldReader {
                    absl::StrCat("must be a list of ", n, " integers, got ", Shown(*v)));
     }
     if (static_cast<int64_t>(v->size()) != n) {
-      return Error(field, absl::StrCat("has ", v->size(),
-                                       " entries, expected num_transformer_layers = ", n));
+      return Error(field,
+                   absl::StrCat("has ", v->size(),
+                                " entries, expected num_transformer_layers = ", n));
     }
     std::vector<int32_t> out;
     for (size_t i = 0; i < v->size(); ++i) {
@@ -129,7 +130,8 @@ class FieldReader {
                                     const nlohmann::json& v) const {
     OPENELM_ASSIGN_OR_RETURN(double x, PositiveNumber(field, v));
     if (!(x <= kMaxMultiplier)) {
-      return Error(field, absl::StrCat("must be at most ", kMaxMultiplier, ", got ", Shown(v)));
+      return Error(field,
+                   absl::StrCat("must be at most ", kMaxMultiplier, ", got ", Shown(v)));
     }
     return x;
   }

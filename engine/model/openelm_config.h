@@ -36,7 +36,7 @@ struct OpenElmConfig {
   bool share_input_output_layers = true;
   bool normalize_qk_projections = true;
   bool ffn_with_glu = true;
-  std::string activation = "swish";  // SiLU
+  std::string activation = "swish";    // SiLU
   std::vector<float> ffn_multipliers;  // one per layer
   std::vector<float> qkv_multipliers;  // [min, max] as in config.json
   std::vector<LayerShape> layers;      // size num_layers

@@ -34,20 +34,24 @@ std::string LayerTensor(int32_t layer, absl::string_view suffix) {
   return absl::StrCat("transformer.layers.", layer, ".", suffix);
 }
 
-absl::StatusOr<const TensorView*> FindTensor(const Checkpoint& ckpt, const std::string& name) {
+absl::StatusOr<const TensorView*> FindTensor(const Checkpoint& ckpt,
+                                             const std::string& name) {
   const TensorView* t = ckpt.Find(name);
   if (t == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", ckpt.dir(), " lacks tensor ", name));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint ", ckpt.dir(), " lacks tensor ", name));
   }
   return t;
 }
 
-absl::StatusOr<std::vector<float>> LoadF32(const Checkpoint& ckpt, const std::string& name,
+absl::StatusOr<std::vector<float>> LoadF32(const Checkpoint& ckpt,
+                                           const std::string& name,
                                            int64_t expected_elements) {
   OPENELM_ASSIGN_OR_RETURN(const TensorView* t, FindTensor(ckpt, name));
   if (t->num_elements() != expected_elements) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " has ", t->num_elements(),
-                                                   " elements, expected ", expected_elements));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", name, " has ", t->num_elements(), " elements, expected ",
+                     expected_elements));
   }
   std::vector<float> out;
   TensorToF32(*t, &out);
@@ -62,10 +66,10 @@ std::string BaseName(const std::string& dir) {
 }
 
 struct LayerWeights {
-  std::vector<float> attn_norm;  // [d]
-  std::vector<float> q_norm;     // [hd]
-  std::vector<float> k_norm;     // [hd]
-  std::vector<float> ffn_norm;   // [d]
+  std::vector<float> attn_norm;      // [d]
+  std::vector<float> q_norm;         // [hd]
+  std::vector<float> k_norm;         // [hd]
+  std::vector<float> ffn_norm;       // [d]
   std::unique_ptr<Matmul> qkv_proj;  // [(q + 2 kv) * hd, d]
   std::unique_ptr<Matmul> out_proj;  // [d, q * hd]
   std::unique_ptr<Matmul> proj_1;    // [2 * ffn, d]  gate | up
@@ -94,7 +98,9 @@ class OpenElmModelImpl final : public OpenElmModel {
   absl::StatusOr<LogitsView> Forward(const ForwardBatch& batch) override;
   void CopyBlock(BlockId src, BlockId dst) override;
 
-  int64_t num_primitives_created() const override { return ctx_->num_primitives_created(); }
+  int64_t num_primitives_created() const override {
+    return ctx_->num_primitives_created();
+  }
   const ExecutionPlan& plan() const override { return plan_; }
   int64_t num_matmul_runs() const override {
     int64_t n = lm_head_->num_runs();
@@ -124,12 +130,12 @@ class OpenElmModelImpl final : public OpenElmModel {
   ModelInfo info_;
   std::unique_ptr<OnednnContext> ctx_;
   std::vector<LayerWeights> layers_;
-  std::vector<float> final_norm_;        // [d]
+  std::vector<float> final_norm_;  // [d]
   // The embedding gather reads the LM head's own packed copy when it is a
   // Bf16Matmul (one copy of the table); otherwise one of these holds it.
-  std::vector<uint16_t> embed_bf16_;     // [vocab, d] bf16 weights, oneDNN LM head
-  std::vector<float> embed_f32_;         // [vocab, d] f32 weights
-  std::unique_ptr<Matmul> lm_head_;      // token_embeddings as [vocab, d]
+  std::vector<uint16_t> embed_bf16_;  // [vocab, d] bf16 weights, oneDNN LM head
+  std::vector<float> embed_f32_;      // [vocab, d] f32 weights
+  std::unique_ptr<Matmul> lm_head_;   // token_embeddings as [vocab, d]
   const Bf16Matmul* own_lm_head_ = nullptr;
   const Int8Matmul* int8_lm_head_ = nullptr;
   std::shared_ptr<Int8ActivationScratch> int8_scratch_;  // int8 plan only
@@ -143,7 +149,7 @@ class OpenElmModelImpl final : public OpenElmModel {
   int32_t max_seqs_ = 0;
   std::vector<AlignedArray<uint8_t>> kv_;  // per layer, see openelm_model.h
   Workspace ws_;
-  std::vector<AttentionSeq> seqs_;       // capacity max_seqs_
+  std::vector<AttentionSeq> seqs_;  // capacity max_seqs_
   std::unique_ptr<PagedAttentionScratch> attention_scratch_;
 };
 
@@ -167,8 +173,8 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
                   int64_t k) -> absl::StatusOr<std::unique_ptr<Matmul>> {
     OPENELM_ASSIGN_OR_RETURN(const TensorView* t, FindTensor(ckpt, name));
     if (t->shape.size() != 2 || t->shape[0] != n || t->shape[1] != k) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", name, " has the wrong shape; expected [", n, ", ", k, "]"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", name, " has the wrong shape; expected [", n, ", ", k, "]"));
     }
     const MatmulSpec spec{
         .n = n, .k = k, .max_m = 1, .layout_m = kLayoutRows, .compute = compute};
@@ -194,19 +200,26 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
   for (int32_t l = 0; l < config_.num_layers; ++l) {
     const LayerShape& s = config_.layers[l];
     LayerWeights& w = layers_[l];
-    OPENELM_ASSIGN_OR_RETURN(w.attn_norm, LoadF32(ckpt, LayerTensor(l, "attn_norm.weight"), d));
-    OPENELM_ASSIGN_OR_RETURN(w.q_norm, LoadF32(ckpt, LayerTensor(l, "attn.q_norm.weight"), hd));
-    OPENELM_ASSIGN_OR_RETURN(w.k_norm, LoadF32(ckpt, LayerTensor(l, "attn.k_norm.weight"), hd));
-    OPENELM_ASSIGN_OR_RETURN(w.ffn_norm, LoadF32(ckpt, LayerTensor(l, "ffn_norm.weight"), d));
+    OPENELM_ASSIGN_OR_RETURN(w.attn_norm,
+                             LoadF32(ckpt, LayerTensor(l, "attn_norm.weight"), d));
+    OPENELM_ASSIGN_OR_RETURN(w.q_norm,
+                             LoadF32(ckpt, LayerTensor(l, "attn.q_norm.weight"), hd));
+    OPENELM_ASSIGN_OR_RETURN(w.k_norm,
+                             LoadF32(ckpt, LayerTensor(l, "attn.k_norm.weight"), hd));
+    OPENELM_ASSIGN_OR_RETURN(w.ffn_norm,
+                             LoadF32(ckpt, LayerTensor(l, "ffn_norm.weight"), d));
     const int64_t qkv_rows = (s.num_query_heads + 2 * int64_t{s.num_kv_heads}) * hd;
-    OPENELM_ASSIGN_OR_RETURN(w.qkv_proj, pack(LayerTensor(l, "attn.qkv_proj.weight"), qkv_rows, d));
-    OPENELM_ASSIGN_OR_RETURN(w.out_proj,
-                             pack(LayerTensor(l, "attn.out_proj.weight"), d, s.num_query_heads * hd));
-    OPENELM_ASSIGN_OR_RETURN(w.proj_1, pack(LayerTensor(l, "ffn.proj_1.weight"), 2 * int64_t{s.ffn_dim}, d));
-    OPENELM_ASSIGN_OR_RETURN(w.proj_2, pack(LayerTensor(l, "ffn.proj_2.weight"), d, s.ffn_dim));
-    weight_bytes += w.qkv_proj->packed_weight_bytes() + w.out_proj->packed_weight_bytes() +
-                    w.proj_1->packed_weight_bytes() + w.proj_2->packed_weight_bytes() +
-                    4 * (2 * d + 2 * hd);
+    OPENELM_ASSIGN_OR_RETURN(w.qkv_proj,
+                             pack(LayerTensor(l, "attn.qkv_proj.weight"), qkv_rows, d));
+    OPENELM_ASSIGN_OR_RETURN(w.out_proj, pack(LayerTensor(l, "attn.out_proj.weight"), d,
+                                              s.num_query_heads * hd));
+    OPENELM_ASSIGN_OR_RETURN(
+        w.proj_1, pack(LayerTensor(l, "ffn.proj_1.weight"), 2 * int64_t{s.ffn_dim}, d));
+    OPENELM_ASSIGN_OR_RETURN(w.proj_2,
+                             pack(LayerTensor(l, "ffn.proj_2.weight"), d, s.ffn_dim));
+    weight_bytes += w.qkv_proj->packed_weight_bytes() +
+                    w.out_proj->packed_weight_bytes() + w.proj_1->packed_weight_bytes() +
+                    w.proj_2->packed_weight_bytes() + 4 * (2 * d + 2 * hd);
   }
   OPENELM_ASSIGN_OR_RETURN(final_norm_, LoadF32(ckpt, "transformer.norm.weight", d));
   const std::string embed_name = "transformer.token_embeddings.weight";
@@ -237,7 +250,8 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
   info_.weight_dtype = DTypeFlagValue(plan_.weight_dtype);
   info_.activation_dtype = DTypeFlagValue(plan_.activation_dtype);
   info_.cpu_isa = CpuIsaName(plan_.isa);
-  info_.plan = absl::StrCat(plan_.Describe(), " attention=", PagedAttentionVariant(config_.head_dim));
+  info_.plan = absl::StrCat(plan_.Describe(),
+                            " attention=", PagedAttentionVariant(config_.head_dim));
   info_.kv_dtype = kv_bf16() ? "bf16" : "f32";
   info_.kv_bytes_per_token = KvBytesPerBlockFor(config_, options_.kv_dtype, 1);
   info_.weight_bytes = weight_bytes;
@@ -247,13 +261,15 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
 }
 
 absl::Status OpenElmModelImpl::Prepare(int32_t num_blocks, int32_t block_size_tokens,
-                                       int32_t max_num_batched_tokens, int32_t max_num_seqs) {
+                                       int32_t max_num_batched_tokens,
+                                       int32_t max_num_seqs) {
   if (prepared_) return absl::FailedPreconditionError("Prepare() called twice");
   if (num_blocks <= 0 || block_size_tokens <= 0 || max_num_batched_tokens <= 0 ||
       max_num_seqs <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Prepare needs positive sizes: num_blocks=", num_blocks, " block_size=", block_size_tokens,
-        " max_num_batched_tokens=", max_num_batched_tokens, " max_num_seqs=", max_num_seqs));
+    return absl::InvalidArgumentError(
+        absl::StrCat("Prepare needs positive sizes: num_blocks=", num_blocks,
+                     " block_size=", block_size_tokens, " max_num_batched_tokens=",
+                     max_num_batched_tokens, " max_num_seqs=", max_num_seqs));
   }
   num_blocks_ = num_blocks;
   block_size_ = block_size_tokens;
@@ -281,7 +297,8 @@ absl::Status OpenElmModelImpl::Prepare(int32_t num_blocks, int32_t block_size_to
   ws_.cap = max_tokens_;
   int64_t max_qkv = 0;
   for (const LayerShape& s : config_.layers) {
-    max_qkv = std::max<int64_t>(max_qkv, (s.num_query_heads + 2 * int64_t{s.num_kv_heads}) * hd);
+    max_qkv = std::max<int64_t>(max_qkv,
+                                (s.num_query_heads + 2 * int64_t{s.num_kv_heads}) * hd);
   }
   OPENELM_RETURN_IF_ERROR(ws_.x.Allocate(cap * d));
   OPENELM_RETURN_IF_ERROR(ws_.xn.Allocate(cap * d));
@@ -294,7 +311,8 @@ absl::Status OpenElmModelImpl::Prepare(int32_t num_blocks, int32_t block_size_to
   OPENELM_RETURN_IF_ERROR(ws_.logits.Allocate(cap * config_.vocab_size));
   OPENELM_RETURN_IF_ERROR(ws_.positions.Allocate(cap));
   seqs_.reserve(max_seqs_);
-  attention_scratch_ = std::make_unique<PagedAttentionScratch>(max_tokens_, config_.max_kv_heads());
+  attention_scratch_ =
+      std::make_unique<PagedAttentionScratch>(max_tokens_, config_.max_kv_heads());
   prepared_ = true;
   return absl::OkStatus();
 }
@@ -303,32 +321,33 @@ absl::Status OpenElmModelImpl::ValidateBatch(const ForwardBatch& batch) const {
   if (!prepared_) return absl::FailedPreconditionError("Forward() before Prepare()");
   const int32_t n = batch.num_tokens();
   if (n > max_tokens_ || static_cast<int32_t>(batch.rows.size()) > max_seqs_) {
-    return absl::InvalidArgumentError(absl::StrCat("batch of ", n, " tokens / ", batch.rows.size(),
-                                                   " rows exceeds the prepared limits ",
-                                                   max_tokens_, " / ", max_seqs_));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch of ", n, " tokens / ", batch.rows.size(),
+        " rows exceeds the prepared limits ", max_tokens_, " / ", max_seqs_));
   }
   int32_t expected_offset = 0;
   for (const BatchRow& r : batch.rows) {
     if (r.num_tokens <= 0 || r.token_offset != expected_offset || r.start_position < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "bad row for request ", r.request_id, ": offset ", r.token_offset, " tokens ",
-          r.num_tokens, " start ", r.start_position));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad row for request ", r.request_id, ": offset ", r.token_offset,
+                       " tokens ", r.num_tokens, " start ", r.start_position));
     }
     expected_offset += r.num_tokens;
     const int32_t end = r.start_position + r.num_tokens;
     if (end > config_.max_context_length) {
-      return absl::InvalidArgumentError(absl::StrCat("request ", r.request_id, " reaches position ",
-                                                     end, " > max_context_length ",
-                                                     config_.max_context_length));
+      return absl::InvalidArgumentError(
+          absl::StrCat("request ", r.request_id, " reaches position ", end,
+                       " > max_context_length ", config_.max_context_length));
     }
     if ((end - 1) / block_size_ >= r.num_blocks || r.block_table == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "request ", r.request_id, ": ", r.num_blocks, " blocks do not cover ", end, " positions"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("request ", r.request_id, ": ", r.num_blocks,
+                       " blocks do not cover ", end, " positions"));
     }
     for (int32_t b = 0; b <= (end - 1) / block_size_; ++b) {
       if (r.block_table[b] < 0 || r.block_table[b] >= num_blocks_) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("request ", r.request_id, ": block id ", r.block_table[b], " out of range"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "request ", r.request_id, ": block id ", r.block_table[b], " out of range"));
       }
     }
   }
@@ -353,9 +372,12 @@ absl::StatusOr<LogitsView> OpenElmModelImpl::Forward(const ForwardBatch& batch) 
   // Positions and attention rows.
   seqs_.clear();
   for (const BatchRow& r : batch.rows) {
-    for (int32_t i = 0; i < r.num_tokens; ++i) ws_.positions.data()[r.token_offset + i] = r.start_position + i;
-    seqs_.push_back({.token_offset = r.token_offset, .num_tokens = r.num_tokens,
-                     .start_position = r.start_position, .block_table = r.block_table,
+    for (int32_t i = 0; i < r.num_tokens; ++i)
+      ws_.positions.data()[r.token_offset + i] = r.start_position + i;
+    seqs_.push_back({.token_offset = r.token_offset,
+                     .num_tokens = r.num_tokens,
+                     .start_position = r.start_position,
+                     .block_table = r.block_table,
                      .num_blocks = r.num_blocks});
   }
 
@@ -375,7 +397,8 @@ absl::StatusOr<LogitsView> OpenElmModelImpl::Forward(const ForwardBatch& batch) 
   }
 
   // 2. Decoder layers.
-  for (int32_t l = 0; l < config_.num_layers; ++l) OPENELM_RETURN_IF_ERROR(RunLayer(l, n));
+  for (int32_t l = 0; l < config_.num_layers; ++l)
+    OPENELM_RETURN_IF_ERROR(RunLayer(l, n));
 
   // 3. Final norm and tied LM head, only for the rows whose logits are wanted.
   int32_t rows = 0;
@@ -391,8 +414,8 @@ absl::StatusOr<LogitsView> OpenElmModelImpl::Forward(const ForwardBatch& batch) 
     std::memcpy(head_in + rows * d, x + first * d, sizeof(float) * d * count);
     rows += count;
   }
-  RmsNorm(head_in, final_norm_.data(), rows, config_.model_dim, config_.rms_norm_eps, head_in,
-          threads());
+  RmsNorm(head_in, final_norm_.data(), rows, config_.model_dim, config_.rms_norm_eps,
+          head_in, threads());
   OPENELM_RETURN_IF_ERROR(lm_head_->Run(head_in, rows, ws_.logits.data()));
   return LogitsView{ws_.logits.data(), rows, config_.vocab_size};
 }
@@ -408,29 +431,32 @@ absl::Status OpenElmModelImpl::RunLayer(int32_t l, int32_t n) {
   float* qkv = ws_.qkv.data();
 
   // Attention block.
-  RmsNorm(x, w.attn_norm.data(), n, d, eps, xn, threads());                 // [n, d]
-  OPENELM_RETURN_IF_ERROR(w.qkv_proj->Run(xn, n, qkv));                     // [n, q|k|v]
-  float* q = qkv;                                                            // heads 0..q-1
-  float* k = qkv + int64_t{s.num_query_heads} * hd;                          // then kv heads of K
+  RmsNorm(x, w.attn_norm.data(), n, d, eps, xn, threads());  // [n, d]
+  OPENELM_RETURN_IF_ERROR(w.qkv_proj->Run(xn, n, qkv));      // [n, q|k|v]
+  float* q = qkv;                                            // heads 0..q-1
+  float* k = qkv + int64_t{s.num_query_heads} * hd;          // then kv heads of K
   if (config_.normalize_qk_projections) {
-    RmsNormHeads(q, qkv_stride, n, s.num_query_heads, hd, w.q_norm.data(), eps, threads());
+    RmsNormHeads(q, qkv_stride, n, s.num_query_heads, hd, w.q_norm.data(), eps,
+                 threads());
     RmsNormHeads(k, qkv_stride, n, s.num_kv_heads, hd, w.k_norm.data(), eps, threads());
   }
   rope_.Apply(ws_.positions.data(), n, q, qkv_stride, s.num_query_heads, threads());
   rope_.Apply(ws_.positions.data(), n, k, qkv_stride, s.num_kv_heads, threads());
   WriteKv(l);
-  const PagedAttentionShape shape{.num_q_heads = s.num_query_heads, .layout = KvLayout(l),
+  const PagedAttentionShape shape{.num_q_heads = s.num_query_heads,
+                                  .layout = KvLayout(l),
                                   .scale = 1.0f / std::sqrt(static_cast<float>(hd))};
   const int64_t attn_stride = int64_t{s.num_query_heads} * hd;
   PagedAttention(shape, seqs_, q, qkv_stride, kv_[l].data(), ws_.attn.data(), attn_stride,
                  *attention_scratch_, threads());
-  OPENELM_RETURN_IF_ERROR(w.out_proj->Run(ws_.attn.data(), n, ws_.proj.data()));  // [n, d]
+  OPENELM_RETURN_IF_ERROR(
+      w.out_proj->Run(ws_.attn.data(), n, ws_.proj.data()));  // [n, d]
   AddInPlace(ws_.proj.data(), int64_t{n} * d, x, threads());
 
   // Feed-forward block.
   RmsNorm(x, w.ffn_norm.data(), n, d, eps, xn, threads());
-  OPENELM_RETURN_IF_ERROR(w.proj_1->Run(xn, n, ws_.ffn_in.data()));         // [n, gate|up]
-  SwiGlu(ws_.ffn_in.data(), n, s.ffn_dim, ws_.ffn_mid.data(), threads());   // [n, ffn]
+  OPENELM_RETURN_IF_ERROR(w.proj_1->Run(xn, n, ws_.ffn_in.data()));        // [n, gate|up]
+  SwiGlu(ws_.ffn_in.data(), n, s.ffn_dim, ws_.ffn_mid.data(), threads());  // [n, ffn]
   OPENELM_RETURN_IF_ERROR(w.proj_2->Run(ws_.ffn_mid.data(), n, ws_.proj.data()));
   AddInPlace(ws_.proj.data(), int64_t{n} * d, x, threads());
   return absl::OkStatus();
@@ -484,7 +510,8 @@ int64_t OpenElmModel::KvBytesPerBlockFor(const OpenElmConfig& config, DType kv_d
                                          int32_t block_size_tokens) {
   const int64_t dtype_bytes = kv_dtype == DType::kBF16 ? 2 : 4;
   int64_t per_token = 0;
-  for (const LayerShape& s : config.layers) per_token += 2 * int64_t{s.num_kv_heads} * config.head_dim;
+  for (const LayerShape& s : config.layers)
+    per_token += 2 * int64_t{s.num_kv_heads} * config.head_dim;
   return per_token * dtype_bytes * block_size_tokens;
 }
 
@@ -499,13 +526,14 @@ absl::StatusOr<std::unique_ptr<OpenElmModel>> OpenElmModel::Create(
   }
   const OpenElmConfig& config = checkpoint.config();
   if (config.head_dim % 2 != 0 || config.head_dim > 256 || config.num_layers <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported head_dim ", config.head_dim));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported head_dim ", config.head_dim));
   }
   for (const LayerShape& s : config.layers) {
     if (s.num_kv_heads <= 0 || s.num_query_heads % s.num_kv_heads != 0 ||
         s.num_query_heads / s.num_kv_heads > 64) {
-      return absl::InvalidArgumentError(absl::StrCat("unsupported head counts ", s.num_query_heads,
-                                                     " / ", s.num_kv_heads));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unsupported head counts ", s.num_query_heads, " / ", s.num_kv_heads));
     }
   }
   PlanRequest request;
@@ -514,7 +542,8 @@ absl::StatusOr<std::unique_ptr<OpenElmModel>> OpenElmModel::Create(
   if (options.bf16_activations.has_value()) {
     request.activation_dtype = *options.bf16_activations ? DType::kBF16 : DType::kF32;
   }
-  OPENELM_ASSIGN_OR_RETURN(const ExecutionPlan plan, ResolvePlan(EffectiveCpuIsa(), request));
+  OPENELM_ASSIGN_OR_RETURN(const ExecutionPlan plan,
+                           ResolvePlan(EffectiveCpuIsa(), request));
   auto model = std::make_unique<OpenElmModelImpl>(config, options, plan);
   OPENELM_RETURN_IF_ERROR(model->Load(checkpoint));
   return model;

@@ -13,8 +13,9 @@
 namespace openelm {
 
 struct OpenElmModelOptions {
-  DType weight_dtype = DType::kBF16;  // kBF16 (as published), kF32, or kI8 (quantized at load)
-  DType kv_dtype = DType::kBF16;      // kBF16 or kF32
+  DType weight_dtype =
+      DType::kBF16;  // kBF16 (as published), kF32, or kI8 (quantized at load)
+  DType kv_dtype = DType::kBF16;  // kBF16 or kF32
   // bf16 activations into the matmuls (fp32 accumulation either way); unset:
   // the execution plan's choice for this CPU (execution_plan.h): bf16 where
   // the CPU multiplies bf16 natively (about 2x faster there, logits within
@@ -22,7 +23,7 @@ struct OpenElmModelOptions {
   // registers by our own kernels. true on a CPU without native bf16 fails
   // Create() with a message naming the flag and what works.
   std::optional<bool> bf16_activations = std::nullopt;
-  int32_t num_threads = 0;            // OpenMP threads for oneDNN and kernels; 0 = all cores
+  int32_t num_threads = 0;  // OpenMP threads for oneDNN and kernels; 0 = all cores
 };
 
 // The OpenELM decoder: weights copied once from the checkpoint into the

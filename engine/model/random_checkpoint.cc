@@ -224,7 +224,8 @@ absl::Status WriteRandomCheckpoint(const OpenElmConfig& config, uint64_t seed,
     return absl::InvalidArgumentError("config has no per-layer shapes");
   }
   if (dtype == DType::kI8) {
-    return absl::InvalidArgumentError("checkpoints are written as F32, F16 or BF16, not I8");
+    return absl::InvalidArgumentError(
+        "checkpoints are written as F32, F16 or BF16, not I8");
   }
   // The config must survive its own round trip, or the checkpoint would not open.
   const char* torch_dtype = dtype == DType::kF32   ? "float32"

@@ -21,12 +21,12 @@ absl::StatusOr<ShardIndex> ShardIndex::Read(const std::string& path) {
   }
   const nlohmann::json* weight_map = JsonFind(*json, "weight_map");
   if (weight_map == nullptr || !weight_map->is_object() || weight_map->empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("index '", path,
-                     "' has no weight_map object of tensor names to shard files"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "index '", path, "' has no weight_map object of tensor names to shard files"));
   }
   for (const auto& [name, shard] : weight_map->items()) {
-    const std::string* file = shard.is_string() ? shard.get_ptr<const std::string*>() : nullptr;
+    const std::string* file =
+        shard.is_string() ? shard.get_ptr<const std::string*>() : nullptr;
     if (file == nullptr || file->empty() || absl::StrContains(*file, "/") ||
         (*file)[0] == '.') {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -39,7 +39,8 @@ absl::StatusOr<ShardIndex> ShardIndex::Read(const std::string& path) {
   return index;
 }
 
-absl::Status ShardIndex::CheckShard(const std::string& shard, const std::string& shard_path,
+absl::Status ShardIndex::CheckShard(const std::string& shard,
+                                    const std::string& shard_path,
                                     const std::vector<TensorView>& tensors) const {
   std::set<std::string> in_shard;
   for (const TensorView& t : tensors) {
@@ -50,7 +51,8 @@ absl::Status ShardIndex::CheckShard(const std::string& shard, const std::string&
           "' is not listed for that shard in '", path, "'",
           listed == shard_by_tensor.end()
               ? ""
-              : absl::StrCat(" (listed in ", JsonDump(nlohmann::json(listed->second)), ")")));
+              : absl::StrCat(" (listed in ", JsonDump(nlohmann::json(listed->second)),
+                             ")")));
     }
     in_shard.insert(t.name);
   }
@@ -58,9 +60,9 @@ absl::Status ShardIndex::CheckShard(const std::string& shard, const std::string&
   if (names == tensors_by_shard.end()) return absl::OkStatus();
   for (const std::string& name : names->second) {
     if (in_shard.count(name) == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' is listed in '",
-                                                     path, "' for shard '", shard,
-                                                     "' but that shard does not contain it"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, "' is listed in '", path, "' for shard '", shard,
+                       "' but that shard does not contain it"));
     }
   }
   return absl::OkStatus();

@@ -19,10 +19,11 @@ absl::string_view DTypeName(DType dtype);  // "F32", "F16", "BF16", "I8"
 // One tensor of a checkpoint, viewed in place in a memory-mapped file.
 struct TensorView {
   std::string name;
-  std::string file;             // path of the .safetensors file holding it
+  std::string file;  // path of the .safetensors file holding it
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
-  const void* data = nullptr;   // points into the mapping; valid while the Checkpoint lives
+  const void* data =
+      nullptr;  // points into the mapping; valid while the Checkpoint lives
   int64_t num_bytes = 0;
   int64_t num_elements() const;
 };

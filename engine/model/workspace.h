@@ -22,7 +22,8 @@ class AlignedArray {
     const int64_t bytes = (n * static_cast<int64_t>(sizeof(T)) + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, static_cast<size_t>(bytes > 0 ? bytes : 64));
     if (p == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrCat("cannot allocate ", bytes, " bytes"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cannot allocate ", bytes, " bytes"));
     }
     std::memset(p, 0, static_cast<size_t>(bytes > 0 ? bytes : 64));
     data_.reset(static_cast<T*>(p));
@@ -46,15 +47,15 @@ class AlignedArray {
 // are row-major, outermost dimension first.
 struct Workspace {
   int32_t cap = 0;
-  AlignedArray<float> x;         // [cap, d]            residual stream
-  AlignedArray<float> xn;        // [cap, d]            normalised input of a matmul
-  AlignedArray<float> qkv;       // [cap, max (q + 2 kv) * hd]  fused q | k | v
-  AlignedArray<float> attn;      // [cap, max q * hd]   attention output, heads concatenated
-  AlignedArray<float> proj;      // [cap, d]            out_proj / proj_2 output
-  AlignedArray<float> ffn_in;    // [cap, 2 * max ffn]  gate | up
-  AlignedArray<float> ffn_mid;   // [cap, max ffn]      SiLU(gate) * up
-  AlignedArray<float> head_in;   // [cap, d]            rows whose logits are wanted
-  AlignedArray<float> logits;    // [cap, vocab]
+  AlignedArray<float> x;       // [cap, d]            residual stream
+  AlignedArray<float> xn;      // [cap, d]            normalised input of a matmul
+  AlignedArray<float> qkv;     // [cap, max (q + 2 kv) * hd]  fused q | k | v
+  AlignedArray<float> attn;    // [cap, max q * hd]   attention output, heads concatenated
+  AlignedArray<float> proj;    // [cap, d]            out_proj / proj_2 output
+  AlignedArray<float> ffn_in;  // [cap, 2 * max ffn]  gate | up
+  AlignedArray<float> ffn_mid;      // [cap, max ffn]      SiLU(gate) * up
+  AlignedArray<float> head_in;      // [cap, d]            rows whose logits are wanted
+  AlignedArray<float> logits;       // [cap, vocab]
   AlignedArray<int32_t> positions;  // [cap]
 };
 

@@ -20,15 +20,15 @@ namespace openelm {
 
 enum class FinishReason {
   kUnspecified,
-  kEos,           // the model produced EOS
-  kLength,        // max_tokens reached
-  kStopSequence,  // a stop string matched
-  kStopToken,     // a stop_token_ids entry was produced
-  kContextLength, // the sequence reached max_context_length
-  kCancelled,     // Cancel() or client went away
-  kDeadline,      // the request's deadline passed
-  kError,         // see FinishInfo::status
-  kShutdown,      // the engine shut down before the request finished
+  kEos,            // the model produced EOS
+  kLength,         // max_tokens reached
+  kStopSequence,   // a stop string matched
+  kStopToken,      // a stop_token_ids entry was produced
+  kContextLength,  // the sequence reached max_context_length
+  kCancelled,      // Cancel() or client went away
+  kDeadline,       // the request's deadline passed
+  kError,          // see FinishInfo::status
+  kShutdown,       // the engine shut down before the request finished
 };
 const char* FinishReasonName(FinishReason reason);  // "eos", "length", ...
 
@@ -37,9 +37,9 @@ struct GenerateSpec {
   std::vector<TokenId> prompt;  // includes BOS when the caller wants it
   SamplingParams params;
   absl::Time deadline = absl::InfiniteFuture();
-  std::string cache_salt;       // prefix-cache isolation domain (tenant)
-  std::string tenant;           // fair-scheduling account; "" = default
-  int32_t priority = 0;         // within a tenant; higher first (optional)
+  std::string cache_salt;  // prefix-cache isolation domain (tenant)
+  std::string tenant;      // fair-scheduling account; "" = default
+  int32_t priority = 0;    // within a tenant; higher first (optional)
   // Whether the text before the output is non-empty (affects the leading
   // space of the first detokenized piece). True for normal prompts.
   bool continues_text = true;
@@ -54,7 +54,7 @@ struct TokenLogprob {
 struct OutputDelta {
   int32_t index = 0;
   std::vector<TokenId> tokens;  // newly accepted tokens
-  std::string text;             // newly released text (UTF-8 complete, stop strings withheld)
+  std::string text;  // newly released text (UTF-8 complete, stop strings withheld)
   // Per token (parallel to `tokens`) when logprobs >= 0: the chosen token's
   // logprob first, then up to `logprobs` top alternatives.
   std::vector<std::vector<TokenLogprob>> logprobs;
@@ -62,7 +62,7 @@ struct OutputDelta {
 
 struct RequestTimings {
   absl::Time arrival;
-  absl::Time first_scheduled;   // left the queue
+  absl::Time first_scheduled;  // left the queue
   absl::Time first_token;
   absl::Time finished;
 };
@@ -71,15 +71,15 @@ struct CompletionFinish {
   int32_t index = 0;
   FinishReason reason = FinishReason::kUnspecified;
   int32_t num_output_tokens = 0;
-  std::string stop_matched;     // the stop string or "" 
+  std::string stop_matched;  // the stop string or ""
 };
 
 struct FinishInfo {
-  absl::Status status;          // OK unless kError/kShutdown/kCancelled/kDeadline... (see below)
+  absl::Status status;  // OK unless kError/kShutdown/kCancelled/kDeadline... (see below)
   std::vector<CompletionFinish> completions;  // one per index
   int32_t num_prompt_tokens = 0;
-  int32_t num_cached_tokens = 0;   // prompt tokens served from the prefix cache
-  int32_t num_output_tokens = 0;   // all completions
+  int32_t num_cached_tokens = 0;  // prompt tokens served from the prefix cache
+  int32_t num_output_tokens = 0;  // all completions
   int32_t num_preemptions = 0;
   // Prompt logprobs when requested: one entry per prompt token (the first is
   // empty), chosen token first then top alternatives.

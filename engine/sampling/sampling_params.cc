@@ -10,7 +10,8 @@ namespace {
 // "<prefix><field> = <value> is out of range <lo..hi with brackets>", or OK.
 // NaN is always out of range.
 absl::Status CheckRange(absl::string_view prefix, absl::string_view field, double value,
-                        double lo, double hi, bool lo_open = false, bool hi_open = false) {
+                        double lo, double hi, bool lo_open = false,
+                        bool hi_open = false) {
   const bool below = lo_open ? !(value > lo) : !(value >= lo);
   const bool above = hi_open ? !(value < hi) : !(value <= hi);
   if (!below && !above) return absl::OkStatus();
@@ -57,12 +58,13 @@ absl::Status SamplingParams::Validate(int32_t vocab_size, int32_t max_context_le
     return s;
   }
   if (logit_bias.size() > static_cast<size_t>(kMaxLogitBias)) {
-    return absl::InvalidArgumentError(absl::StrCat(pre, "logit_bias has ", logit_bias.size(),
-                                                   " entries; at most ", kMaxLogitBias,
-                                                   " are allowed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(pre, "logit_bias has ", logit_bias.size(), " entries; at most ",
+                     kMaxLogitBias, " are allowed"));
   }
   for (const auto& [token, bias] : logit_bias) {
-    if (absl::Status s = CheckTokenId(pre, "logit_bias key", token, vocab_size); !s.ok()) {
+    if (absl::Status s = CheckTokenId(pre, "logit_bias key", token, vocab_size);
+        !s.ok()) {
       return s;
     }
     if (absl::Status s = CheckRange(pre, absl::StrCat("logit_bias[", token, "]"), bias,
@@ -71,20 +73,21 @@ absl::Status SamplingParams::Validate(int32_t vocab_size, int32_t max_context_le
       return s;
     }
   }
-  if (absl::Status s = CheckRange(pre, "max_tokens", max_tokens, 1,
-                                  max_context_length > 0 ? max_context_length : INT32_MAX);
+  if (absl::Status s =
+          CheckRange(pre, "max_tokens", max_tokens, 1,
+                     max_context_length > 0 ? max_context_length : INT32_MAX);
       !s.ok()) {
     return s;
   }
   if (min_tokens < 0 || min_tokens > max_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat(pre, "min_tokens = ", min_tokens,
-                                                   " is out of range [0, max_tokens = ",
-                                                   max_tokens, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(pre, "min_tokens = ", min_tokens,
+                     " is out of range [0, max_tokens = ", max_tokens, "]"));
   }
   if (stop_token_ids.size() > static_cast<size_t>(kMaxStopTokenIds)) {
-    return absl::InvalidArgumentError(absl::StrCat(pre, "stop_token_ids has ",
-                                                   stop_token_ids.size(), " ids; at most ",
-                                                   kMaxStopTokenIds, " are allowed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(pre, "stop_token_ids has ", stop_token_ids.size(), " ids; at most ",
+                     kMaxStopTokenIds, " are allowed"));
   }
   for (size_t i = 0; i < stop_token_ids.size(); ++i) {
     if (absl::Status s = CheckTokenId(pre, absl::StrCat("stop_token_ids[", i, "]"),
@@ -100,16 +103,17 @@ absl::Status SamplingParams::Validate(int32_t vocab_size, int32_t max_context_le
   }
   for (size_t i = 0; i < stop.size(); ++i) {
     if (stop[i].empty() || stop[i].size() > static_cast<size_t>(kMaxStopStringBytes)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          pre, "stop[", i, "] has ", stop[i].size(),
-          " bytes; each stop string must have 1..", kMaxStopStringBytes));
+      return absl::InvalidArgumentError(
+          absl::StrCat(pre, "stop[", i, "] has ", stop[i].size(),
+                       " bytes; each stop string must have 1..", kMaxStopStringBytes));
     }
   }
   // -1 is "off" in the engine; a front end maps an explicit value onto 0..20.
   if (absl::Status s = CheckRange(pre, "logprobs", logprobs, -1, kMaxLogprobs); !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckRange(pre, "prompt_logprobs", prompt_logprobs, -1, kMaxLogprobs);
+  if (absl::Status s =
+          CheckRange(pre, "prompt_logprobs", prompt_logprobs, -1, kMaxLogprobs);
       !s.ok()) {
     return s;
   }
@@ -117,15 +121,16 @@ absl::Status SamplingParams::Validate(int32_t vocab_size, int32_t max_context_le
 }
 
 absl::Status CheckFitsContext(int64_t num_prompt_tokens, int32_t max_tokens,
-                              int32_t max_context_length, absl::string_view field_prefix) {
+                              int32_t max_context_length,
+                              absl::string_view field_prefix) {
   if (num_prompt_tokens < 1) {
     return absl::InvalidArgumentError("prompt: must contain at least one token");
   }
   if (num_prompt_tokens + max_tokens > max_context_length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "prompt (", num_prompt_tokens, " tokens) + ", field_prefix, "max_tokens (",
-        max_tokens, ") = ", num_prompt_tokens + max_tokens,
-        " exceeds the model's context length ", max_context_length));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt (", num_prompt_tokens, " tokens) + ", field_prefix,
+                     "max_tokens (", max_tokens, ") = ", num_prompt_tokens + max_tokens,
+                     " exceeds the model's context length ", max_context_length));
   }
   return absl::OkStatus();
 }

@@ -58,7 +58,7 @@ struct Request {
   uint64_t arrival_seq = 0;   // order of arrival (FCFS key)
   uint64_t salt_hash = 0;
   int32_t shared_blocks = 0;  // leading blocks in a declared shared prefix
-  uint64_t seed = 0;  // the completion i stream is seeded with seed + i
+  uint64_t seed = 0;          // the completion i stream is seeded with seed + i
   // The queue policy's index of spec.tenant, -1 until RequestQueue::Add
   // sets it (the fair queue keeps its per-tenant tables in arrays).
   int32_t tenant_slot = -1;

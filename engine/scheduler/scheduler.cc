@@ -142,7 +142,8 @@ void Scheduler::PreemptForFairness() {
     }
     const int32_t nc = hit_.num_tokens;
     const int32_t chunk = ChunkSize(nc, p - nc, config_.max_num_batched_tokens);
-    shortage.front_blocks = kv_->NumBlocksNeeded(front->root.table, nc, nc + chunk, &hit_);
+    shortage.front_blocks =
+        kv_->NumBlocksNeeded(front->root.table, nc, nc + chunk, &hit_);
     shortage.blocks =
         shortage.front_blocks + DecodeBlocksNeeded() > kv_->num_free_blocks();
     if (!shortage.seats && !shortage.blocks) return;

@@ -109,7 +109,8 @@ void Scheduler::ForkFromRoot(Request* r) {
   // Room for every block the completion can reach, so that its decode steps
   // never grow the table (the step path allocates nothing).
   const int32_t bs = kv_->block_size_tokens();
-  const size_t max_blocks = (r->num_prompt_tokens() + r->spec.params.max_tokens + bs - 1) / bs;
+  const size_t max_blocks =
+      (r->num_prompt_tokens() + r->spec.params.max_tokens + bs - 1) / bs;
   for (Sequence& s : r->seqs) {
     if (s.finished) continue;
     OPENELM_CHECK(s.table.empty());

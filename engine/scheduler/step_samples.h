@@ -27,7 +27,7 @@ namespace openelm {
 struct StepSamples {
   std::vector<int32_t> token_begin;  // rows + 1
   std::vector<TokenId> tokens;
-  std::vector<int32_t> entry_begin;  // tokens + 1
+  std::vector<int32_t> entry_begin;   // tokens + 1
   std::vector<int32_t> prompt_begin;  // rows + 1
   std::vector<int32_t> prompt_position;
   std::vector<int32_t> prompt_entry_begin;  // prompt positions + 1

@@ -22,7 +22,9 @@ FairQueue::TenantState* FairQueue::GetOrCreate(absl::string_view tenant) {
   return raw;
 }
 
-int32_t FairQueue::TenantSlot(absl::string_view tenant) { return GetOrCreate(tenant)->slot; }
+int32_t FairQueue::TenantSlot(absl::string_view tenant) {
+  return GetOrCreate(tenant)->slot;
+}
 
 FairQueue::RequestKey FairQueue::KeyOf(const FairQueueEntry& entry) const {
   const int64_t rank = options_.use_priority ? -static_cast<int64_t>(entry.priority) : 0;

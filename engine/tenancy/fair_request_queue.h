@@ -86,8 +86,7 @@ class FairRequestQueue final : public RequestQueue {
   // The active tenants (running or queued) share the seats and the KV
   // blocks in proportion to their weights. O(running + tenants), no
   // allocation (the table is an array by tenant slot, sized in Add()).
-  void SetRunning(absl::Span<Request* const> running,
-                  const Capacity& capacity) override {
+  void SetRunning(absl::Span<Request* const> running, const Capacity& capacity) override {
     for (Usage& u : usage_) u = Usage{};
     for (const Request* r : running) {
       OPENELM_CHECK(r->tenant_slot >= 0) << "request " << r->id << " never queued";
@@ -125,7 +124,8 @@ class FairRequestQueue final : public RequestQueue {
         mine.seats + front.num_live_sequences() > mine.seat_share + kSlack) {
       return nullptr;
     }
-    if (shortage.blocks && mine.blocks + shortage.front_blocks > mine.block_share + kSlack) {
+    if (shortage.blocks &&
+        mine.blocks + shortage.front_blocks > mine.block_share + kSlack) {
       return nullptr;
     }
     Request* victim = nullptr;
@@ -138,7 +138,8 @@ class FairRequestQueue final : public RequestQueue {
         continue;
       }
       if (shortage.blocks && u.blocks <= u.block_share + kSlack) continue;
-      const double over = shortage.seats ? u.seats / u.seat_share : u.blocks / u.block_share;
+      const double over =
+          shortage.seats ? u.seats / u.seat_share : u.blocks / u.block_share;
       if (over > worst) {  // strict: the newest request of the worst tenant
         worst = over;
         victim = r;
@@ -168,7 +169,7 @@ class FairRequestQueue final : public RequestQueue {
   struct Usage {
     bool active = false;  // running or queued requests
     double seats = 0;     // live sequences running
-    double blocks = 0;  // KV blocks held by running requests
+    double blocks = 0;    // KV blocks held by running requests
     double seat_share = 0;
     double block_share = 0;
   };
@@ -188,8 +189,8 @@ class FairRequestQueue final : public RequestQueue {
 
   FairQueue fair_;
   std::map<uint64_t, Request*> by_arrival_;  // arrival_seq -> request
-  std::vector<Usage> usage_;  // by tenant slot, from SetRunning()
-  bool have_usage_ = false;   // SetRunning() was called
+  std::vector<Usage> usage_;                 // by tenant slot, from SetRunning()
+  bool have_usage_ = false;                  // SetRunning() was called
 };
 
 }  // namespace openelm

@@ -290,11 +290,12 @@ void SentencePieceTokenizer::FindBytesPerTokenBound() {
   // shows. The probe holds one of each; it must come back byte for byte
   // (after the dummy-prefix space SentencePiece may add).
   static constexpr absl::string_view kProbe =
-      "\xEF\xBC\xA1"      // FULLWIDTH LATIN CAPITAL LETTER A
-      "\xEF\xAC\x81"          // LATIN SMALL LIGATURE FI
-      "\xE3\x8E\x8F"          // SQUARE KG
-      "  x\t\ty\x01"          // runs of blanks, a control character
-      "\xC3\xA9" "e\xCC\x81 ";  // composed and decomposed e-acute
+      "\xEF\xBC\xA1"  // FULLWIDTH LATIN CAPITAL LETTER A
+      "\xEF\xAC\x81"  // LATIN SMALL LIGATURE FI
+      "\xE3\x8E\x8F"  // SQUARE KG
+      "  x\t\ty\x01"  // runs of blanks, a control character
+      "\xC3\xA9"
+      "e\xCC\x81 ";  // composed and decomposed e-acute
   absl::StatusOr<std::vector<TokenId>> ids = Encode(kProbe, /*add_bos=*/false);
   if (!ids.ok()) return;
   std::string back;

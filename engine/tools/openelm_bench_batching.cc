@@ -61,13 +61,19 @@
 
 ABSL_FLAG(std::string, model_dir, "", "HF checkpoint directory (or use --size)");
 ABSL_FLAG(std::string, size, "270M",
-          "generate (once, cached) a random bf16 checkpoint of this size when --model_dir is empty");
-ABSL_FLAG(std::string, cache_dir, "/tmp/openelm_bench_cache", "where --size checkpoints are generated");
-ABSL_FLAG(std::string, concurrency, "1,4,16,32,64", "comma-separated numbers of requests in flight");
-ABSL_FLAG(int32_t, prompt_tokens, 128, "prompt length of every request (BOS + random ids)");
+          "generate (once, cached) a random bf16 checkpoint of this size when "
+          "--model_dir is empty");
+ABSL_FLAG(std::string, cache_dir, "/tmp/openelm_bench_cache",
+          "where --size checkpoints are generated");
+ABSL_FLAG(std::string, concurrency, "1,4,16,32,64",
+          "comma-separated numbers of requests in flight");
+ABSL_FLAG(int32_t, prompt_tokens, 128,
+          "prompt length of every request (BOS + random ids)");
 ABSL_FLAG(int32_t, output_tokens, 64, "output tokens per request (ignore_eos, so exact)");
-ABSL_FLAG(double, window_s, 10.0, "length of the steady-state window of one measurement, seconds");
-ABSL_FLAG(int32_t, repeats, 3, "measurements per level and engine (>= 3); min and median reported");
+ABSL_FLAG(double, window_s, 10.0,
+          "length of the steady-state window of one measurement, seconds");
+ABSL_FLAG(int32_t, repeats, 3,
+          "measurements per level and engine (>= 3); min and median reported");
 ABSL_FLAG(bool, baseline, true, "also run every level on an engine with max_num_seqs=1");
 ABSL_FLAG(int32_t, threads, 0, "OpenMP threads of the model; 0 = all cores");
 ABSL_FLAG(int32_t, max_num_batched_tokens, 512, "engine token budget per step");
@@ -90,14 +96,14 @@ int64_t NowNanos() { return absl::GetCurrentTimeNanos(); }
 // after the drain, which it learns of through `mu` (acquire/release).
 struct SharedCounters {
   std::atomic<bool> window_open{false};
-  std::atomic<int64_t> output_tokens{0};  // all output tokens, window or not
+  std::atomic<int64_t> output_tokens{0};       // all output tokens, window or not
   std::atomic<int32_t> first_wave_started{0};  // first-wave requests with a first token
-  std::atomic<int64_t> ttft_sum_ns{0};    // first tokens inside the window
+  std::atomic<int64_t> ttft_sum_ns{0};         // first tokens inside the window
   std::atomic<int64_t> ttft_count{0};
-  std::atomic<int64_t> itl_sum_ns{0};     // inter-token gaps inside the window
-  std::atomic<int64_t> itl_count{0};      // tokens those gaps cover
-  std::atomic<int64_t> steps{0};          // non-empty steps inside the window
-  std::atomic<int64_t> rows{0};           // sequences over those steps
+  std::atomic<int64_t> itl_sum_ns{0};  // inter-token gaps inside the window
+  std::atomic<int64_t> itl_count{0};   // tokens those gaps cover
+  std::atomic<int64_t> steps{0};       // non-empty steps inside the window
+  std::atomic<int64_t> rows{0};        // sequences over those steps
   std::atomic<int64_t> decode_tokens{0};
   std::atomic<int64_t> prefill_tokens{0};
 
@@ -173,11 +179,14 @@ class StepCounter : public EngineObserver {
  public:
   explicit StepCounter(SharedCounters* counters) : counters_(counters) {}
   void OnStep(const StepStats& stats) override {
-    if (stats.num_rows == 0 || !counters_->window_open.load(std::memory_order_relaxed)) return;
+    if (stats.num_rows == 0 || !counters_->window_open.load(std::memory_order_relaxed))
+      return;
     counters_->steps.fetch_add(1, std::memory_order_relaxed);
     counters_->rows.fetch_add(stats.num_rows, std::memory_order_relaxed);
-    counters_->decode_tokens.fetch_add(stats.num_decode_tokens, std::memory_order_relaxed);
-    counters_->prefill_tokens.fetch_add(stats.num_prefill_tokens, std::memory_order_relaxed);
+    counters_->decode_tokens.fetch_add(stats.num_decode_tokens,
+                                       std::memory_order_relaxed);
+    counters_->prefill_tokens.fetch_add(stats.num_prefill_tokens,
+                                        std::memory_order_relaxed);
   }
   void OnRequestFinished(const GenerateSpec&, const FinishInfo&) override {}
 
@@ -218,7 +227,8 @@ GenerateSpec MakeSpec(const Workload& w, uint64_t request_id, int32_t max_tokens
   spec.prompt.reserve(w.prompt_tokens);
   spec.prompt.push_back(kBosTokenId);
   std::uniform_int_distribution<int32_t> id(3, 31999);
-  while (static_cast<int32_t>(spec.prompt.size()) < w.prompt_tokens) spec.prompt.push_back(id(rng));
+  while (static_cast<int32_t>(spec.prompt.size()) < w.prompt_tokens)
+    spec.prompt.push_back(id(rng));
   spec.params.temperature = 1.0f;
   spec.params.seed = w.seed + request_id;
   spec.params.max_tokens = max_tokens;
@@ -228,8 +238,8 @@ GenerateSpec MakeSpec(const Workload& w, uint64_t request_id, int32_t max_tokens
 
 // Runs one measurement with `concurrency` requests in flight on `be`.
 // `next_id` supplies request ids unique over the engine's life.
-absl::StatusOr<Measurement> Measure(BenchEngine& be, const Workload& w, int32_t concurrency,
-                                    uint64_t* next_id) {
+absl::StatusOr<Measurement> Measure(BenchEngine& be, const Workload& w,
+                                    int32_t concurrency, uint64_t* next_id) {
   SharedCounters& c = be.counters;
   c.ResetWindow();
   c.window_open.store(false, std::memory_order_relaxed);
@@ -264,9 +274,10 @@ absl::StatusOr<Measurement> Measure(BenchEngine& be, const Workload& w, int32_t 
     finished.clear();
     {
       absl::MutexLock lock(&c.mu);
-      c.mu.AwaitWithTimeout(absl::Condition(
-                                +[](std::vector<int32_t>* f) { return !f->empty(); }, &c.finished),
-                            absl::Milliseconds(20));
+      c.mu.AwaitWithTimeout(
+          absl::Condition(
+              +[](std::vector<int32_t>* f) { return !f->empty(); }, &c.finished),
+          absl::Milliseconds(20));
       finished.swap(c.finished);
       if (c.num_failed > 0) return absl::InternalError(c.first_error);
     }
@@ -304,8 +315,8 @@ absl::StatusOr<Measurement> Measure(BenchEngine& be, const Workload& w, int32_t 
   for (int32_t slot : finished) slot_request[slot] = 0;
   while (in_flight > 0) {
     absl::MutexLock lock(&c.mu);
-    c.mu.Await(absl::Condition(+[](std::vector<int32_t>* f) { return !f->empty(); },
-                               &c.finished));
+    c.mu.Await(absl::Condition(
+        +[](std::vector<int32_t>* f) { return !f->empty(); }, &c.finished));
     in_flight -= static_cast<int32_t>(c.finished.size());
     c.finished.clear();
     if (c.num_failed > 0) return absl::InternalError(c.first_error);
@@ -313,9 +324,11 @@ absl::StatusOr<Measurement> Measure(BenchEngine& be, const Workload& w, int32_t 
   const int64_t ttft_n = c.ttft_count.load(std::memory_order_relaxed);
   const int64_t itl_n = c.itl_count.load(std::memory_order_relaxed);
   const int64_t steps = c.steps.load(std::memory_order_relaxed);
-  m.ttft_ms = ttft_n > 0 ? c.ttft_sum_ns.load(std::memory_order_relaxed) / 1e6 / ttft_n : 0;
+  m.ttft_ms =
+      ttft_n > 0 ? c.ttft_sum_ns.load(std::memory_order_relaxed) / 1e6 / ttft_n : 0;
   m.tpot_ms = itl_n > 0 ? c.itl_sum_ns.load(std::memory_order_relaxed) / 1e6 / itl_n : 0;
-  m.rows_per_step = steps > 0 ? static_cast<double>(c.rows.load(std::memory_order_relaxed)) / steps : 0;
+  m.rows_per_step =
+      steps > 0 ? static_cast<double>(c.rows.load(std::memory_order_relaxed)) / steps : 0;
   return m;
 }
 
@@ -335,7 +348,8 @@ absl::StatusOr<std::string> CheckpointDir() {
 absl::StatusOr<std::unique_ptr<BenchEngine>> MakeEngine(const std::string& dir,
                                                         const std::string& name,
                                                         int32_t max_num_seqs,
-                                                        int32_t num_blocks, int32_t threads) {
+                                                        int32_t num_blocks,
+                                                        int32_t threads) {
   OPENELM_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(dir));
   OpenElmModelOptions model_options;  // defaults: bf16 weights, activations and KV
   model_options.num_threads = threads;
@@ -351,8 +365,8 @@ absl::StatusOr<std::unique_ptr<BenchEngine>> MakeEngine(const std::string& dir,
   options.max_num_seqs = max_num_seqs;
   options.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
   options.enable_prefix_caching = false;
-  OPENELM_ASSIGN_OR_RETURN(be->engine, LlmEngine::Create(options, std::move(model), nullptr,
-                                                         be->observer.get()));
+  OPENELM_ASSIGN_OR_RETURN(be->engine, LlmEngine::Create(options, std::move(model),
+                                                         nullptr, be->observer.get()));
   return be;
 }
 
@@ -372,7 +386,8 @@ absl::Status Run() {
   for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_concurrency), ',')) {
     int32_t c = 0;
     if (!absl::SimpleAtoi(part, &c) || c <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat("bad --concurrency entry '", part, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad --concurrency entry '", part, "'"));
     }
     levels.push_back(c);
   }
@@ -382,11 +397,13 @@ absl::Status Run() {
   w.output_tokens = absl::GetFlag(FLAGS_output_tokens);
   w.window = absl::Seconds(absl::GetFlag(FLAGS_window_s));
   w.seed = absl::GetFlag(FLAGS_seed);
-  w.threads = absl::GetFlag(FLAGS_threads) > 0
-                  ? absl::GetFlag(FLAGS_threads)
-                  : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  w.threads =
+      absl::GetFlag(FLAGS_threads) > 0
+          ? absl::GetFlag(FLAGS_threads)
+          : static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
   if (w.prompt_tokens < 1 || w.output_tokens < 1 || w.window <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("prompt_tokens, output_tokens and window_s must be positive");
+    return absl::InvalidArgumentError(
+        "prompt_tokens, output_tokens and window_s must be positive");
   }
   const int32_t repeats = std::max(3, absl::GetFlag(FLAGS_repeats));
   const int32_t max_c = *std::max_element(levels.begin(), levels.end());
@@ -401,24 +418,30 @@ absl::Status Run() {
                            MakeEngine(dir, "batched", max_c, num_blocks, w.threads));
   std::unique_ptr<BenchEngine> baseline;
   if (absl::GetFlag(FLAGS_baseline)) {
-    OPENELM_ASSIGN_OR_RETURN(baseline, MakeEngine(dir, "baseline", 1, num_blocks, w.threads));
+    OPENELM_ASSIGN_OR_RETURN(baseline,
+                             MakeEngine(dir, "baseline", 1, num_blocks, w.threads));
   }
   const double load_s = absl::ToDoubleSeconds(absl::Now() - load_start);
   const ModelInfo& info = batched->engine->model_info();
 
   double load[3] = {0, 0, 0};
   getloadavg(load, 3);
-  std::printf("## openelm_bench_batching: %s (%s)\n\n", info.name.c_str(), info.size_name.c_str());
-  std::printf("- weights %s, KV %s, threads %d; prompt %d tokens, output %d tokens (ignore_eos), "
-              "window %.1f s, repeats %d per level and engine (interleaved), prefix caching off\n",
-              info.weight_dtype.c_str(), info.kv_dtype.c_str(), w.threads, w.prompt_tokens,
-              w.output_tokens, absl::ToDoubleSeconds(w.window), repeats);
-  std::printf("- batched engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d "
-              "tokens; baseline: the same with max_num_seqs 1%s\n",
-              max_c, absl::GetFlag(FLAGS_max_num_batched_tokens), num_blocks, block,
-              baseline ? "" : " (not run)");
-  std::printf("- model load (both engines): %.1f s; load average at start: %.1f %.1f %.1f\n\n",
-              load_s, load[0], load[1], load[2]);
+  std::printf("## openelm_bench_batching: %s (%s)\n\n", info.name.c_str(),
+              info.size_name.c_str());
+  std::printf(
+      "- weights %s, KV %s, threads %d; prompt %d tokens, output %d tokens (ignore_eos), "
+      "window %.1f s, repeats %d per level and engine (interleaved), prefix caching "
+      "off\n",
+      info.weight_dtype.c_str(), info.kv_dtype.c_str(), w.threads, w.prompt_tokens,
+      w.output_tokens, absl::ToDoubleSeconds(w.window), repeats);
+  std::printf(
+      "- batched engine: max_num_seqs %d, max_num_batched_tokens %d, %d KV blocks of %d "
+      "tokens; baseline: the same with max_num_seqs 1%s\n",
+      max_c, absl::GetFlag(FLAGS_max_num_batched_tokens), num_blocks, block,
+      baseline ? "" : " (not run)");
+  std::printf(
+      "- model load (both engines): %.1f s; load average at start: %.1f %.1f %.1f\n\n",
+      load_s, load[0], load[1], load[2]);
   std::fflush(stdout);
 
   struct Row {
@@ -436,7 +459,8 @@ absl::Status Run() {
       row.batched.push_back(b);
       if (baseline) {
         OPENELM_ASSIGN_OR_RETURN(Measurement u, Measure(*baseline, w, c, &next_id[1]));
-        std::fprintf(stderr, "C=%d repeat %d baseline: %.1f tok/s\n", c, r, u.tokens_per_s);
+        std::fprintf(stderr, "C=%d repeat %d baseline: %.1f tok/s\n", c, r,
+                     u.tokens_per_s);
         row.baseline.push_back(u);
       }
     }
@@ -450,14 +474,18 @@ absl::Status Run() {
     for (const Measurement& m : ms) v.push_back(m.*f);
     return v;
   };
-  std::printf("Output tokens/s over the steady window: min, median of %d. Speed-up = median "
-              "batched / median baseline. CPU-time tok/s = window tokens / (process CPU seconds / "
-              "threads), an estimate for an unshared machine. TTFT: Submit() to first token, for "
-              "requests submitted inside the window; TPOT is the mean gap between a request's outputs.\n\n",
-              repeats);
-  std::printf("| concurrency | batched tok/s (min, median) | baseline tok/s (min, median) | "
-              "speed-up | mean batch size per step | batched CPU-time tok/s | baseline CPU-time "
-              "tok/s | batched TTFT / TPOT ms | baseline TTFT / TPOT ms |\n");
+  std::printf(
+      "Output tokens/s over the steady window: min, median of %d. Speed-up = median "
+      "batched / median baseline. CPU-time tok/s = window tokens / (process CPU seconds "
+      "/ "
+      "threads), an estimate for an unshared machine. TTFT: Submit() to first token, for "
+      "requests submitted inside the window; TPOT is the mean gap between a request's "
+      "outputs.\n\n",
+      repeats);
+  std::printf(
+      "| concurrency | batched tok/s (min, median) | baseline tok/s (min, median) | "
+      "speed-up | mean batch size per step | batched CPU-time tok/s | baseline CPU-time "
+      "tok/s | batched TTFT / TPOT ms | baseline TTFT / TPOT ms |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& row : rows) {
     const Summary b = Summarize(field(row.batched, &Measurement::tokens_per_s));
@@ -470,19 +498,18 @@ absl::Status Run() {
       return ttft > 0 ? absl::StrFormat("%.0f / %.0f", ttft, tpot)
                       : absl::StrFormat("> window / %.0f", tpot);
     };
-    std::printf("| %d | %.1f, %.1f | %s | %s | %.1f | %.1f | %s | %s | %s |\n", row.c, b.min,
-                b.median,
-                baseline ? absl::StrFormat("%.1f, %.1f", u.min, u.median).c_str() : "-",
-                baseline && u.median > 0 ? absl::StrFormat("%.2fx", b.median / u.median).c_str()
-                                         : "-",
-                Median(field(row.batched, &Measurement::rows_per_step)),
-                Median(field(row.batched, &Measurement::cpu_tokens_per_s)),
-                baseline ? absl::StrFormat("%.1f", Median(field(row.baseline,
-                                                                &Measurement::cpu_tokens_per_s)))
-                               .c_str()
-                         : "-",
-                ttft_tpot(row.batched).c_str(),
-                baseline ? ttft_tpot(row.baseline).c_str() : "-");
+    std::printf(
+        "| %d | %.1f, %.1f | %s | %s | %.1f | %.1f | %s | %s | %s |\n", row.c, b.min,
+        b.median, baseline ? absl::StrFormat("%.1f, %.1f", u.min, u.median).c_str() : "-",
+        baseline && u.median > 0 ? absl::StrFormat("%.2fx", b.median / u.median).c_str()
+                                 : "-",
+        Median(field(row.batched, &Measurement::rows_per_step)),
+        Median(field(row.batched, &Measurement::cpu_tokens_per_s)),
+        baseline ? absl::StrFormat("%.1f", Median(field(row.baseline,
+                                                        &Measurement::cpu_tokens_per_s)))
+                       .c_str()
+                 : "-",
+        ttft_tpot(row.batched).c_str(), baseline ? ttft_tpot(row.baseline).c_str() : "-");
   }
   getloadavg(load, 3);
   std::printf("\n- load average at end: %.1f %.1f %.1f\n", load[0], load[1], load[2]);

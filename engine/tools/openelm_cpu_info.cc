@@ -17,7 +17,8 @@ ABSL_FLAG(std::string, field, "",
           "print only this: detected | effective | onednn | plan (empty: everything)");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("Prints the CPU's ISA levels and the default execution plan.");
+  absl::SetProgramUsageMessage(
+      "Prints the CPU's ISA levels and the default execution plan.");
   absl::ParseCommandLine(argc, argv);
   using namespace openelm;  // NOLINT: a tiny tool
   const absl::StatusOr<ExecutionPlan> plan = ResolvePlan(EffectiveCpuIsa(), {});

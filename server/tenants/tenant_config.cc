@@ -254,8 +254,7 @@ absl::StatusOr<TenantsConfig> ParseTenantsConfig(absl::string_view json_text,
     for (size_t i = 0; i < prefixes->size(); ++i) {
       const std::string path = absl::StrCat("shared_prefixes[", i, "]");
       SharedPrefix prefix;
-      OPENELM_RETURN_IF_ERROR(
-          ParseSharedPrefix((*prefixes)[i], path, source, &prefix));
+      OPENELM_RETURN_IF_ERROR(ParseSharedPrefix((*prefixes)[i], path, source, &prefix));
       if (!names.insert(prefix.name).second) {
         return r.Error(absl::StrCat(path, ".name"),
                        absl::StrCat("duplicate name \"", prefix.name, "\""));

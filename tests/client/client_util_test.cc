@@ -160,7 +160,8 @@ TEST(CliUtilTest, DescribeExecutionNamesWeightsBesideMatmulPrecisionAndKernels) 
             "weights bf16, matmuls f32 (own avx2 kernels), kv bf16, cpu avx2");
 
   m.set_weight_dtype("int8");
-  m.set_execution_plan("isa=avx512 weights=int8 activations=f32 kv=bf16 matmul=own-int8-avx512");
+  m.set_execution_plan(
+      "isa=avx512 weights=int8 activations=f32 kv=bf16 matmul=own-int8-avx512");
   m.set_cpu_isa("avx512");
   EXPECT_EQ(cli::DescribeExecution(m),
             "weights int8, matmuls f32 (own int8 avx512 kernels), kv bf16, cpu avx512");
@@ -169,7 +170,8 @@ TEST(CliUtilTest, DescribeExecutionNamesWeightsBesideMatmulPrecisionAndKernels) 
   m.set_activation_dtype("bf16");
   m.set_cpu_isa("amx");
   m.set_execution_plan("isa=amx weights=bf16 activations=bf16 kv=bf16 matmul=onednn");
-  EXPECT_EQ(cli::DescribeExecution(m), "weights bf16, matmuls bf16 (oneDNN), kv bf16, cpu amx");
+  EXPECT_EQ(cli::DescribeExecution(m),
+            "weights bf16, matmuls bf16 (oneDNN), kv bf16, cpu amx");
 
   // An older server without the plan fields: only what it said.
   v1::ModelInfo old;

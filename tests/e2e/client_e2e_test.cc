@@ -142,13 +142,16 @@ absl::StatusOr<google::protobuf::Struct> ReadResult(const std::string& path) {
 // `--help` lists each program's own flags (absl's default shows only flags
 // from a file named after the program, and printed "No flags matched").
 TEST(HelpTest, ServerAndCliListTheirFlags) {
-  ASSERT_OK_AND_ASSIGN(CommandResult server, RunAndCapture({OPENELM_SERVER_BIN, "--help"}, absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(CommandResult server,
+                       RunAndCapture({OPENELM_SERVER_BIN, "--help"}, absl::Seconds(30)));
   EXPECT_THAT(server.out, Not(HasSubstr("No flags matched")));
-  for (const char* flag : {"--model_dir", "--weight_dtype", "--max_cpu_isa", "--tenants_config",
-                           "--max_stream_backlog_bytes", "--tls_cert"}) {
+  for (const char* flag :
+       {"--model_dir", "--weight_dtype", "--max_cpu_isa", "--tenants_config",
+        "--max_stream_backlog_bytes", "--tls_cert"}) {
     EXPECT_THAT(server.out, HasSubstr(flag)) << server.out;
   }
-  ASSERT_OK_AND_ASSIGN(CommandResult cli, RunAndCapture({OPENELM_CLI_BIN, "--help"}, absl::Seconds(30)));
+  ASSERT_OK_AND_ASSIGN(CommandResult cli,
+                       RunAndCapture({OPENELM_CLI_BIN, "--help"}, absl::Seconds(30)));
   EXPECT_THAT(cli.out, Not(HasSubstr("No flags matched")));
   EXPECT_THAT(cli.out, HasSubstr("--target"));
 }
@@ -192,8 +195,9 @@ TEST_F(ClientE2eTest, HealthAndTokenize) {
   ASSERT_EQ(listed.models_size(), 1);
   const v1::ModelInfo& info = listed.models(0);
   ASSERT_FALSE(info.activation_dtype().empty());
-  EXPECT_THAT(models.out, HasSubstr(absl::StrCat(info.id(), ": weights ", info.weight_dtype(),
-                                                 ", matmuls ", info.activation_dtype(), " (")))
+  EXPECT_THAT(models.out,
+              HasSubstr(absl::StrCat(info.id(), ": weights ", info.weight_dtype(),
+                                     ", matmuls ", info.activation_dtype(), " (")))
       << models.out;
   EXPECT_THAT(models.out, HasSubstr("MATMUL")) << models.out;
   CommandResult load = Cli({"load", "--json"});

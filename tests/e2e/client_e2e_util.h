@@ -38,7 +38,7 @@ struct CommandResult {
 // How a child is started, beyond its arguments. The defaults inherit the
 // test's working directory and environment.
 struct SpawnOptions {
-  std::string working_dir;                   // "" = the test's
+  std::string working_dir;                     // "" = the test's
   std::map<std::string, std::string> set_env;  // added or replaced
   std::vector<std::string> unset_env;          // removed
 };

@@ -3,6 +3,7 @@
 // that names the problem, and each request-time fault ends the RPC with the
 // exact status the API documents (proto/openelm/v1/inference.proto).
 #include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,7 +20,6 @@
 #include "absl/time/time.h"
 #include "engine/kernels/cpu_isa.h"
 #include "gmock/gmock.h"
-#include <grpcpp/grpcpp.h>
 #include "gtest/gtest.h"
 #include "openelm/v1/inference.grpc.pb.h"
 #include "tests/e2e/client_e2e_util.h"
@@ -69,9 +69,10 @@ class ServerFaultsTest : public ::testing::Test {
                                      TokenizerFlag(), "--port=0", "--metrics_port=0",
                                      "--threads=1"};
     args.insert(args.end(), extra.begin(), extra.end());
-    ASSERT_OK(server.Start(OPENELM_SERVER_BINARY, args,
-                           dir_.path() + "/server" + std::to_string(num_servers_++) + ".log",
-                           kStartTimeout));
+    ASSERT_OK(
+        server.Start(OPENELM_SERVER_BINARY, args,
+                     dir_.path() + "/server" + std::to_string(num_servers_++) + ".log",
+                     kStartTimeout));
   }
 
   TempDir dir_;
@@ -108,8 +109,8 @@ v1::GenerateRequest LongRequest() {
 
 TEST_F(ServerFaultsTest, MissingModelDirIsNotFoundNamingConfigJson) {
   const std::string missing = dir_.path() + "/no_such_model";
-  e2e::CommandResult r = RunServer({absl::StrCat("--model_dir=", missing), TokenizerFlag(),
-                                    "--port=0", "--metrics_port=-1"});
+  e2e::CommandResult r = RunServer({absl::StrCat("--model_dir=", missing),
+                                    TokenizerFlag(), "--port=0", "--metrics_port=-1"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
   EXPECT_THAT(r.err, HasSubstr(missing));
@@ -164,7 +165,9 @@ TEST_F(ServerFaultsTest, DefaultTokenizerIsFoundFromAnotherWorkingDirectory) {
   const std::filesystem::path bin_dir =
       std::filesystem::canonical(OPENELM_SERVER_BINARY).parent_path();
   const std::string expected =
-      (bin_dir / "../../../shared/tokenizer/llama2-tokenizer.model").lexically_normal().string();
+      (bin_dir / "../../../shared/tokenizer/llama2-tokenizer.model")
+          .lexically_normal()
+          .string();
   if (!std::filesystem::is_regular_file(expected)) {
     GTEST_SKIP() << "build directory is not <repo>/<build>/bin beside ../shared: no "
                  << expected;
@@ -179,7 +182,8 @@ TEST_F(ServerFaultsTest, DefaultTokenizerIsFoundFromAnotherWorkingDirectory) {
 }
 
 TEST_F(ServerFaultsTest, InstalledLayoutFindsShareOpenelmTokenizer) {
-  const std::string prefix = std::filesystem::canonical(dir_.path()).string() + "/opt/openelm";
+  const std::string prefix =
+      std::filesystem::canonical(dir_.path()).string() + "/opt/openelm";
   const std::string binary = CopyServerInto(prefix);
   const std::string installed = prefix + "/share/openelm/tokenizer.model";
   std::filesystem::create_directories(prefix + "/share/openelm");
@@ -201,8 +205,8 @@ TEST_F(ServerFaultsTest, NoDefaultTokenizerIsNotFoundListingEveryPlaceLooked) {
   const std::string root = std::filesystem::canonical(dir_.path()).string();
   const std::string binary = CopyServerInto(root + "/opt/openelm");
   const std::vector<std::string> candidates = {
-      root + "/opt/openelm/share/openelm/tokenizer.model",    // install prefix
-      root + "/shared/tokenizer/llama2-tokenizer.model",      // build tree
+      root + "/opt/openelm/share/openelm/tokenizer.model",            // install prefix
+      root + "/shared/tokenizer/llama2-tokenizer.model",              // build tree
       root + "/opt/openelm/shared/tokenizer/llama2-tokenizer.model",  // cwd-relative
   };
   e2e::CommandResult r = RunServer(
@@ -265,14 +269,15 @@ TEST_F(ServerFaultsTest, PortHeldByAnotherServerFails) {
   EXPECT_EQ(r.exit_code, 1) << "second server on port " << first.port()
                             << " did not fail; its stderr:\n"
                             << r.err;
-  EXPECT_THAT(r.err, HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", first.port())));
+  EXPECT_THAT(r.err,
+              HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", first.port())));
 }
 
 TEST_F(ServerFaultsTest, KvBudgetBelowOneBlockFailsPrecondition) {
-  e2e::CommandResult r = RunServer(
-      {absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--port=0",
-       "--metrics_port=-1", "--block_size=16",
-       absl::StrCat("--kv_cache_bytes=", kTinyBlockBytes - 1)});
+  e2e::CommandResult r =
+      RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--port=0",
+                 "--metrics_port=-1", "--block_size=16",
+                 absl::StrCat("--kv_cache_bytes=", kTinyBlockBytes - 1)});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION"));
   EXPECT_THAT(r.err, HasSubstr("KV budget"));
@@ -284,18 +289,18 @@ TEST_F(ServerFaultsTest, KvBudgetBelowOneBlockFailsPrecondition) {
 // that has AVX2.
 TEST_F(ServerFaultsTest, ActivationDtypeThisCpuCannotRunNamesFlagIsaAndChoices) {
   if (DetectedCpuIsa() == CpuIsa::kPortable) GTEST_SKIP() << "this CPU has no avx2";
-  e2e::CommandResult r = RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(),
-                                    "--port=0", "--metrics_port=-1", "--max_cpu_isa=avx2",
-                                    "--activation_dtype=bf16"});
+  e2e::CommandResult r =
+      RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--port=0",
+                 "--metrics_port=-1", "--max_cpu_isa=avx2", "--activation_dtype=bf16"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("--activation_dtype=bf16"));
   EXPECT_THAT(r.err, HasSubstr("ISA is avx2"));
   EXPECT_THAT(r.err, HasSubstr("--activation_dtype=auto or f32"));
   EXPECT_THAT(r.err, Not(HasSubstr("primitive descriptor")));
 
-  e2e::CommandResult bad_cap = RunServer({absl::StrCat("--model_dir=", model_dir_),
-                                          TokenizerFlag(), "--port=0", "--metrics_port=-1",
-                                          "--max_cpu_isa=avx9"});
+  e2e::CommandResult bad_cap =
+      RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--port=0",
+                 "--metrics_port=-1", "--max_cpu_isa=avx9"});
   EXPECT_EQ(bad_cap.exit_code, 2) << bad_cap.err;
   EXPECT_THAT(bad_cap.err, HasSubstr("--max_cpu_isa"));
 }
@@ -332,7 +337,8 @@ TEST_F(ServerFaultsTest, Int8WeightsServeAndReportTheirPlan) {
 TEST_F(ServerFaultsTest, RequestLargerThanKvPoolIsInvalidArgument) {
   e2e::ServerChild server;
   ASSERT_NO_FATAL_FAILURE(StartServer(
-      server, {"--block_size=16", absl::StrCat("--kv_cache_bytes=", 2 * kTinyBlockBytes)}));
+      server,
+      {"--block_size=16", absl::StrCat("--kv_cache_bytes=", 2 * kTinyBlockBytes)}));
   auto stub = v1::InferenceService::NewStub(
       grpc::CreateChannel(server.target(), grpc::InsecureChannelCredentials()));
   const v1::ServerLoad load = GetLoad(*stub);

@@ -2,6 +2,9 @@
 // fast while many clients send prompts far too big for the context, and a
 // client that never opens its HTTP/2 receive window gets its call ended by
 // the server within seconds (raw HTTP/2 client: Debian's python3-h2).
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -14,8 +17,6 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include <grpcpp/generic/generic_stub.h>
-#include <grpcpp/grpcpp.h>
 #include "gtest/gtest.h"
 #include "openelm/v1/inference.grpc.pb.h"
 #include "tests/e2e/client_e2e_util.h"
@@ -40,8 +41,8 @@ class ServerOverloadTest : public ::testing::Test {
   void StartServer(const std::vector<std::string>& extra) {
     std::vector<std::string> args = {
         absl::StrCat("--model_dir=", model_dir_),
-        absl::StrCat("--tokenizer=", OPENELM_TOKENIZER_MODEL),
-        "--port=0", "--metrics_port=0", "--threads=1"};
+        absl::StrCat("--tokenizer=", OPENELM_TOKENIZER_MODEL), "--port=0",
+        "--metrics_port=0", "--threads=1"};
     args.insert(args.end(), extra.begin(), extra.end());
     ASSERT_OK(server_.Start(OPENELM_SERVER_BINARY, args, dir_.path() + "/server.log",
                             absl::Seconds(60)));
@@ -100,8 +101,8 @@ TEST_F(ServerOverloadTest, HealthStaysFastWhileSixteenClientsSendOneMiBPrompts) 
     });
   }
 
-  auto health = Health::NewStub(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  auto health =
+      Health::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
   std::vector<double> latencies_ms;
   const absl::Time end = absl::Now() + absl::Seconds(4);
   absl::SleepFor(absl::Milliseconds(300));  // let the flood build up
@@ -124,9 +125,10 @@ TEST_F(ServerOverloadTest, HealthStaysFastWhileSixteenClientsSendOneMiBPrompts) 
   std::sort(latencies_ms.begin(), latencies_ms.end());
   const double p99 = latencies_ms[latencies_ms.size() * 99 / 100];
   const double p50 = latencies_ms[latencies_ms.size() / 2];
-  std::printf("health Check under 16 x 1 MiB prompt flood: %zu checks, p50 %.1f ms, "
-              "p99 %.1f ms, max %.1f ms; %d prompts refused\n",
-              latencies_ms.size(), p50, p99, latencies_ms.back(), refused.load());
+  std::printf(
+      "health Check under 16 x 1 MiB prompt flood: %zu checks, p50 %.1f ms, "
+      "p99 %.1f ms, max %.1f ms; %d prompts refused\n",
+      latencies_ms.size(), p50, p99, latencies_ms.back(), refused.load());
   EXPECT_LT(p99, 100.0);
   EXPECT_EQ(wrong.load(), 0) << "first unexpected outcome: " << wrong_message;
   EXPECT_GE(refused.load(), 16);
@@ -222,7 +224,8 @@ TEST_F(ServerOverloadTest, InvalidUtf8IsInvalidArgumentNamingTheFieldCountedAndQ
       v1::GenerateResponse resp;
       const grpc::Status status = stub->Chat(&ctx, req, &resp);
       EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-      EXPECT_THAT(status.error_message(), HasSubstr("messages[].content: is not valid UTF-8"));
+      EXPECT_THAT(status.error_message(),
+                  HasSubstr("messages[].content: is not valid UTF-8"));
     }
     {
       v1::TokenizeRequest req;
@@ -287,8 +290,12 @@ TEST_F(ServerOverloadTest, RefusalsCountedUnderOneTenantIncludingOversizedMessag
   auto deadline = [] {
     return std::chrono::system_clock::now() + std::chrono::seconds(20);
   };
-  const std::string invalid = "openelm_tenant_requests_rejected_total{reason=\"invalid_argument\",tenant=\"default\"}";
-  const std::string exhausted = "openelm_tenant_requests_rejected_total{reason=\"resource_exhausted\",tenant=\"default\"}";
+  const std::string invalid =
+      "openelm_tenant_requests_rejected_total{reason=\"invalid_argument\",tenant="
+      "\"default\"}";
+  const std::string exhausted =
+      "openelm_tenant_requests_rejected_total{reason=\"resource_exhausted\",tenant="
+      "\"default\"}";
   const double invalid_before = Metric(invalid);
   const double exhausted_before = Metric(exhausted);
   {  // Tokenize: text over --max_prompt_bytes

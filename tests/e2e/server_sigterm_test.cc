@@ -1,6 +1,8 @@
 // SIGTERM drain of a real openelm_server process (tiny model, port 0): every
 // open stream ends with a final status, health turns NOT_SERVING, and the
 // process exits 0.
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <csignal>
 #include <memory>
@@ -14,7 +16,6 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include <grpcpp/grpcpp.h>
 #include "gtest/gtest.h"
 #include "openelm/v1/inference.grpc.pb.h"
 #include "tests/server/server_test_util.h"
@@ -66,7 +67,8 @@ TEST(ServerSigtermTest, DrainsStreamsAndExitsZero) {
   int started = 0;
   for (int i = 0; i < kStreams; ++i) {
     contexts.push_back(std::make_unique<grpc::ClientContext>());
-    contexts.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    contexts.back()->set_deadline(std::chrono::system_clock::now() +
+                                  std::chrono::seconds(60));
     threads.emplace_back([&, i] {
       v1::GenerateRequest req;
       req.set_text("Once upon a time there was");
@@ -94,7 +96,9 @@ TEST(ServerSigtermTest, DrainsStreamsAndExitsZero) {
   }
   {
     absl::MutexLock lock(&mu);
-    auto all_started = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return started == kStreams; };
+    auto all_started = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return started == kStreams;
+    };
     ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all_started), absl::Seconds(30)));
   }
 

@@ -1,11 +1,12 @@
 // Continuous batching through LlmEngine + Scheduler with the FakeDecoder.
 
+#include "engine/llm_engine.h"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "absl/time/clock.h"
-#include "engine/llm_engine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/engine_harness.h"
@@ -200,7 +201,8 @@ TEST(LlmEngineTest, FairnessPreemptionStopsAtTheShare) {
   EXPECT_TRUE(StepHasRequest(h.fake().steps().back(), 4));  // b below its share
   ASSERT_OK(h.Submit(5, TenantSpec("b", Prompt(6, 5), 40)));
   h.Step(5);
-  for (const auto& step : std::vector(h.fake().steps().end() - 5, h.fake().steps().end())) {
+  for (const auto& step :
+       std::vector(h.fake().steps().end() - 5, h.fake().steps().end())) {
     EXPECT_FALSE(StepHasRequest(step, 5));  // b at its share (1 of 2): waits
   }
   ASSERT_TRUE(h.RunUntilDone());
@@ -582,9 +584,8 @@ TEST(LlmEngineTest, TenantsShareSlotsFairlyAndWeightsApply) {
     const std::vector<RequestId> order = first_rows(h);
     ASSERT_THAT(order, SizeIs(8));
     // Among the first five admissions, "a" (ids 1-4) has at least three.
-    const int a_first =
-        static_cast<int>(std::count_if(order.begin(), order.begin() + 5,
-                                       [](RequestId id) { return id <= 4; }));
+    const int a_first = static_cast<int>(std::count_if(
+        order.begin(), order.begin() + 5, [](RequestId id) { return id <= 4; }));
     EXPECT_GE(a_first, 3);
     EXPECT_LE(a_first, 4);
   }

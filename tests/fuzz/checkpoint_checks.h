@@ -27,9 +27,9 @@ inline void OpenAndCheckCheckpoint(const std::string& dir) {
   absl::StatusOr<std::unique_ptr<Checkpoint>> ckpt = Checkpoint::Open(dir);
   if (!ckpt.ok()) {
     const absl::StatusCode code = ckpt.status().code();
-    OPENELM_FUZZ_CHECK(code == absl::StatusCode::kInvalidArgument ||
-                           code == absl::StatusCode::kNotFound,
-                       "unexpected error code: %s", ckpt.status().ToString().c_str());
+    OPENELM_FUZZ_CHECK(
+        code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound,
+        "unexpected error code: %s", ckpt.status().ToString().c_str());
     return;
   }
   const Checkpoint& c = **ckpt;

@@ -30,10 +30,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                      "%zu layer shapes for %d layers", config->layers.size(),
                      config->num_layers);
   for (const openelm::LayerShape& layer : config->layers) {
-    OPENELM_FUZZ_CHECK(layer.num_query_heads > 0 && layer.num_kv_heads > 0 &&
-                           layer.ffn_dim > 0,
-                       "non-positive layer shape q=%d kv=%d ffn=%d",
-                       layer.num_query_heads, layer.num_kv_heads, layer.ffn_dim);
+    OPENELM_FUZZ_CHECK(
+        layer.num_query_heads > 0 && layer.num_kv_heads > 0 && layer.ffn_dim > 0,
+        "non-positive layer shape q=%d kv=%d ffn=%d", layer.num_query_heads,
+        layer.num_kv_heads, layer.ffn_dim);
   }
   // Derived sizes must be computable without overflow for any accepted config.
   OPENELM_FUZZ_CHECK(config->NumParameters() > 0, "NumParameters() = %lld",

@@ -52,15 +52,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                        s.ToString().c_str());
     const size_t colon = rest.find(':');
     size_t offset = 0;
-    OPENELM_FUZZ_CHECK(colon != rest.npos && absl::SimpleAtoi(rest.substr(0, colon), &offset) &&
-                           offset <= size,
-                       "bad offset in %s (input of %zu bytes)", s.ToString().c_str(), size);
-    OPENELM_FUZZ_CHECK(!library_accepts || absl::StrContains(s.message(), "duplicate key") ||
+    OPENELM_FUZZ_CHECK(
+        colon != rest.npos && absl::SimpleAtoi(rest.substr(0, colon), &offset) &&
+            offset <= size,
+        "bad offset in %s (input of %zu bytes)", s.ToString().c_str(), size);
+    OPENELM_FUZZ_CHECK(!library_accepts ||
+                           absl::StrContains(s.message(), "duplicate key") ||
                            absl::StrContains(s.message(), "nesting deeper than 64"),
                        "valid JSON refused: %s", s.ToString().c_str());
     return 0;
   }
-  OPENELM_FUZZ_CHECK(library_accepts, "nlohmann::json::accept refuses what ParseJson took");
+  OPENELM_FUZZ_CHECK(library_accepts,
+                     "nlohmann::json::accept refuses what ParseJson took");
   OPENELM_FUZZ_CHECK(Depth(*parsed) <= 64, "accepted nesting of %d", Depth(*parsed));
   const std::string dumped = openelm::JsonDump(*parsed);
   absl::StatusOr<nlohmann::json> reparsed = openelm::ParseJson(dumped);

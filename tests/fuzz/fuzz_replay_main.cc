@@ -50,7 +50,8 @@ std::vector<std::string> ListFiles(const std::string& dir) {
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return std::string(std::istreambuf_iterator<char>(in),
+                     std::istreambuf_iterator<char>());
 }
 
 void RunOne(const std::string& bytes) {
@@ -122,8 +123,9 @@ TEST_F(FuzzReplayTest, SurvivesDeterministicMutationsOfSeeds) {
             break;
           default:  // overwrite with an interesting byte
             if (!input.empty()) {
-              static constexpr char kBytes[] = {'\0', '"', '{', '}', '[', ']', ',', '9',
-                                                '-', '\\', '\xff', '\x80', 'e', '.'};
+              static constexpr char kBytes[] = {'\0',   '"',    '{', '}', '[',
+                                                ']',    ',',    '9', '-', '\\',
+                                                '\xff', '\x80', 'e', '.'};
               input[pos] = kBytes[rng() % sizeof(kBytes)];
             }
             break;

@@ -44,7 +44,8 @@ void CheckOutcome(const absl::StatusOr<openelm::GenerateSpec>& spec) {
   const openelm::SamplingParams& p = spec->params;
   OPENELM_FUZZ_CHECK(!spec->prompt.empty(), "accepted an empty prompt");
   for (openelm::TokenId id : spec->prompt) {
-    OPENELM_FUZZ_CHECK(id >= 0 && id < g_limits->vocab_size, "prompt id %d outside vocab", id);
+    OPENELM_FUZZ_CHECK(id >= 0 && id < g_limits->vocab_size, "prompt id %d outside vocab",
+                       id);
   }
   const absl::Status valid = p.Validate(g_limits->vocab_size);
   OPENELM_FUZZ_CHECK(valid.ok(), "accepted params fail Validate: %s",
@@ -55,18 +56,19 @@ void CheckOutcome(const absl::StatusOr<openelm::GenerateSpec>& spec) {
                      "prompt %zu + max_tokens %d exceeds the context %d",
                      spec->prompt.size(), p.max_tokens, g_limits->max_context_length);
   OPENELM_FUZZ_CHECK(p.n >= 1 && p.n <= openelm::kMaxN, "n = %d", p.n);
-  OPENELM_FUZZ_CHECK(p.logprobs <= openelm::kMaxLogprobs &&
-                         p.prompt_logprobs <= openelm::kMaxLogprobs,
-                     "logprobs %d / %d", p.logprobs, p.prompt_logprobs);
+  OPENELM_FUZZ_CHECK(
+      p.logprobs <= openelm::kMaxLogprobs && p.prompt_logprobs <= openelm::kMaxLogprobs,
+      "logprobs %d / %d", p.logprobs, p.prompt_logprobs);
   OPENELM_FUZZ_CHECK(static_cast<int32_t>(p.stop.size()) <= openelm::kMaxStopStrings,
                      "%zu stop strings", p.stop.size());
   for (const std::string& s : p.stop) {
-    OPENELM_FUZZ_CHECK(!s.empty() && static_cast<int32_t>(s.size()) <=
-                                         openelm::kMaxStopStringBytes,
-                       "stop string of %zu bytes", s.size());
+    OPENELM_FUZZ_CHECK(
+        !s.empty() && static_cast<int32_t>(s.size()) <= openelm::kMaxStopStringBytes,
+        "stop string of %zu bytes", s.size());
   }
   for (openelm::TokenId id : p.stop_token_ids) {
-    OPENELM_FUZZ_CHECK(id >= 0 && id < g_limits->vocab_size, "stop id %d outside vocab", id);
+    OPENELM_FUZZ_CHECK(id >= 0 && id < g_limits->vocab_size, "stop id %d outside vocab",
+                       id);
   }
 }
 

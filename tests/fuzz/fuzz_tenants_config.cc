@@ -42,17 +42,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                        t.id.size());
     OPENELM_FUZZ_CHECK(t.weight > 0, "tenant '%s' weight %g", t.id.c_str(), t.weight);
     OPENELM_FUZZ_CHECK(t.limits.max_kv_share > 0 && t.limits.max_kv_share <= 1,
-                       "tenant '%s' max_kv_share %g", t.id.c_str(), t.limits.max_kv_share);
-    OPENELM_FUZZ_CHECK(t.limits.max_concurrent_requests >= 0 &&
-                           t.limits.max_queued_requests >= 0 &&
-                           t.limits.prompt_tokens_per_minute >= 0 &&
-                           t.limits.output_tokens_per_minute >= 0 &&
-                           t.limits.max_max_tokens >= 0,
-                       "tenant '%s' has a negative limit", t.id.c_str());
+                       "tenant '%s' max_kv_share %g", t.id.c_str(),
+                       t.limits.max_kv_share);
+    OPENELM_FUZZ_CHECK(
+        t.limits.max_concurrent_requests >= 0 && t.limits.max_queued_requests >= 0 &&
+            t.limits.prompt_tokens_per_minute >= 0 &&
+            t.limits.output_tokens_per_minute >= 0 && t.limits.max_max_tokens >= 0,
+        "tenant '%s' has a negative limit", t.id.c_str());
     for (const std::string& k : t.api_key_sha256) {
-      OPENELM_FUZZ_CHECK(k.size() == 64 &&
-                             k.find_first_not_of("0123456789abcdef") == std::string::npos,
-                         "malformed key hash '%s'", k.c_str());
+      OPENELM_FUZZ_CHECK(
+          k.size() == 64 && k.find_first_not_of("0123456789abcdef") == std::string::npos,
+          "malformed key hash '%s'", k.c_str());
       OPENELM_FUZZ_CHECK(keys.insert(k).second, "key hash used twice");
     }
     OPENELM_FUZZ_CHECK(config->FindTenant(t.id) == &t, "FindTenant('%s') failed",

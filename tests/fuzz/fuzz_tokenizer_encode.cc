@@ -52,14 +52,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
   absl::StatusOr<std::vector<openelm::TokenId>> ids = g_tokenizer->Encode(text, add_bos);
   if (!openelm::utf8::IsValid(text)) {
-    OPENELM_FUZZ_CHECK(!ids.ok() && ids.status().code() == absl::StatusCode::kInvalidArgument,
-                       "invalid UTF-8 gave %s", ids.status().ToString().c_str());
+    OPENELM_FUZZ_CHECK(
+        !ids.ok() && ids.status().code() == absl::StatusCode::kInvalidArgument,
+        "invalid UTF-8 gave %s", ids.status().ToString().c_str());
     return 0;
   }
-  OPENELM_FUZZ_CHECK(ids.ok(), "valid UTF-8 rejected: %s", ids.status().ToString().c_str());
+  OPENELM_FUZZ_CHECK(ids.ok(), "valid UTF-8 rejected: %s",
+                     ids.status().ToString().c_str());
   const std::vector<openelm::TokenId>& v = *ids;
   for (openelm::TokenId id : v) {
-    OPENELM_FUZZ_CHECK(id >= 0 && id < g_tokenizer->vocab_size(), "id %d outside vocab", id);
+    OPENELM_FUZZ_CHECK(id >= 0 && id < g_tokenizer->vocab_size(), "id %d outside vocab",
+                       id);
   }
   if (add_bos) {
     OPENELM_FUZZ_CHECK(!v.empty() && v[0] == g_tokenizer->bos_id(), "BOS missing");

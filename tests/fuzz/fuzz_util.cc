@@ -80,7 +80,8 @@ void WriteFileOrDie(const std::string& path, absl::string_view bytes) {
 }
 
 std::string FuzzTokenizerPath() {
-  if (const char* env = std::getenv("OPENELM_TOKENIZER"); env != nullptr && *env != '\0') {
+  if (const char* env = std::getenv("OPENELM_TOKENIZER");
+      env != nullptr && *env != '\0') {
     return env;
   }
   return OPENELM_FUZZ_TOKENIZER_MODEL;

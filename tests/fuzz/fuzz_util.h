@@ -19,15 +19,15 @@
 // A property the code under test must keep for every input. On violation the
 // input is a bug: print why and abort so libFuzzer saves the input (and the
 // replayer fails).
-#define OPENELM_FUZZ_CHECK(cond, ...)                                  \
-  do {                                                                 \
-    if (!(cond)) {                                                     \
-      std::fprintf(stderr, "%s:%d: fuzz property failed: %s\n  ",      \
-                   __FILE__, __LINE__, #cond);                         \
-      std::fprintf(stderr, __VA_ARGS__);                               \
-      std::fprintf(stderr, "\n");                                      \
-      std::abort();                                                    \
-    }                                                                  \
+#define OPENELM_FUZZ_CHECK(cond, ...)                                                 \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
+      std::fprintf(stderr, "%s:%d: fuzz property failed: %s\n  ", __FILE__, __LINE__, \
+                   #cond);                                                            \
+      std::fprintf(stderr, __VA_ARGS__);                                              \
+      std::fprintf(stderr, "\n");                                                     \
+      std::abort();                                                                   \
+    }                                                                                 \
   } while (false)
 
 namespace openelm::testing {

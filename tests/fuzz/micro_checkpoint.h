@@ -20,7 +20,8 @@ namespace openelm::testing {
 inline OpenElmConfig MicroConfig() {
   absl::StatusOr<OpenElmConfig> base = MakeOpenElmConfig("tiny");
   if (!base.ok()) {
-    std::fprintf(stderr, "MakeOpenElmConfig(tiny): %s\n", base.status().ToString().c_str());
+    std::fprintf(stderr, "MakeOpenElmConfig(tiny): %s\n",
+                 base.status().ToString().c_str());
     std::abort();
   }
   OpenElmConfig c = *base;
@@ -37,7 +38,8 @@ inline OpenElmConfig MicroConfig() {
   absl::StatusOr<OpenElmConfig> checked =
       OpenElmConfig::FromJson(OpenElmConfigToJson(c), "micro/config.json");
   if (!checked.ok()) {
-    std::fprintf(stderr, "micro config rejected: %s\n", checked.status().ToString().c_str());
+    std::fprintf(stderr, "micro config rejected: %s\n",
+                 checked.status().ToString().c_str());
     std::abort();
   }
   return *checked;

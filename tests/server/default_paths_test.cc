@@ -54,9 +54,15 @@ class DefaultTokenizerTest : public ::testing::Test {
     std::filesystem::create_directories(cwd_);
   }
 
-  std::string Install() const { return root_ + "/repo/build/share/openelm/tokenizer.model"; }
-  std::string BuildTree() const { return root_ + "/shared/tokenizer/llama2-tokenizer.model"; }
-  std::string FromCwd() const { return root_ + "/run/shared/tokenizer/llama2-tokenizer.model"; }
+  std::string Install() const {
+    return root_ + "/repo/build/share/openelm/tokenizer.model";
+  }
+  std::string BuildTree() const {
+    return root_ + "/shared/tokenizer/llama2-tokenizer.model";
+  }
+  std::string FromCwd() const {
+    return root_ + "/run/shared/tokenizer/llama2-tokenizer.model";
+  }
 
   openelm::testing::TempDir dir_;
   std::string root_, exe_dir_, cwd_;

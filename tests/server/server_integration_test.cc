@@ -1,10 +1,12 @@
 // The real server in-process on 127.0.0.1:0 with the generated tiny model,
 // the real Llama-2 tokenizer and the real generated gRPC stubs.
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <memory>
-#include <set>
 #include <ostream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,12 +18,11 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "gmock/gmock.h"
-#include "grpc/health/v1/health.grpc.pb.h"
-#include <grpcpp/grpcpp.h>
-#include "gtest/gtest.h"
 #include "engine/chat/chat_template.h"
 #include "engine/kernels/cpu_isa.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
 #include "openelm/v1/inference.grpc.pb.h"
 #include "server/server.h"
 #include "tests/server/server_test_util.h"
@@ -40,7 +41,6 @@ using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 using ::openelm::testing::HttpGet;
 using ::openelm::testing::MetricValue;
-using ::testing::HasSubstr;
 using ::openelm::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -98,7 +98,8 @@ StreamResult ReadStream(grpc::ClientReaderInterface<v1::GenerateResponse>& reade
       EXPECT_EQ(c.index(), 0);
       r.text += c.text();
       r.token_ids.insert(r.token_ids.end(), c.token_ids().begin(), c.token_ids().end());
-      if (c.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) r.finish_reason = c.finish_reason();
+      if (c.finish_reason() != v1::FINISH_REASON_UNSPECIFIED)
+        r.finish_reason = c.finish_reason();
     }
     if (msg.has_usage()) r.usage = msg.usage();
   }
@@ -152,7 +153,8 @@ TEST_F(ServerTest, TokenizeHelloWorld) {
   v1::TokenizeResponse resp;
   ASSERT_TRUE(stub_->Tokenize(&ctx, req, &resp).ok());
   EXPECT_THAT(resp.token_ids(), ElementsAre(1, 15043, 3186));
-  EXPECT_THAT(resp.pieces(), ElementsAre("<s>", "\xe2\x96\x81Hello", "\xe2\x96\x81world"));
+  EXPECT_THAT(resp.pieces(),
+              ElementsAre("<s>", "\xe2\x96\x81Hello", "\xe2\x96\x81world"));
 
   grpc::ClientContext ctx2;
   v1::DetokenizeRequest dreq;
@@ -182,8 +184,9 @@ TEST_F(ServerTest, ModelInfoDescribesTheTinyModel) {
   EXPECT_EQ(m.cpu_isa(), isa);
   EXPECT_EQ(m.weight_dtype(), "bf16");
   EXPECT_EQ(m.activation_dtype(),
-            static_cast<int>(EffectiveCpuIsa()) >= static_cast<int>(CpuIsa::kAvx512Bf16) ? "bf16"
-                                                                                        : "f32");
+            static_cast<int>(EffectiveCpuIsa()) >= static_cast<int>(CpuIsa::kAvx512Bf16)
+                ? "bf16"
+                : "f32");
   EXPECT_THAT(m.execution_plan(), HasSubstr("isa=" + isa));
   const std::string metrics = server_->metrics().Serialize();
   EXPECT_THAT(metrics, HasSubstr("openelm_build_info{"));
@@ -211,7 +214,8 @@ TEST_F(ServerTest, StreamingAndUnaryGiveTheSameGreedyOutput) {
   ASSERT_EQ(unary.choices_size(), 1);
 
   EXPECT_EQ(streamed.token_ids.size(), 24u);
-  EXPECT_THAT(unary.choices(0).token_ids(), ::testing::ElementsAreArray(streamed.token_ids));
+  EXPECT_THAT(unary.choices(0).token_ids(),
+              ::testing::ElementsAreArray(streamed.token_ids));
   EXPECT_EQ(unary.choices(0).text(), streamed.text);
   EXPECT_EQ(streamed.finish_reason, v1::FINISH_REASON_LENGTH);
   EXPECT_EQ(unary.choices(0).finish_reason(), v1::FINISH_REASON_LENGTH);
@@ -256,15 +260,16 @@ TEST_F(ServerTest, ChatRendersTheZephyrTemplateAsIds) {
   //   "<|system|>\n" -> ▁< | system | > <0x0A>
   //   "\n<|user|>\nHi" -> ▁ <0x0A> < | user | > <0x0A> Hi
   //   "\n<|assistant|>\n" -> ▁ <0x0A> < | ass istant | > <0x0A>
-  const std::vector<TokenId> want = {
-      1,    529,  29989, 5205, 29989, 29958, 13,    2,     29871, 13,   29966,
-      29989, 1792, 29989, 29958, 13,  18567, 2,     29871, 13,    29966, 29989,
-      465,  22137, 29989, 29958, 13};
+  const std::vector<TokenId> want = {1,     529,   29989, 5205,  29989, 29958, 13,
+                                     2,     29871, 13,    29966, 29989, 1792,  29989,
+                                     29958, 13,    18567, 2,     29871, 13,    29966,
+                                     29989, 465,   22137, 29989, 29958, 13};
   const std::vector<ChatMessage> messages = {{ChatRole::kUser, "Hi"}};
   ASSERT_OK_AND_ASSIGN(std::vector<TokenId> got,
                        RenderChat(server_->tokenizer(), messages));
   std::string pieces;
-  for (TokenId id : got) absl::StrAppend(&pieces, server_->tokenizer().IdToPiece(id), " ");
+  for (TokenId id : got)
+    absl::StrAppend(&pieces, server_->tokenizer().IdToPiece(id), " ");
   EXPECT_EQ(got, want) << "pieces: " << pieces;
 
   // The server renders the same prompt (visible through prompt logprobs).
@@ -310,7 +315,9 @@ TEST_F(ServerTest, CancelMidStreamFreesTheRequestsBlocks) {
   EXPECT_EQ(after.kv_blocks_free(), after.kv_blocks_total());
   EXPECT_EQ(after.requests_running(), 0);
   const std::string metrics = server_->metrics().Serialize();
-  EXPECT_EQ(MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"cancelled\"}"), 1);
+  EXPECT_EQ(MetricValue(metrics,
+                        "openelm_requests_finished_total{finish_reason=\"cancelled\"}"),
+            1);
 }
 
 // A cancel storm: 24 streams and 8 unary calls, each cancelled by its
@@ -377,7 +384,8 @@ TEST_F(ServerTest, CancelStormEndsEveryCallOnceAndFreesThePool) {
     if (absl::StrContains(line, " finish=")) ++ran;
     const size_t id = line.find(" id=", at);
     ASSERT_NE(id, absl::string_view::npos) << line;
-    EXPECT_TRUE(ids.insert(std::string(line.substr(id, line.find(' ', id + 1) - id))).second)
+    EXPECT_TRUE(
+        ids.insert(std::string(line.substr(id, line.find(' ', id + 1) - id))).second)
         << "two lines for one call: " << line;
   }
   // A call cancelled before the server saw it has no line.
@@ -387,12 +395,16 @@ TEST_F(ServerTest, CancelStormEndsEveryCallOnceAndFreesThePool) {
   const std::string metrics = server_->metrics().Serialize();
   double finished = 0;
   for (const char* reason : {"cancelled", "length", "eos", "deadline", "error"}) {
-    finished += MetricValue(metrics, absl::StrCat("openelm_requests_finished_total{finish_reason=\"",
-                                                  reason, "\"}"))
-                    .value_or(0);
+    finished +=
+        MetricValue(metrics,
+                    absl::StrCat("openelm_requests_finished_total{finish_reason=\"",
+                                 reason, "\"}"))
+            .value_or(0);
   }
   EXPECT_EQ(finished, ran + 1);
-  EXPECT_EQ(MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"error\"}"), 0);
+  EXPECT_EQ(
+      MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"error\"}"),
+      0);
 }
 
 TEST_F(ServerTest, DeadlineEndsTheStreamOkWithPartialOutput) {
@@ -416,7 +428,8 @@ TEST_F(ServerTest, DeadlineEndsTheStreamOkWithPartialOutput) {
       ASSERT_LT(c.index(), 8);
       tokens[c.index()] += c.token_ids_size();
       texts[c.index()] += c.text();
-      if (c.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) reasons[c.index()] = c.finish_reason();
+      if (c.finish_reason() != v1::FINISH_REASON_UNSPECIFIED)
+        reasons[c.index()] = c.finish_reason();
     }
     if (msg.has_usage()) usage = msg.usage();
   }
@@ -434,7 +447,9 @@ TEST_F(ServerTest, DeadlineEndsTheStreamOkWithPartialOutput) {
   }
   EXPECT_EQ(usage.completion_tokens(), total);
   const std::string metrics = server_->metrics().Serialize();
-  EXPECT_EQ(MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"deadline\"}"), 1);
+  EXPECT_EQ(
+      MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"deadline\"}"),
+      1);
 }
 
 struct BadRequestCase {
@@ -465,16 +480,20 @@ TEST_P(ServerValidationTest, StreamAndUnaryRejectWithTheFieldName) {
   EXPECT_THAT(r.status.error_message(), HasSubstr(GetParam().field));
 
   const std::string metrics = server_->metrics().Serialize();
-  EXPECT_EQ(MetricValue(metrics, "openelm_requests_rejected_total{reason=\"invalid_argument\"}"),
+  EXPECT_EQ(MetricValue(metrics,
+                        "openelm_requests_rejected_total{reason=\"invalid_argument\"}"),
             2);
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Fields, ServerValidationTest,
     ::testing::Values(
-        BadRequestCase{"empty_text", [](v1::GenerateRequest* r) { r->set_text(""); }, "text"},
-        BadRequestCase{"no_prompt", [](v1::GenerateRequest* r) { r->clear_prompt(); }, "prompt"},
-        BadRequestCase{"empty_ids", [](v1::GenerateRequest* r) { r->mutable_token_ids(); },
+        BadRequestCase{"empty_text", [](v1::GenerateRequest* r) { r->set_text(""); },
+                       "text"},
+        BadRequestCase{"no_prompt", [](v1::GenerateRequest* r) { r->clear_prompt(); },
+                       "prompt"},
+        BadRequestCase{"empty_ids",
+                       [](v1::GenerateRequest* r) { r->mutable_token_ids(); },
                        "token_ids.ids"},
         BadRequestCase{"id_out_of_vocab",
                        [](v1::GenerateRequest* r) {
@@ -484,24 +503,29 @@ INSTANTIATE_TEST_SUITE_P(
                        "token_ids.ids[1] = 32000 is out of range [0, 32000)"},
         BadRequestCase{"too_long",
                        [](v1::GenerateRequest* r) {
-                         for (int i = 0; i < 2000; ++i) r->mutable_token_ids()->add_ids(100);
+                         for (int i = 0; i < 2000; ++i)
+                           r->mutable_token_ids()->add_ids(100);
                          r->mutable_options()->set_max_tokens(49);
                        },
                        "exceeds the model's context length 2048"},
-        BadRequestCase{"unknown_model", [](v1::GenerateRequest* r) { r->set_model("nope"); },
+        BadRequestCase{"unknown_model",
+                       [](v1::GenerateRequest* r) { r->set_model("nope"); },
                        "model: unknown model"},
-        BadRequestCase{"top_p", [](v1::GenerateRequest* r) { r->mutable_options()->set_top_p(2); },
+        BadRequestCase{"top_p",
+                       [](v1::GenerateRequest* r) { r->mutable_options()->set_top_p(2); },
                        "options.top_p"},
         BadRequestCase{"too_many_stops",
                        [](v1::GenerateRequest* r) {
                          for (int i = 0; i < 17; ++i) r->mutable_options()->add_stop("a");
                        },
                        "options.stop"},
-        BadRequestCase{"n", [](v1::GenerateRequest* r) { r->mutable_options()->set_n(9); },
+        BadRequestCase{"n",
+                       [](v1::GenerateRequest* r) { r->mutable_options()->set_n(9); },
                        "options.n"},
-        BadRequestCase{"logprobs",
-                       [](v1::GenerateRequest* r) { r->mutable_options()->set_logprobs(21); },
-                       "options.logprobs"}),
+        BadRequestCase{
+            "logprobs",
+            [](v1::GenerateRequest* r) { r->mutable_options()->set_logprobs(21); },
+            "options.logprobs"}),
     [](const ::testing::TestParamInfo<BadRequestCase>& info) { return info.param.name; });
 
 TEST_F(ServerTest, ChatRolesAreValidated) {
@@ -524,12 +548,15 @@ TEST_F(ServerTest, ChatRolesAreValidated) {
 
 TEST_F(ServerTest, MetricsEndpointMovesByTheExactWorkload) {
   ASSERT_GT(server_->metrics_port(), 0);
-  ASSERT_OK_AND_ASSIGN(const std::string before, HttpGet(server_->metrics_port(), "/metrics"));
-  const double tokens0 = MetricValue(before, "openelm_generated_tokens_total").value_or(-1);
+  ASSERT_OK_AND_ASSIGN(const std::string before,
+                       HttpGet(server_->metrics_port(), "/metrics"));
+  const double tokens0 =
+      MetricValue(before, "openelm_generated_tokens_total").value_or(-1);
   const double length0 =
       MetricValue(before, "openelm_requests_finished_total{finish_reason=\"length\"}")
           .value_or(-1);
-  const double ttft0 = MetricValue(before, "openelm_time_to_first_token_seconds_count").value_or(-1);
+  const double ttft0 =
+      MetricValue(before, "openelm_time_to_first_token_seconds_count").value_or(-1);
   const double prompt0 = MetricValue(before, "openelm_prompt_tokens_total").value_or(-1);
   ASSERT_GE(tokens0, 0);
   ASSERT_GE(length0, 0);
@@ -550,10 +577,12 @@ TEST_F(ServerTest, MetricsEndpointMovesByTheExactWorkload) {
     ASSERT_OK_AND_ASSIGN(after, HttpGet(server_->metrics_port(), "/metrics"));
   } while (MetricValue(after, "openelm_requests_running").value_or(-1) != 0 &&
            absl::Now() < deadline);
-  EXPECT_EQ(MetricValue(after, "openelm_generated_tokens_total").value_or(-1), tokens0 + 15);
-  EXPECT_EQ(MetricValue(after, "openelm_requests_finished_total{finish_reason=\"length\"}")
-                .value_or(-1),
-            length0 + 3);
+  EXPECT_EQ(MetricValue(after, "openelm_generated_tokens_total").value_or(-1),
+            tokens0 + 15);
+  EXPECT_EQ(
+      MetricValue(after, "openelm_requests_finished_total{finish_reason=\"length\"}")
+          .value_or(-1),
+      length0 + 3);
   EXPECT_EQ(MetricValue(after, "openelm_time_to_first_token_seconds_count").value_or(-1),
             ttft0 + 3);
   EXPECT_EQ(MetricValue(after, "openelm_prompt_tokens_total").value_or(-1), prompt0 + 9);
@@ -563,14 +592,15 @@ TEST_F(ServerTest, MetricsEndpointMovesByTheExactWorkload) {
   // Every contract metric is exposed.
   for (const char* name :
        {"openelm_requests_waiting", "openelm_kv_cache_free_blocks",
-        "openelm_inter_token_latency_seconds_count", "openelm_time_per_output_token_seconds_count",
+        "openelm_inter_token_latency_seconds_count",
+        "openelm_time_per_output_token_seconds_count",
         "openelm_e2e_request_latency_seconds_count", "openelm_queue_time_seconds_count",
         "openelm_request_prompt_tokens_count", "openelm_request_generation_tokens_count",
         "openelm_step_duration_seconds_count", "openelm_step_batch_size_count",
         "openelm_step_forward_seconds_count", "openelm_step_sample_seconds_count",
-        "openelm_access_log_dropped_total",
-        "openelm_cached_prompt_tokens_total", "openelm_preemptions_total",
-        "openelm_prefix_cache_queries_total", "openelm_prefix_cache_hits_total",
+        "openelm_access_log_dropped_total", "openelm_cached_prompt_tokens_total",
+        "openelm_preemptions_total", "openelm_prefix_cache_queries_total",
+        "openelm_prefix_cache_hits_total",
         "openelm_requests_rejected_total{reason=\"unauthenticated\"}",
         "openelm_requests_finished_total{finish_reason=\"shutdown\"}"}) {
     EXPECT_TRUE(MetricValue(after, name).has_value()) << name;
@@ -592,7 +622,8 @@ TEST_F(ServerTest, DrainTurnsHealthNotServingAndRefusesNewWork) {
 
   // A long request keeps the drain waiting.
   grpc::ClientContext long_ctx;
-  auto long_stream = stub_->StreamGenerate(&long_ctx, TextRequest("Once upon a time", 1500));
+  auto long_stream =
+      stub_->StreamGenerate(&long_ctx, TextRequest("Once upon a time", 1500));
   v1::GenerateResponse msg;
   ASSERT_TRUE(long_stream->Read(&msg));
 
@@ -625,7 +656,8 @@ TEST_F(ServerTest, DrainTurnsHealthNotServingAndRefusesNewWork) {
   }
   watch->Finish();
   const std::string metrics = server_->metrics().Serialize();
-  EXPECT_GE(MetricValue(metrics, "openelm_requests_rejected_total{reason=\"unavailable\"}"), 1);
+  EXPECT_GE(
+      MetricValue(metrics, "openelm_requests_rejected_total{reason=\"unavailable\"}"), 1);
 }
 
 TEST(ServerStartupTest, HealthIsNotServingUntilWarm) {
@@ -667,7 +699,8 @@ TEST(ServerStartupTest, QueueFullIsResourceExhausted) {
 
   // One request runs (it has produced output), one waits in the queue ...
   grpc::ClientContext running_ctx;
-  auto running = stub->StreamGenerate(&running_ctx, TextRequest("Once upon a time", 1500));
+  auto running =
+      stub->StreamGenerate(&running_ctx, TextRequest("Once upon a time", 1500));
   v1::GenerateResponse msg;
   ASSERT_TRUE(running->Read(&msg));
   grpc::ClientContext queued_ctx;
@@ -712,9 +745,9 @@ TEST(ServerSlowReaderTest, ClientThatStopsReadingIsCutOffAndItsBlocksFreed) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 << 10);
-  auto stub = v1::InferenceService::NewStub(grpc::CreateCustomChannel(
-      absl::StrCat("127.0.0.1:", server->port()), grpc::InsecureChannelCredentials(),
-      args));
+  auto stub = v1::InferenceService::NewStub(
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server->port()),
+                                grpc::InsecureChannelCredentials(), args));
 
   grpc::ClientContext ctx;
   v1::GenerateRequest req = TextRequest("Once upon a time", 1800);
@@ -734,8 +767,10 @@ TEST(ServerSlowReaderTest, ClientThatStopsReadingIsCutOffAndItsBlocksFreed) {
   EXPECT_EQ(load.num_running, 0);
   EXPECT_EQ(load.num_free_blocks, load.num_blocks);
   const std::string metrics = server->metrics().Serialize();
-  EXPECT_EQ(MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"cancelled\"}"),
-            1) << metrics.substr(0, 3000);
+  EXPECT_EQ(MetricValue(metrics,
+                        "openelm_requests_finished_total{finish_reason=\"cancelled\"}"),
+            1)
+      << metrics.substr(0, 3000);
 
   // What was already in flight can still be read, then the final status.
   int tokens = msg.choices(0).token_ids_size();

@@ -59,7 +59,8 @@ absl::StatusOr<int> WaitPid(pid_t pid, absl::Duration timeout) {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TEST_TMPDIR");
-  std::string tmpl = absl::StrCat(base != nullptr ? base : "/tmp", "/openelm_server_test.XXXXXX");
+  std::string tmpl =
+      absl::StrCat(base != nullptr ? base : "/tmp", "/openelm_server_test.XXXXXX");
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   if (mkdtemp(buf.data()) != nullptr) path_ = buf.data();
@@ -104,7 +105,8 @@ absl::StatusOr<std::string> HttpGet(int port, absl::string_view path) {
   close(fd);
   const size_t body = response.find("\r\n\r\n");
   if (!absl::StartsWith(response, "HTTP/1.") || body == std::string::npos) {
-    return absl::InternalError(absl::StrCat("bad HTTP response: ", response.substr(0, 200)));
+    return absl::InternalError(
+        absl::StrCat("bad HTTP response: ", response.substr(0, 200)));
   }
   const std::string status_line = response.substr(0, response.find("\r\n"));
   if (!absl::StrContains(status_line, " 200")) {

@@ -152,11 +152,14 @@ TEST_P(BadOptionTest, IsInvalidArgumentNamingTheField) {
 INSTANTIATE_TEST_SUITE_P(
     AllFields, BadOptionTest,
     ::testing::Values(
-        BadOptionCase{"max_tokens_zero", [](v1::GenerationOptions* o) { o->set_max_tokens(0); },
+        BadOptionCase{"max_tokens_zero",
+                      [](v1::GenerationOptions* o) { o->set_max_tokens(0); },
                       "options.max_tokens"},
-        BadOptionCase{"max_tokens_huge", [](v1::GenerationOptions* o) { o->set_max_tokens(5000); },
+        BadOptionCase{"max_tokens_huge",
+                      [](v1::GenerationOptions* o) { o->set_max_tokens(5000); },
                       "options.max_tokens"},
-        BadOptionCase{"temperature", [](v1::GenerationOptions* o) { o->set_temperature(2.5f); },
+        BadOptionCase{"temperature",
+                      [](v1::GenerationOptions* o) { o->set_temperature(2.5f); },
                       "options.temperature"},
         BadOptionCase{"top_k", [](v1::GenerationOptions* o) { o->set_top_k(-1); },
                       "options.top_k"},
@@ -175,12 +178,14 @@ INSTANTIATE_TEST_SUITE_P(
         BadOptionCase{"frequency_penalty",
                       [](v1::GenerationOptions* o) { o->set_frequency_penalty(-3.0f); },
                       "options.frequency_penalty"},
-        BadOptionCase{"logit_bias_id",
-                      [](v1::GenerationOptions* o) { (*o->mutable_logit_bias())[32000] = 1; },
-                      "options.logit_bias"},
-        BadOptionCase{"logit_bias_value",
-                      [](v1::GenerationOptions* o) { (*o->mutable_logit_bias())[5] = 101; },
-                      "options.logit_bias[5]"},
+        BadOptionCase{
+            "logit_bias_id",
+            [](v1::GenerationOptions* o) { (*o->mutable_logit_bias())[32000] = 1; },
+            "options.logit_bias"},
+        BadOptionCase{
+            "logit_bias_value",
+            [](v1::GenerationOptions* o) { (*o->mutable_logit_bias())[5] = 101; },
+            "options.logit_bias[5]"},
         BadOptionCase{"too_many_stops",
                       [](v1::GenerationOptions* o) {
                         for (int i = 0; i < 17; ++i) o->add_stop("x");
@@ -188,9 +193,10 @@ INSTANTIATE_TEST_SUITE_P(
                       "options.stop has 17"},
         BadOptionCase{"empty_stop", [](v1::GenerationOptions* o) { o->add_stop(""); },
                       "options.stop[0]"},
-        BadOptionCase{"long_stop",
-                      [](v1::GenerationOptions* o) { o->add_stop(std::string(257, 'a')); },
-                      "options.stop[0]"},
+        BadOptionCase{
+            "long_stop",
+            [](v1::GenerationOptions* o) { o->add_stop(std::string(257, 'a')); },
+            "options.stop[0]"},
         BadOptionCase{"bad_utf8_stop",
                       [](v1::GenerationOptions* o) {
                         o->add_stop("ok");
@@ -200,15 +206,18 @@ INSTANTIATE_TEST_SUITE_P(
         BadOptionCase{"stop_token_id",
                       [](v1::GenerationOptions* o) { o->add_stop_token_ids(-1); },
                       "options.stop_token_ids[0]"},
-        BadOptionCase{"min_tokens", [](v1::GenerationOptions* o) { o->set_min_tokens(-1); },
+        BadOptionCase{"min_tokens",
+                      [](v1::GenerationOptions* o) { o->set_min_tokens(-1); },
                       "options.min_tokens"},
         BadOptionCase{"logprobs", [](v1::GenerationOptions* o) { o->set_logprobs(21); },
                       "options.logprobs"},
         BadOptionCase{"prompt_logprobs",
                       [](v1::GenerationOptions* o) { o->set_prompt_logprobs(-1); },
                       "options.prompt_logprobs"},
-        BadOptionCase{"n_zero", [](v1::GenerationOptions* o) { o->set_n(0); }, "options.n"},
-        BadOptionCase{"n_big", [](v1::GenerationOptions* o) { o->set_n(9); }, "options.n"}),
+        BadOptionCase{"n_zero", [](v1::GenerationOptions* o) { o->set_n(0); },
+                      "options.n"},
+        BadOptionCase{"n_big", [](v1::GenerationOptions* o) { o->set_n(9); },
+                      "options.n"}),
     [](const ::testing::TestParamInfo<BadOptionCase>& info) { return info.param.name; });
 
 TEST(RequestParserTest, PromptPlusMaxTokensMustFitTheContext) {
@@ -242,25 +251,30 @@ TEST(ChatValidationTest, RejectsBadOrders) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages")));
   EXPECT_THAT(ValidateChat({{R::kSystem, "s"}}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("system")));
-  EXPECT_THAT(ValidateChat({{R::kAssistant, "a"}, {R::kUser, "u"}}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages[0].role")));
-  EXPECT_THAT(ValidateChat({{R::kUser, "a"}, {R::kUser, "b"}}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages[1].role")));
-  EXPECT_THAT(ValidateChat({{R::kUser, "a"}, {R::kSystem, "b"}}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages[1].role")));
-  EXPECT_THAT(ValidateChat({{R::kUser, "a"}, {R::kAssistant, "b"}}),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("messages[1].role: the last message must be from the user")));
+  EXPECT_THAT(
+      ValidateChat({{R::kAssistant, "a"}, {R::kUser, "u"}}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages[0].role")));
+  EXPECT_THAT(
+      ValidateChat({{R::kUser, "a"}, {R::kUser, "b"}}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages[1].role")));
+  EXPECT_THAT(
+      ValidateChat({{R::kUser, "a"}, {R::kSystem, "b"}}),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("messages[1].role")));
+  EXPECT_THAT(
+      ValidateChat({{R::kUser, "a"}, {R::kAssistant, "b"}}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("messages[1].role: the last message must be from the user")));
 }
 
 TEST(ChatValidationTest, TextFormIsTheZephyrTemplate) {
   using R = ChatRole;
   EXPECT_EQ(RenderChatText({{R::kUser, "Hi"}}),
             "<|system|>\n</s>\n<|user|>\nHi</s>\n<|assistant|>\n");
-  EXPECT_EQ(RenderChatText({{R::kSystem, "S"}, {R::kUser, "A"}, {R::kAssistant, "B"},
-                            {R::kUser, "C"}}),
-            "<|system|>\nS</s>\n<|user|>\nA</s>\n<|assistant|>\nB</s>\n<|user|>\nC</s>\n"
-            "<|assistant|>\n");
+  EXPECT_EQ(
+      RenderChatText(
+          {{R::kSystem, "S"}, {R::kUser, "A"}, {R::kAssistant, "B"}, {R::kUser, "C"}}),
+      "<|system|>\nS</s>\n<|user|>\nA</s>\n<|assistant|>\nB</s>\n<|user|>\nC</s>\n"
+      "<|assistant|>\n");
 }
 
 TEST(EngineDeadlineTest, EndsEarlyByABoundedMargin) {
@@ -435,18 +449,28 @@ TEST(MetricsTest, CountsFinishedRequestsAndRejections) {
   const std::string text = metrics.Serialize();
   EXPECT_EQ(MetricValue(text, "openelm_generated_tokens_total"), 12);
   EXPECT_EQ(MetricValue(text, "openelm_prompt_tokens_total"), 14);
-  EXPECT_EQ(MetricValue(text, "openelm_requests_finished_total{finish_reason=\"length\"}"), 2);
-  EXPECT_EQ(MetricValue(text, "openelm_requests_finished_total{finish_reason=\"eos\"}"), 1);
-  EXPECT_EQ(MetricValue(text, "openelm_requests_finished_total{finish_reason=\"shutdown\"}"), 0);
-  EXPECT_EQ(MetricValue(text, "openelm_requests_rejected_total{reason=\"invalid_argument\"}"), 1);
-  EXPECT_EQ(MetricValue(text, "openelm_requests_rejected_total{reason=\"resource_exhausted\"}"),
-            2);
-  EXPECT_EQ(MetricValue(text, "openelm_requests_rejected_total{reason=\"unavailable\"}"), 0);
+  EXPECT_EQ(
+      MetricValue(text, "openelm_requests_finished_total{finish_reason=\"length\"}"), 2);
+  EXPECT_EQ(MetricValue(text, "openelm_requests_finished_total{finish_reason=\"eos\"}"),
+            1);
+  EXPECT_EQ(
+      MetricValue(text, "openelm_requests_finished_total{finish_reason=\"shutdown\"}"),
+      0);
+  EXPECT_EQ(
+      MetricValue(text, "openelm_requests_rejected_total{reason=\"invalid_argument\"}"),
+      1);
+  EXPECT_EQ(
+      MetricValue(text, "openelm_requests_rejected_total{reason=\"resource_exhausted\"}"),
+      2);
+  EXPECT_EQ(MetricValue(text, "openelm_requests_rejected_total{reason=\"unavailable\"}"),
+            0);
   EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_count"), 3);
   EXPECT_NEAR(*MetricValue(text, "openelm_time_to_first_token_seconds_sum"), 0.15, 1e-9);
   // 50 ms lies in the 0.05 bucket (le is inclusive) and every later one.
-  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_bucket{le=\"0.05\"}"), 3);
-  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_bucket{le=\"0.025\"}"), 0);
+  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_bucket{le=\"0.05\"}"),
+            3);
+  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_bucket{le=\"0.025\"}"),
+            0);
   EXPECT_EQ(MetricValue(text, "openelm_e2e_request_latency_seconds_bucket{le=\"2\"}"), 3);
   EXPECT_EQ(MetricValue(text, "openelm_queue_time_seconds_count"), 3);
   EXPECT_EQ(MetricValue(text, "openelm_time_per_output_token_seconds_count"), 3);
@@ -541,11 +565,11 @@ TEST(CheckTextCanFitTest, RefusesOnlyWhatCannotFit) {
   params.max_tokens = 10;
   // 890 bytes -> at least 89 tokens + BOS + 10 new = 100: fits exactly.
   EXPECT_OK(CheckTextCanFit("text", 890, 1, params, limits));
-  EXPECT_THAT(CheckTextCanFit("text", 891, 1, params, limits),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       AllOf(HasSubstr("text: the prompt has 891 bytes"),
-                             HasSubstr("at least 91 tokens"),
-                             HasSubstr("context length 100"))));
+  EXPECT_THAT(
+      CheckTextCanFit("text", 891, 1, params, limits),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("text: the prompt has 891 bytes"),
+                     HasSubstr("at least 91 tokens"), HasSubstr("context length 100"))));
   limits.max_bytes_per_token = 0;  // no bound known: never refuses
   EXPECT_OK(CheckTextCanFit("text", int64_t{1} << 40, 1, params, limits));
 }

@@ -6,6 +6,8 @@
 // The engine runs 4 sequences at a time, so both tenants are backlogged
 // (requests waiting in the engine) during the measurement windows; tokens are
 // counted per tenant from the streamed responses inside a fixed window.
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -19,7 +21,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include <grpcpp/grpcpp.h>
 #include "gtest/gtest.h"
 #include "openelm/v1/inference.grpc.pb.h"
 #include "server/server.h"
@@ -95,7 +96,8 @@ class TenantLoad {
 
  private:
   void Loop() {
-    const v1::GenerateRequest req = GreedyRequest("Tell me a story about a dragon", kMaxTokens);
+    const v1::GenerateRequest req =
+        GreedyRequest("Tell me a story about a dragon", kMaxTokens);
     while (!stop_.load()) {
       std::unique_ptr<grpc::ClientContext> ctx = KeyedContext(key_, absl::Seconds(60));
       const absl::Time sent = absl::Now();

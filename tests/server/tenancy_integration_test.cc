@@ -1,6 +1,9 @@
 // Multi-tenant serving through the real server (in-process, 127.0.0.1:0,
 // tiny model, real tokenizer): API-key auth, per-tenant quotas refused before
 // any KV block is taken, config reload under load, and TLS.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/credentials.h>
+
 #include <chrono>
 #include <fstream>
 #include <iterator>
@@ -14,8 +17,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/security/credentials.h>
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "openelm/v1/inference.grpc.pb.h"
@@ -82,7 +83,9 @@ class TenancyServerTest : public ::testing::Test {
   v1::ServerLoad Load() { return ::openelm::testing::GetLoad(*stub_); }
 
   // Waits (up to 10 s) until nothing runs or waits and the engine published it.
-  v1::ServerLoad WaitIdle() { return ::openelm::testing::WaitForLoad(*stub_, ::openelm::testing::IsIdle); }
+  v1::ServerLoad WaitIdle() {
+    return ::openelm::testing::WaitForLoad(*stub_, ::openelm::testing::IsIdle);
+  }
 
   grpc::Status Generate(const std::string& key, const v1::GenerateRequest& req,
                         v1::GenerateResponse* resp = nullptr,
@@ -130,7 +133,8 @@ OpenStream StartStream(v1::InferenceService::Stub& stub, const std::string& key,
                        int max_tokens) {
   OpenStream s;
   s.ctx = KeyedContext(key);
-  s.reader = stub.StreamGenerate(s.ctx.get(), GreedyRequest("Once upon a time", max_tokens));
+  s.reader =
+      stub.StreamGenerate(s.ctx.get(), GreedyRequest("Once upon a time", max_tokens));
   v1::GenerateResponse first;
   EXPECT_TRUE(s.reader->Read(&first)) << "the stream ended before any output";
   for (const v1::Choice& c : first.choices()) s.num_tokens += c.token_ids_size();
@@ -165,8 +169,10 @@ TEST_F(TenancyServerTest, MissingOrWrongKeyIsUnauthenticated) {
   }
   EXPECT_EQ(Metric(R"(openelm_requests_rejected_total{reason="unauthenticated"})"),
             rejected_before + 4);
-  EXPECT_EQ(Metric(R"(openelm_tenant_requests_rejected_total{reason="unauthenticated",tenant="unauthenticated"})"),
-            4);
+  EXPECT_EQ(
+      Metric(
+          R"(openelm_tenant_requests_rejected_total{reason="unauthenticated",tenant="unauthenticated"})"),
+      4);
 
   // The right key works, as Bearer token and as x-api-key.
   v1::GenerateResponse resp;
@@ -185,7 +191,8 @@ TEST_F(TenancyServerTest, MissingOrWrongKeyIsUnauthenticated) {
   }
   EXPECT_EQ(Metric(R"(openelm_tenant_generated_tokens_total{tenant="acme"})"), 6);
   EXPECT_EQ(
-      Metric(R"(openelm_tenant_requests_finished_total{finish_reason="length",tenant="acme"})"),
+      Metric(
+          R"(openelm_tenant_requests_finished_total{finish_reason="length",tenant="acme"})"),
       2);
 }
 
@@ -237,7 +244,8 @@ TEST_F(TenancyServerTest, TokenLimitsAreRefusedBeforeAnyKvBlock) {
   EXPECT_TRUE(Generate(kBetaKey, GreedyRequest("Hi", 2)).ok());
 
   // Limits are per tenant: acme's bucket is untouched by beta.
-  EXPECT_EQ(Generate(kAcmeKey, GreedyRequest("Hi", 2)).error_code(), grpc::StatusCode::OK);
+  EXPECT_EQ(Generate(kAcmeKey, GreedyRequest("Hi", 2)).error_code(),
+            grpc::StatusCode::OK);
   EXPECT_GE(Metric(R"(openelm_requests_rejected_total{reason="resource_exhausted"})"), 3);
 }
 
@@ -263,7 +271,8 @@ TEST_F(TenancyServerTest, ConcurrencyAndQueueLimits) {
   bool queued_done = false;
   absl::Mutex mu;
   const v1::GenerateRequest queued_req = GreedyRequest("Hi", 2);
-  stub_->async()->Generate(queued_ctx.get(), &queued_req, &queued_resp, [&](grpc::Status st) {
+  stub_->async()->Generate(queued_ctx.get(), &queued_req, &queued_resp,
+                           [&](grpc::Status st) {
                              absl::MutexLock lock(&mu);
                              queued_status = st;
                              queued_done = true;
@@ -296,8 +305,8 @@ TEST_F(TenancyServerTest, ConcurrencyAndQueueLimits) {
 }
 
 TEST_F(TenancyServerTest, KvShareLimitCountsTheTenantsBlocks) {
-  StartServer({{"acme", kAcmeKey, 1.0, R"("max_kv_share": 0.01)"},
-               {"beta", kBetaKey, 1.0, ""}});
+  StartServer(
+      {{"acme", kAcmeKey, 1.0, R"("max_kv_share": 0.01)"}, {"beta", kBetaKey, 1.0, ""}});
   const v1::ServerLoad idle = WaitIdle();
   ASSERT_GT(idle.kv_blocks_total() * 0.01, 10);
   ASSERT_LT(idle.kv_blocks_total() * 0.01, 50);
@@ -413,14 +422,16 @@ TEST_F(TenancyServerTest, DeclaredSharedSystemPromptIsSharedAndPinnable) {
   for (const bool pinned : {false, true}) {
     SCOPED_TRACE(pinned ? "pinned" : "not pinned");
     server_.reset();
-    const std::string prefixes = absl::StrCat(
-        R"({"name": "support", "text": ")", sys, R"(", "pinned": )",
-        pinned ? "true" : "false", R"(}, {"name": "terse", "kind": "chat_system", "text": ")",
-        chat_sys, R"(", "pinned": )", pinned ? "true" : "false", "}");
+    const std::string prefixes =
+        absl::StrCat(R"({"name": "support", "text": ")", sys, R"(", "pinned": )",
+                     pinned ? "true" : "false",
+                     R"(}, {"name": "terse", "kind": "chat_system", "text": ")", chat_sys,
+                     R"(", "pinned": )", pinned ? "true" : "false", "}");
     StartServer({{"acme", kAcmeKey, 1.0, ""}, {"beta", kBetaKey, 1.0, ""}},
                 /*max_num_seqs=*/16, prefixes, /*num_blocks=*/48);
-    const std::string acme_prompt = sys + " Question: what is the refund policy for "
-                                          "orders placed during the winter sale?";
+    const std::string acme_prompt = sys +
+                                    " Question: what is the refund policy for "
+                                    "orders placed during the winter sale?";
     v1::GenerateResponse a1, b1, b2;
     ASSERT_TRUE(Generate(kAcmeKey, GreedyRequest(acme_prompt, 2), &a1).ok());
     EXPECT_EQ(a1.usage().cached_tokens(), 0);
@@ -497,8 +508,8 @@ TEST_F(TenancyServerTest, AccessLogNamesTheTenant) {
 }
 
 TEST_F(TenancyServerTest, SingleUserModeNeedsNoKey) {
-  ServerOptions options = ::openelm::testing::TinyTenancyOptions(
-      model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+  ServerOptions options =
+      ::openelm::testing::TinyTenancyOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
   ASSERT_OK_AND_ASSIGN(server_, Server::Create(options));
   stub_ = v1::InferenceService::NewStub(grpc::CreateChannel(
       absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
@@ -516,8 +527,8 @@ TEST_F(TenancyServerTest, TlsRefusesPlaintextAndServesTlsClients) {
   ASSERT_EQ(rc, 0);
   tenants_path_ = absl::StrCat(dir_.path(), "/tenants.json");
   WriteTenantsFile(tenants_path_, TenantsJson({{"acme", kAcmeKey, 1.0, ""}}));
-  ServerOptions options = ::openelm::testing::TinyTenancyOptions(
-      model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+  ServerOptions options =
+      ::openelm::testing::TinyTenancyOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
   options.tenants_config = tenants_path_;
   options.tls.cert_path = certs.path() + "/server.pem";
   options.tls.key_path = certs.path() + "/server.key";

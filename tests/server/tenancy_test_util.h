@@ -1,6 +1,8 @@
 #ifndef OPENELM_TESTS_SERVER_TENANCY_TEST_UTIL_H_
 #define OPENELM_TESTS_SERVER_TENANCY_TEST_UTIL_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -11,7 +13,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
-#include <grpcpp/grpcpp.h>
 #include "openelm/v1/inference.grpc.pb.h"
 #include "server/options.h"
 #include "server/tenants/tenant_config.h"
@@ -36,10 +37,10 @@ inline std::string TenantsJson(const std::vector<TestTenant>& tenants,
                                const std::string& shared_prefixes_json = "") {
   std::vector<std::string> items;
   for (const TestTenant& t : tenants) {
-    items.push_back(absl::StrCat(
-        R"({"id": ")", t.id, R"(", "api_key_sha256": [")",
-        ::openelm::server::HashApiKey(t.api_key), R"("], "weight": )", t.weight,
-        R"(, "limits": {)", t.limits_json, "}}"));
+    items.push_back(absl::StrCat(R"({"id": ")", t.id, R"(", "api_key_sha256": [")",
+                                 ::openelm::server::HashApiKey(t.api_key),
+                                 R"("], "weight": )", t.weight, R"(, "limits": {)",
+                                 t.limits_json, "}}"));
   }
   return absl::StrCat(R"({"auth_enabled": )", auth_enabled ? "true" : "false",
                       R"(, "shared_prefixes": [)", shared_prefixes_json, "]",
@@ -58,7 +59,7 @@ inline void WriteTenantsFile(const std::string& path, const std::string& text) {
 
 // TinyServerOptions plus a deeper queue and a 100 ms tenants-file poll.
 inline ::openelm::server::ServerOptions TinyTenancyOptions(const std::string& model_dir,
-                                                          const std::string& tokenizer) {
+                                                           const std::string& tokenizer) {
   ::openelm::server::ServerOptions o = TinyServerOptions(model_dir, tokenizer);
   o.engine.max_queued_requests = 256;
   o.tenants_poll_interval = absl::Milliseconds(100);

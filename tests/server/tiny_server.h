@@ -1,11 +1,12 @@
 #ifndef OPENELM_TESTS_SERVER_TINY_SERVER_H_
 #define OPENELM_TESTS_SERVER_TINY_SERVER_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <string>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include <grpcpp/grpcpp.h>
 #include "gtest/gtest.h"
 #include "openelm/v1/inference.grpc.pb.h"
 #include "server/options.h"

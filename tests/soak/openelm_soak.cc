@@ -62,7 +62,8 @@ ABSL_FLAG(absl::Duration, duration, absl::Minutes(10), "Stop sending after this 
 ABSL_FLAG(int32_t, concurrency, 32, "Calls in flight at most.");
 ABSL_FLAG(double, unary_fraction, 0.3, "Share of unary (non-streaming) calls.");
 ABSL_FLAG(double, cancel_fraction, 0.1, "Share of calls cancelled at a random time.");
-ABSL_FLAG(double, short_deadline_fraction, 0.1, "Share of calls with a 20-300 ms deadline.");
+ABSL_FLAG(double, short_deadline_fraction, 0.1,
+          "Share of calls with a 20-300 ms deadline.");
 ABSL_FLAG(double, invalid_fraction, 0.05, "Share of invalid requests.");
 ABSL_FLAG(double, disconnect_fraction, 0.02,
           "Share of streams run in a child process killed mid-stream.");
@@ -129,14 +130,31 @@ GenerateRequest MakeInvalidRequest(std::mt19937_64& rng) {
   r.set_text("Hello");
   v1::GenerationOptions* o = r.mutable_options();
   switch (rng() % 8) {
-    case 0: o->set_temperature(5.0f); break;
-    case 1: o->set_top_p(1.5f); break;
-    case 2: o->set_max_tokens(0); break;
-    case 3: o->set_n(100); break;
-    case 4: for (int i = 0; i < 40; ++i) o->add_stop(absl::StrCat("s", i)); break;
-    case 5: o->set_logprobs(500); break;
-    case 6: r.mutable_token_ids()->add_ids(1); r.mutable_token_ids()->add_ids(999999); break;
-    default: o->set_max_tokens(100000); break;  // does not fit the context
+    case 0:
+      o->set_temperature(5.0f);
+      break;
+    case 1:
+      o->set_top_p(1.5f);
+      break;
+    case 2:
+      o->set_max_tokens(0);
+      break;
+    case 3:
+      o->set_n(100);
+      break;
+    case 4:
+      for (int i = 0; i < 40; ++i) o->add_stop(absl::StrCat("s", i));
+      break;
+    case 5:
+      o->set_logprobs(500);
+      break;
+    case 6:
+      r.mutable_token_ids()->add_ids(1);
+      r.mutable_token_ids()->add_ids(999999);
+      break;
+    default:
+      o->set_max_tokens(100000);
+      break;  // does not fit the context
   }
   return r;
 }
@@ -162,9 +180,8 @@ class Runner {
   // Blocks until fewer than `limit` calls are in flight.
   void WaitBelow(int32_t limit) {
     absl::MutexLock lock(&mu_);
-    auto below = [this, limit]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return in_flight_ < limit;
-    };
+    auto below = [this, limit]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ < limit; };
     mu_.Await(absl::Condition(&below));
   }
   // Waits up to `timeout` for all calls to finish; returns those left.
@@ -191,7 +208,8 @@ void CheckFinalStatus(const Plan& plan, const grpc::Status& status, Results& res
   if (plan.invalid) {
     allowed = code == grpc::StatusCode::INVALID_ARGUMENT;
   } else {
-    allowed = code == grpc::StatusCode::OK || code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+    allowed = code == grpc::StatusCode::OK ||
+              code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
               (plan.cancel && code == grpc::StatusCode::CANCELLED) ||
               (plan.short_deadline && code == grpc::StatusCode::DEADLINE_EXCEEDED) ||
               (results.shutting_down() && code == grpc::StatusCode::UNAVAILABLE);
@@ -206,7 +224,8 @@ void CheckFinalStatus(const Plan& plan, const grpc::Status& status, Results& res
 class StreamCall : public grpc::ClientReadReactor<GenerateResponse> {
  public:
   static void Start(Runner* runner, GenerateRequest request, const Plan& plan) {
-    auto call = std::shared_ptr<StreamCall>(new StreamCall(runner, std::move(request), plan));
+    auto call =
+        std::shared_ptr<StreamCall>(new StreamCall(runner, std::move(request), plan));
     call->self_ = call;
     call->Begin();
   }
@@ -251,7 +270,8 @@ class StreamCall : public grpc::ClientReadReactor<GenerateResponse> {
   }
 
   void Begin() {
-    if (plan_.short_deadline) context_.set_deadline(absl::ToChronoTime(absl::Now() + plan_.deadline));
+    if (plan_.short_deadline)
+      context_.set_deadline(absl::ToChronoTime(absl::Now() + plan_.deadline));
     runner_->Started();
     runner_->stub()->async()->StreamGenerate(&context_, &request_, this);
     StartRead(&response_);
@@ -272,7 +292,8 @@ class StreamCall : public grpc::ClientReadReactor<GenerateResponse> {
     for (const v1::Choice& c : response_.choices()) {
       results.AddTokens(c.token_ids_size());
       if (c.index() < 0 || c.index() >= static_cast<int32_t>(finals_.size())) {
-        results.Violation(absl::StrCat("stream ", request_id_, ": choice index ", c.index()));
+        results.Violation(
+            absl::StrCat("stream ", request_id_, ": choice index ", c.index()));
         continue;
       }
       if (finals_[c.index()] > 0) {
@@ -314,8 +335,9 @@ struct UnaryCall {
       call->context.set_deadline(absl::ToChronoTime(absl::Now() + plan.deadline));
     }
     runner->Started();
-    runner->stub()->async()->Generate(&call->context, &call->request, &call->response,
-                                      [call](grpc::Status status) { call->Done(status); });
+    runner->stub()->async()->Generate(
+        &call->context, &call->request, &call->response,
+        [call](grpc::Status status) { call->Done(status); });
     if (plan.cancel) {
       runner->timer()->After(plan.cancel_after, [call] { call->context.TryCancel(); });
     }
@@ -330,7 +352,8 @@ struct UnaryCall {
       const int32_t n = request.options().has_n() ? request.options().n() : 1;
       if (response.choices_size() != n) {
         results.Violation(absl::StrCat("unary ", response.request_id(), ": ",
-                                       response.choices_size(), " choices, expected ", n));
+                                       response.choices_size(), " choices, expected ",
+                                       n));
       }
       for (const v1::Choice& c : response.choices()) {
         results.AddTokens(c.token_ids_size());
@@ -348,15 +371,16 @@ struct UnaryCall {
 
 // Abrupt disconnect: a child process streams until it is SIGKILLed, so the
 // server sees the TCP connection vanish mid-stream.
-void StartDisconnect(Runner* runner, const std::string& target, absl::Duration kill_after) {
+void StartDisconnect(Runner* runner, const std::string& target,
+                     absl::Duration kill_after) {
   const pid_t pid = fork();
   if (pid < 0) {
     runner->results().Violation("fork failed");
     return;
   }
   if (pid == 0) {
-    execl("/proc/self/exe", "openelm_soak", absl::StrCat("--child_stream=", target).c_str(),
-          static_cast<char*>(nullptr));
+    execl("/proc/self/exe", "openelm_soak",
+          absl::StrCat("--child_stream=", target).c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   runner->results().CountDisconnect();
@@ -415,7 +439,8 @@ bool WaitForIdleServer(v1::InferenceService::Stub* stub, absl::Duration timeout,
   while (true) {
     grpc::ClientContext context;
     context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
-    const grpc::Status s = stub->GetServerLoad(&context, v1::GetServerLoadRequest(), load);
+    const grpc::Status s =
+        stub->GetServerLoad(&context, v1::GetServerLoadRequest(), load);
     if (s.ok() && load->requests_running() == 0 && load->requests_waiting() == 0 &&
         load->kv_blocks_free() == load->kv_blocks_total()) {
       return true;
@@ -432,15 +457,18 @@ bool HealthServing(const std::shared_ptr<grpc::Channel>& channel, std::string* d
   grpc::health::v1::HealthCheckRequest request;
   grpc::health::v1::HealthCheckResponse response;
   const grpc::Status s = stub->Check(&context, request, &response);
-  *detail = s.ok() ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status())
-                   : absl::StrCat(CodeName(s.error_code()), " ", s.error_message());
+  *detail =
+      s.ok()
+          ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status())
+          : absl::StrCat(CodeName(s.error_code()), " ", s.error_message());
   return s.ok() && response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
 }
 
 int Run() {
   const std::string target = absl::GetFlag(FLAGS_target);
   if (!IsLoopbackTarget(target)) {
-    std::fprintf(stderr, "openelm_soak: refusing non-loopback target '%s'\n", target.c_str());
+    std::fprintf(stderr, "openelm_soak: refusing non-loopback target '%s'\n",
+                 target.c_str());
     return 2;
   }
   const int32_t max_requests = absl::GetFlag(FLAGS_requests);
@@ -449,15 +477,17 @@ int Run() {
   const pid_t server_pid = absl::GetFlag(FLAGS_server_pid);
   if (server_pid > 0 &&
       absl::GetFlag(FLAGS_warmup) + absl::Seconds(3) > absl::GetFlag(FLAGS_duration)) {
-    std::fprintf(stderr,
-                 "openelm_soak: --duration must exceed --warmup by 3 s or more so that RSS "
-                 "is sampled after the warm-up\n");
+    std::fprintf(
+        stderr,
+        "openelm_soak: --duration must exceed --warmup by 3 s or more so that RSS "
+        "is sampled after the warm-up\n");
     return 2;
   }
 
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  auto channel =
+      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(30)))) {
     std::fprintf(stderr, "openelm_soak: cannot connect to %s\n", target.c_str());
     return 1;
@@ -477,7 +507,8 @@ int Run() {
     const Plan plan = DrawPlan(rng);
     ++sent;
     std::uniform_real_distribution<double> u(0.0, 1.0);
-    if (!plan.invalid && !plan.unary && u(rng) < absl::GetFlag(FLAGS_disconnect_fraction)) {
+    if (!plan.invalid && !plan.unary &&
+        u(rng) < absl::GetFlag(FLAGS_disconnect_fraction)) {
       StartDisconnect(&runner, target, absl::Milliseconds(50 + rng() % 450));
       continue;
     }
@@ -536,11 +567,12 @@ int Run() {
         [&runner](absl::Duration timeout) { return runner.WaitAllDone(timeout); });
   }
 
-  const std::string report = results.Report(
-      target, sent, load_time, absl::StrFormat("running %d, waiting %d, kv free %d of %d",
-                                               load.requests_running(), load.requests_waiting(),
-                                               load.kv_blocks_free(), load.kv_blocks_total()),
-      rss_report, health, sigterm_report);
+  const std::string report =
+      results.Report(target, sent, load_time,
+                     absl::StrFormat("running %d, waiting %d, kv free %d of %d",
+                                     load.requests_running(), load.requests_waiting(),
+                                     load.kv_blocks_free(), load.kv_blocks_total()),
+                     rss_report, health, sigterm_report);
   std::fputs(report.c_str(), stdout);
   if (const std::string path = absl::GetFlag(FLAGS_report_file); !path.empty()) {
     std::ofstream(path) << report;

@@ -24,11 +24,23 @@
 namespace openelm::soak {
 
 std::string CodeName(grpc::StatusCode code) {
-  static constexpr const char* kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-      "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  static constexpr const char* kNames[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
   const int c = static_cast<int>(code);
   if (c >= 0 && c < static_cast<int>(std::size(kNames))) return kNames[c];
   return absl::StrCat("CODE_", c);
@@ -66,7 +78,8 @@ bool IsLoopbackTarget(absl::string_view target) {
     const size_t dot = rest.find('.');
     const absl::string_view part = rest.substr(0, dot);
     int value = 0;
-    if (part.empty() || part.size() > 3 || !absl::SimpleAtoi(part, &value) || value > 255) {
+    if (part.empty() || part.size() > 3 || !absl::SimpleAtoi(part, &value) ||
+        value > 255) {
       return false;
     }
     ++parts;
@@ -161,7 +174,8 @@ void RssSampler::Start(absl::Time warmup_end) {
       absl::MutexLock lock(&mu_);
       if (kb > 0) samples_.emplace_back(absl::Now(), kb);
       auto stopped = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; };
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopped), absl::Milliseconds(250))) return;
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopped), absl::Milliseconds(250)))
+        return;
     }
   });
 }
@@ -248,34 +262,41 @@ void Results::Violation(std::string what) {
   if (violations_.size() < 30) violations_.push_back(std::move(what));
 }
 
-std::string Results::Report(absl::string_view target, int32_t sent, absl::Duration load_time,
-                            absl::string_view server_load, const RssReport& rss,
-                            absl::string_view health, absl::string_view sigterm) const {
+std::string Results::Report(absl::string_view target, int32_t sent,
+                            absl::Duration load_time, absl::string_view server_load,
+                            const RssReport& rss, absl::string_view health,
+                            absl::string_view sigterm) const {
   absl::MutexLock lock(&mu_);
   std::string out = "==== openelm_soak report ====\n";
   absl::StrAppendFormat(&out, "target            %s\n", target);
-  absl::StrAppendFormat(&out, "requests sent     %d in %s (%.1f/s)\n", sent,
-                        absl::FormatDuration(absl::Trunc(load_time, absl::Milliseconds(1))),
-                        sent / std::max(1e-3, absl::ToDoubleSeconds(load_time)));
-  absl::StrAppendFormat(&out, "final statuses    %d (calls, excluding %d killed-client disconnects)\n",
-                        finals_, disconnects_);
+  absl::StrAppendFormat(
+      &out, "requests sent     %d in %s (%.1f/s)\n", sent,
+      absl::FormatDuration(absl::Trunc(load_time, absl::Milliseconds(1))),
+      sent / std::max(1e-3, absl::ToDoubleSeconds(load_time)));
+  absl::StrAppendFormat(
+      &out, "final statuses    %d (calls, excluding %d killed-client disconnects)\n",
+      finals_, disconnects_);
   absl::StrAppendFormat(&out, "tokens received   %d\n", tokens_);
   out += "request mix:\n";
-  for (const auto& [k, v] : plan_counts_) absl::StrAppendFormat(&out, "  %-16s %d\n", k, v);
+  for (const auto& [k, v] : plan_counts_)
+    absl::StrAppendFormat(&out, "  %-16s %d\n", k, v);
   absl::StrAppendFormat(&out, "  %-16s %d\n", "disconnect", disconnects_);
   out += "final status by code:\n";
-  for (const auto& [k, v] : status_counts_) absl::StrAppendFormat(&out, "  %-26s %d\n", k, v);
+  for (const auto& [k, v] : status_counts_)
+    absl::StrAppendFormat(&out, "  %-26s %d\n", k, v);
   out += "finish reasons (per choice):\n";
-  for (const auto& [k, v] : finish_counts_) absl::StrAppendFormat(&out, "  %-28s %d\n", k, v);
+  for (const auto& [k, v] : finish_counts_)
+    absl::StrAppendFormat(&out, "  %-28s %d\n", k, v);
   absl::StrAppendFormat(&out, "server load after %s\n", server_load);
   if (rss.valid) {
-    absl::StrAppendFormat(&out,
-                          "server RSS        baseline %d kB, final %d kB, max %d kB, growth "
-                          "%+.2f%% (%d samples after warm-up)\n",
-                          rss.baseline_kb, rss.final_kb, rss.max_kb, 100 * rss.growth,
-                          rss.samples);
+    absl::StrAppendFormat(
+        &out,
+        "server RSS        baseline %d kB, final %d kB, max %d kB, growth "
+        "%+.2f%% (%d samples after warm-up)\n",
+        rss.baseline_kb, rss.final_kb, rss.max_kb, 100 * rss.growth, rss.samples);
   } else {
-    absl::StrAppendFormat(&out, "server RSS        not measured (%d samples)\n", rss.samples);
+    absl::StrAppendFormat(&out, "server RSS        not measured (%d samples)\n",
+                          rss.samples);
   }
   absl::StrAppendFormat(&out, "health            %s\n", health);
   absl::StrAppendFormat(&out, "SIGTERM phase     %s\n", sigterm);
@@ -321,10 +342,11 @@ std::string SigtermUnderLoad(pid_t pid, absl::Duration timeout, Results& results
   }
   const bool exited = ProcessExited(pid);
   if (!exited) results.Violation("SIGTERM: server still running after the timeout");
-  return absl::StrFormat("%d streams in flight; all ended %s after SIGTERM; process %s after %s",
-                         num_streams, absl::FormatDuration(absl::Trunc(calls_done, absl::Milliseconds(1))),
-                         exited ? "exited" : "DID NOT EXIT",
-                         absl::FormatDuration(absl::Trunc(absl::Now() - sent, absl::Milliseconds(1))));
+  return absl::StrFormat(
+      "%d streams in flight; all ended %s after SIGTERM; process %s after %s",
+      num_streams, absl::FormatDuration(absl::Trunc(calls_done, absl::Milliseconds(1))),
+      exited ? "exited" : "DID NOT EXIT",
+      absl::FormatDuration(absl::Trunc(absl::Now() - sent, absl::Milliseconds(1))));
 }
 
 }  // namespace openelm::soak

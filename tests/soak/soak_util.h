@@ -59,7 +59,8 @@ class Timer {
   void Loop();
 
   absl::Mutex mu_;
-  std::priority_queue<Task, std::vector<Task>, std::greater<Task>> tasks_ ABSL_GUARDED_BY(mu_);
+  std::priority_queue<Task, std::vector<Task>, std::greater<Task>> tasks_
+      ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 0;
   int32_t running_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
@@ -71,7 +72,7 @@ struct RssReport {
   int64_t baseline_kb = 0;  // median of the samples just after the warm-up
   int64_t final_kb = 0;     // median of the last samples under load
   int64_t max_kb = 0;
-  double growth = 0;        // final / baseline - 1
+  double growth = 0;  // final / baseline - 1
   int32_t samples = 0;
 };
 
@@ -104,7 +105,8 @@ int64_t ReadRssKb(pid_t pid);
 // Thread-safe.
 class Results {
  public:
-  void CountPlan(bool unary, bool invalid, bool cancel, bool short_deadline, bool slow_reader);
+  void CountPlan(bool unary, bool invalid, bool cancel, bool short_deadline,
+                 bool slow_reader);
   void CountStatus(grpc::StatusCode code, bool stream);
   void CountFinishReason(v1::FinishReason reason);
   void CountDisconnect();

@@ -52,7 +52,8 @@ AllocationCounts Stop() {
 }  // namespace openelm::testing
 
 void* operator new(size_t size) {
-  if (openelm::testing::g_counting.load(std::memory_order_relaxed)) openelm::testing::Count();
+  if (openelm::testing::g_counting.load(std::memory_order_relaxed))
+    openelm::testing::Count();
   void* p = std::malloc(size == 0 ? 1 : size);
   if (p == nullptr) std::abort();
   return p;

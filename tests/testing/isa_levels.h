@@ -22,15 +22,15 @@ inline std::string IsaTestName(CpuIsa isa) { return CpuIsaName(isa); }
 }  // namespace openelm::testing
 
 // In a test body: `const CpuKernels& k = OPENELM_KERNELS_OR_SKIP(isa);`
-#define OPENELM_KERNELS_OR_SKIP(isa)                                                      \
-  ({                                                                                      \
-    const ::openelm::CpuKernels* kernels_or_null = ::openelm::KernelsFor(isa);            \
-    if (kernels_or_null == nullptr) {                                                     \
-      GTEST_SKIP() << "this CPU cannot run the " << ::openelm::CpuIsaName(isa)            \
-                   << " kernels (it has " << ::openelm::CpuIsaName(::openelm::DetectedCpuIsa()) \
-                   << ")";                                                                \
-    }                                                                                     \
-    *kernels_or_null;                                                                     \
+#define OPENELM_KERNELS_OR_SKIP(isa)                                             \
+  ({                                                                             \
+    const ::openelm::CpuKernels* kernels_or_null = ::openelm::KernelsFor(isa);   \
+    if (kernels_or_null == nullptr) {                                            \
+      GTEST_SKIP() << "this CPU cannot run the " << ::openelm::CpuIsaName(isa)   \
+                   << " kernels (it has "                                        \
+                   << ::openelm::CpuIsaName(::openelm::DetectedCpuIsa()) << ")"; \
+    }                                                                            \
+    *kernels_or_null;                                                            \
   })
 
 #endif  // OPENELM_TESTS_TESTING_ISA_LEVELS_H_

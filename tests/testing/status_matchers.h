@@ -13,7 +13,9 @@ namespace openelm::testing {
 
 inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
 template <typename T>
-const absl::Status& GetStatus(const absl::StatusOr<T>& s) { return s.status(); }
+const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
+  return s.status();
+}
 
 MATCHER(IsOk, "is OK") {
   const absl::Status& s = ::openelm::testing::GetStatus(arg);
@@ -42,10 +44,10 @@ MATCHER_P2(StatusIs, code, message_matcher,
 #define OPENELM_TEST_CONCAT_(a, b) OPENELM_TEST_CONCAT_IMPL_(a, b)
 #define ASSERT_OK(expr) ASSERT_THAT((expr), ::openelm::testing::IsOk())
 #define EXPECT_OK(expr) EXPECT_THAT((expr), ::openelm::testing::IsOk())
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                          \
-  auto OPENELM_TEST_CONCAT_(sor_, __LINE__) = (expr);                            \
-  ASSERT_TRUE(OPENELM_TEST_CONCAT_(sor_, __LINE__).ok())                         \
-      << OPENELM_TEST_CONCAT_(sor_, __LINE__).status().ToString();               \
+#define ASSERT_OK_AND_ASSIGN(lhs, expr)                            \
+  auto OPENELM_TEST_CONCAT_(sor_, __LINE__) = (expr);              \
+  ASSERT_TRUE(OPENELM_TEST_CONCAT_(sor_, __LINE__).ok())           \
+      << OPENELM_TEST_CONCAT_(sor_, __LINE__).status().ToString(); \
   lhs = *std::move(OPENELM_TEST_CONCAT_(sor_, __LINE__))
 
 #endif  // OPENELM_TESTS_TESTING_STATUS_MATCHERS_H_

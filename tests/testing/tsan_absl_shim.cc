@@ -161,8 +161,7 @@ bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, absl::Duration time
 
 void Notification::Notify() {
   using NotifyFn = void (*)(Notification*);
-  static const NotifyFn real =
-      Real<NotifyFn>("_ZN4absl7debian312Notification6NotifyEv");
+  static const NotifyFn real = Real<NotifyFn>("_ZN4absl7debian312Notification6NotifyEv");
   Release(this);
   real(this);
 }

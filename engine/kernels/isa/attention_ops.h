@@ -21,7 +21,8 @@ struct VecAttentionOps {
   static Reg LoadT(const uint16_t* p) { return V::LoadBf16(p); }
 
   template <typename T>
-  static void Scores(const float* q, const T* keys, int32_t count, int32_t n, float* out) {
+  static void Scores(const float* q, const T* keys, int32_t count, int32_t n,
+                     float* out) {
     for (int32_t j0 = 0; j0 < count; j0 += L) {
       const int32_t len = count - j0 < L ? count - j0 : L;
       Reg acc[L];

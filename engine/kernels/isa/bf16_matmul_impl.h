@@ -42,7 +42,8 @@ struct Bf16Gemm {
     alignas(64) float edge[MR][NP * P];
     if (!full) {
       for (int r = 0; r < MR; ++r) {
-        for (int j = 0; j < NP * P; ++j) edge[r][j] = accumulate && j < ncols ? c[r * ldc + j] : 0.0f;
+        for (int j = 0; j < NP * P; ++j)
+          edge[r][j] = accumulate && j < ncols ? c[r * ldc + j] : 0.0f;
       }
     }
 #pragma GCC unroll 8
@@ -83,12 +84,13 @@ struct Bf16Gemm {
       }
     }
     if (!full) {
-      for (int r = 0; r < MR; ++r) __builtin_memcpy(c + r * ldc, edge[r], sizeof(float) * ncols);
+      for (int r = 0; r < MR; ++r)
+        __builtin_memcpy(c + r * ldc, edge[r], sizeof(float) * ncols);
     }
   }
 
-  using TileFn = void (*)(const float*, int64_t, const uint32_t*, int64_t, int64_t, float*,
-                          int64_t, int32_t, bool);
+  using TileFn = void (*)(const float*, int64_t, const uint32_t*, int64_t, int64_t,
+                          float*, int64_t, int32_t, bool);
 
   // The tile for `mr` rows and `np` panels (the driver asks for np > 2 only
   // with one row, np = 2 with at most three).
@@ -100,18 +102,27 @@ struct Bf16Gemm {
         return &Tile<1, 3>;  // only M = 1 asks for more than two panels
       case 2:
         switch (mr) {
-          case 1: return &Tile<1, 2>;
-          case 2: return &Tile<2, 2>;
-          default: return &Tile<3, 2>;
+          case 1:
+            return &Tile<1, 2>;
+          case 2:
+            return &Tile<2, 2>;
+          default:
+            return &Tile<3, 2>;
         }
       default:
         switch (mr) {
-          case 1: return &Tile<1, 1>;
-          case 2: return &Tile<2, 1>;
-          case 3: return &Tile<3, 1>;
-          case 4: return &Tile<4, 1>;
-          case 5: return &Tile<5, 1>;
-          default: return &Tile<6, 1>;
+          case 1:
+            return &Tile<1, 1>;
+          case 2:
+            return &Tile<2, 1>;
+          case 3:
+            return &Tile<3, 1>;
+          case 4:
+            return &Tile<4, 1>;
+          case 5:
+            return &Tile<5, 1>;
+          default:
+            return &Tile<6, 1>;
         }
     }
   }
@@ -123,12 +134,14 @@ struct Bf16Gemm {
     const int max_mr = 6 / np > 0 ? 6 / np : 1;
     const int64_t groups = (panels + np - 1) / np;
     const int64_t panel_stride = a.k * L;
-#pragma omp parallel for num_threads(a.num_threads) schedule(static) if (groups > 1 && a.num_threads > 1)
+#pragma omp parallel for num_threads(a.num_threads) \
+    schedule(static) if (groups > 1 && a.num_threads > 1)
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t p0 = g * np;
       const int gp = static_cast<int>(panels - p0 < np ? panels - p0 : np);
       const int64_t col0 = p0 * P;
-      const int32_t ncols = static_cast<int32_t>(a.n - col0 < gp * P ? a.n - col0 : gp * P);
+      const int32_t ncols =
+          static_cast<int32_t>(a.n - col0 < gp * P ? a.n - col0 : gp * P);
       const uint32_t* b = a.packed + p0 * panel_stride;
       for (int64_t k0 = 0; k0 < a.k; k0 += kKc) {
         const int64_t kc = a.k - k0 < kKc ? a.k - k0 : kKc;

@@ -49,7 +49,8 @@ void RmsNormRow(const float* x, const float* w, int32_t n, float eps, float* out
   const float inv = 1.0f / __builtin_sqrtf(sum / static_cast<float>(n) + eps);
   const typename V::Reg vinv = V::Set1(inv);
   i = 0;
-  for (; i + L <= n; i += L) V::Store(out + i, V::Mul(V::Mul(V::Load(x + i), vinv), V::Load(w + i)));
+  for (; i + L <= n; i += L)
+    V::Store(out + i, V::Mul(V::Mul(V::Load(x + i), vinv), V::Load(w + i)));
   for (; i < n; ++i) out[i] = x[i] * inv * w[i];
 }
 

@@ -50,14 +50,16 @@ struct Int8Gemm {
       }
 #pragma GCC unroll 8
       for (int j = 0; j < NR; ++j) {
-        const Reg wv = I::Load(w + (j / kB) * block_bytes + kk * kB + (j % kB) * I::kChunk);
+        const Reg wv =
+            I::Load(w + (j / kB) * block_bytes + kk * kB + (j % kB) * I::kChunk);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; ++r) acc[r][j] = I::Dot(acc[r][j], aa[r], av[r], wv);
       }
     }
     for (int r = 0; r < MR; ++r) {
       for (int j = 0; j < ncols; ++j) {
-        c[r * ldc + j] = static_cast<float>(I::Reduce(acc[r][j])) * a_scale[r] * w_scale[j];
+        c[r * ldc + j] =
+            static_cast<float>(I::Reduce(acc[r][j])) * a_scale[r] * w_scale[j];
       }
     }
   }
@@ -67,7 +69,8 @@ struct Int8Gemm {
     // Scales and blocks cover n rounded up to whole blocks (zero padding).
     const int64_t nr_max = kInt8BlockRows;  // one block per tile
     const int64_t groups = (a.n + nr_max - 1) / nr_max;
-#pragma omp parallel for num_threads(a.num_threads) schedule(static) if (groups > 1 && a.num_threads > 1)
+#pragma omp parallel for num_threads(a.num_threads) \
+    schedule(static) if (groups > 1 && a.num_threads > 1)
     for (int64_t g = 0; g < groups; ++g) {
       const int64_t n0 = g * nr_max;
       const int ncols = static_cast<int>(a.n - n0 < nr_max ? a.n - n0 : nr_max);
@@ -76,9 +79,11 @@ struct Int8Gemm {
         const int8_t* aq = a.a_q + m0 * a.kp;
         float* c = a.dst + m0 * a.n + n0;
         if (a.m - m0 >= 2) {
-          Tile<2, kInt8BlockRows>(aq, a.a_scale + m0, a.kp, w, a.w_scale + n0, c, a.n, ncols);
+          Tile<2, kInt8BlockRows>(aq, a.a_scale + m0, a.kp, w, a.w_scale + n0, c, a.n,
+                                  ncols);
         } else {
-          Tile<1, kInt8BlockRows>(aq, a.a_scale + m0, a.kp, w, a.w_scale + n0, c, a.n, ncols);
+          Tile<1, kInt8BlockRows>(aq, a.a_scale + m0, a.kp, w, a.w_scale + n0, c, a.n,
+                                  ncols);
         }
       }
     }
@@ -86,7 +91,8 @@ struct Int8Gemm {
 
   static void QuantizeRows(const float* x, int32_t m, int64_t k, int64_t kp, int8_t* q,
                            float* scale) {
-    for (int32_t r = 0; r < m; ++r) I::QuantizeRow(x + r * k, k, kp, q + r * kp, scale + r);
+    for (int32_t r = 0; r < m; ++r)
+      I::QuantizeRow(x + r * k, k, kp, q + r * kp, scale + r);
   }
 };
 

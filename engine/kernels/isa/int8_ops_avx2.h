@@ -16,7 +16,9 @@ struct I8Avx2 {
   using Reg = __m256i;
 
   static Reg Zero() { return _mm256_setzero_si256(); }
-  static Reg Load(const int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static Reg Load(const int8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
   static Reg Abs(Reg a) { return _mm256_abs_epi8(a); }
   // acc (8 x s32) += the products a * w, four per lane. maddubs multiplies
   // unsigned by signed bytes, so |a| takes a's place and a's sign moves onto
@@ -36,11 +38,13 @@ struct I8Avx2 {
   // Symmetric per-row quantization: q = round(x * 127 / max|x|) in
   // [-127, 127], *scale = max|x| / 127 (1 when the row is all zero); q is
   // padded with zeros from k to kp (a multiple of kChunk).
-  static void QuantizeRow(const float* x, int64_t k, int64_t kp, int8_t* q, float* scale) {
+  static void QuantizeRow(const float* x, int64_t k, int64_t kp, int8_t* q,
+                          float* scale) {
     const __m256 sign_mask = _mm256_set1_ps(-0.0f);
     __m256 mx = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 8 <= k; i += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign_mask, _mm256_loadu_ps(x + i)));
+    for (; i + 8 <= k; i += 8)
+      mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign_mask, _mm256_loadu_ps(x + i)));
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
@@ -53,9 +57,12 @@ struct I8Avx2 {
     i = 0;
     for (; i + 32 <= k; i += 32) {
       const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
-      const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), vinv));
-      const __m256i c = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 16), vinv));
-      const __m256i d = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 24), vinv));
+      const __m256i b =
+          _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), vinv));
+      const __m256i c =
+          _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 16), vinv));
+      const __m256i d =
+          _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 24), vinv));
       // packs work per 128-bit half: the permute restores the element order.
       const __m256i ab = _mm256_packs_epi32(a, b);
       const __m256i cd = _mm256_packs_epi32(c, d);

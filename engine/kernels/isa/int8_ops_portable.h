@@ -30,7 +30,8 @@ struct I8Portable {
   }
   static Reg Abs(Reg a) { return a; }  // Dot works on signed bytes directly
   static Reg Dot(Reg acc, Reg /*abs_a*/, Reg a, Reg w) {
-    for (int i = 0; i < 32; ++i) acc.lane[i / 4] += int32_t{a.bytes[i]} * int32_t{w.bytes[i]};
+    for (int i = 0; i < 32; ++i)
+      acc.lane[i / 4] += int32_t{a.bytes[i]} * int32_t{w.bytes[i]};
     return acc;
   }
   static int32_t Reduce(Reg v) {
@@ -38,12 +39,15 @@ struct I8Portable {
     for (int i = 0; i < 8; ++i) s += v.lane[i];
     return s;
   }
-  static void QuantizeRow(const float* x, int64_t k, int64_t kp, int8_t* q, float* scale) {
+  static void QuantizeRow(const float* x, int64_t k, int64_t kp, int8_t* q,
+                          float* scale) {
     float amax = 0.0f;
-    for (int64_t i = 0; i < k; ++i) amax = x[i] > amax ? x[i] : (-x[i] > amax ? -x[i] : amax);
+    for (int64_t i = 0; i < k; ++i)
+      amax = x[i] > amax ? x[i] : (-x[i] > amax ? -x[i] : amax);
     *scale = amax > 0.0f ? amax / 127.0f : 1.0f;
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int64_t i = 0; i < k; ++i) q[i] = static_cast<int8_t>(__builtin_nearbyintf(x[i] * inv));
+    for (int64_t i = 0; i < k; ++i)
+      q[i] = static_cast<int8_t>(__builtin_nearbyintf(x[i] * inv));
     for (int64_t i = k; i < kp; ++i) q[i] = 0;
   }
 };

@@ -14,7 +14,8 @@
 namespace openelm::kernels_internal {
 
 template <class V, class I>
-CpuKernels MakeCpuKernels(CpuIsa isa, void (*attention)(const attention_internal::KernelArgs&),
+CpuKernels MakeCpuKernels(CpuIsa isa,
+                          void (*attention)(const attention_internal::KernelArgs&),
                           int32_t attention_head_dim_multiple) {
   return CpuKernels{
       .isa = isa,

@@ -1,9 +1,9 @@
 // The AVX2 build of every own kernel (see cpu_kernels.h), compiled with
 // -mavx2 -mfma -mf16c.
-#include "engine/kernels/isa/int8_ops_avx2.h"
-#include "engine/kernels/isa/simd_avx2.h"
 #include "engine/kernels/isa/attention_ops.h"
+#include "engine/kernels/isa/int8_ops_avx2.h"
 #include "engine/kernels/isa/kernel_table.h"
+#include "engine/kernels/isa/simd_avx2.h"
 #include "engine/kernels/paged_attention_impl.h"
 
 namespace openelm::kernels_internal {

@@ -3,8 +3,8 @@
 // too (every AVX-512 CPU has them); attention is the hand-tuned AVX-512
 // kernel of paged_attention_avx512.cc.
 #include "engine/kernels/isa/int8_ops_avx2.h"
-#include "engine/kernels/isa/simd_avx512.h"
 #include "engine/kernels/isa/kernel_table.h"
+#include "engine/kernels/isa/simd_avx512.h"
 #include "engine/kernels/paged_attention.h"
 
 namespace openelm::kernels_internal {

@@ -30,8 +30,8 @@ struct VecAvx2 {
   static Reg Div(Reg a, Reg b) { return _mm256_div_ps(a, b); }
   static Reg Max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
   static Reg Min(Reg a, Reg b) { return _mm256_min_ps(a, b); }
-  static Reg Fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }   // a * b + c
-  static Reg Fnma(Reg a, Reg b, Reg c) { return _mm256_fnmadd_ps(a, b, c); } // c - a * b
+  static Reg Fma(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }    // a * b + c
+  static Reg Fnma(Reg a, Reg b, Reg c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a * b
   static Reg Floor(Reg a) { return _mm256_floor_ps(a); }
   // 2^n for integral n in [-127, 128] held as float.
   static Reg Pow2(Reg n) {
@@ -60,10 +60,12 @@ struct VecAvx2 {
   // Rounds 8 floats to bf16 (nearest even; NaN stays NaN) and stores them.
   static void StoreBf16(uint16_t* p, Reg v) {
     const __m256i bits = _mm256_castps_si256(v);
-    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    const __m256i lsb =
+        _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
     __m256i r = _mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
     r = _mm256_srli_epi32(r, 16);
-    const __m256i nan_bits = _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
+    const __m256i nan_bits =
+        _mm256_or_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(0x40));
     const __m256 is_nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
     r = _mm256_castps_si256(
         _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(nan_bits), is_nan));
@@ -79,7 +81,8 @@ struct VecAvx2 {
   }
   static Reg RawLo(Raw r) { return _mm256_castsi256_ps(_mm256_slli_epi32(r, 16)); }
   static Reg RawHi(Raw r) {
-    return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
+    return _mm256_castsi256_ps(
+        _mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
   }
 };
 

@@ -27,20 +27,46 @@ struct VecPortable {
     return r;
   }
 
-  static Reg Zero() { return Map([](int) { return 0.0f; }); }
-  static Reg Set1(float x) { return Map([x](int) { return x; }); }
-  static Reg Load(const float* p) { return Map([p](int i) { return p[i]; }); }
+  static Reg Zero() {
+    return Map([](int) { return 0.0f; });
+  }
+  static Reg Set1(float x) {
+    return Map([x](int) { return x; });
+  }
+  static Reg Load(const float* p) {
+    return Map([p](int i) { return p[i]; });
+  }
   static void Store(float* p, Reg v) { std::memcpy(p, v.v, sizeof(v.v)); }
-  static Reg LoadBf16(const uint16_t* p) { return Map([p](int i) { return Bf16ToF32(p[i]); }); }
-  static Reg Add(Reg a, Reg b) { return Map([&](int i) { return a.v[i] + b.v[i]; }); }
-  static Reg Sub(Reg a, Reg b) { return Map([&](int i) { return a.v[i] - b.v[i]; }); }
-  static Reg Mul(Reg a, Reg b) { return Map([&](int i) { return a.v[i] * b.v[i]; }); }
-  static Reg Div(Reg a, Reg b) { return Map([&](int i) { return a.v[i] / b.v[i]; }); }
-  static Reg Max(Reg a, Reg b) { return Map([&](int i) { return a.v[i] > b.v[i] ? a.v[i] : b.v[i]; }); }
-  static Reg Min(Reg a, Reg b) { return Map([&](int i) { return a.v[i] < b.v[i] ? a.v[i] : b.v[i]; }); }
-  static Reg Fma(Reg a, Reg b, Reg c) { return Map([&](int i) { return a.v[i] * b.v[i] + c.v[i]; }); }
-  static Reg Fnma(Reg a, Reg b, Reg c) { return Map([&](int i) { return c.v[i] - a.v[i] * b.v[i]; }); }
-  static Reg Floor(Reg a) { return Map([&](int i) { return __builtin_floorf(a.v[i]); }); }
+  static Reg LoadBf16(const uint16_t* p) {
+    return Map([p](int i) { return Bf16ToF32(p[i]); });
+  }
+  static Reg Add(Reg a, Reg b) {
+    return Map([&](int i) { return a.v[i] + b.v[i]; });
+  }
+  static Reg Sub(Reg a, Reg b) {
+    return Map([&](int i) { return a.v[i] - b.v[i]; });
+  }
+  static Reg Mul(Reg a, Reg b) {
+    return Map([&](int i) { return a.v[i] * b.v[i]; });
+  }
+  static Reg Div(Reg a, Reg b) {
+    return Map([&](int i) { return a.v[i] / b.v[i]; });
+  }
+  static Reg Max(Reg a, Reg b) {
+    return Map([&](int i) { return a.v[i] > b.v[i] ? a.v[i] : b.v[i]; });
+  }
+  static Reg Min(Reg a, Reg b) {
+    return Map([&](int i) { return a.v[i] < b.v[i] ? a.v[i] : b.v[i]; });
+  }
+  static Reg Fma(Reg a, Reg b, Reg c) {
+    return Map([&](int i) { return a.v[i] * b.v[i] + c.v[i]; });
+  }
+  static Reg Fnma(Reg a, Reg b, Reg c) {
+    return Map([&](int i) { return c.v[i] - a.v[i] * b.v[i]; });
+  }
+  static Reg Floor(Reg a) {
+    return Map([&](int i) { return __builtin_floorf(a.v[i]); });
+  }
   static Reg Pow2(Reg n) {
     return Map([&](int i) {
       const int32_t e = (static_cast<int32_t>(n.v[i]) + 127) << 23;
@@ -50,7 +76,8 @@ struct VecPortable {
     });
   }
   static float ReduceAdd(Reg v) {
-    return ((v.v[0] + v.v[4]) + (v.v[1] + v.v[5])) + ((v.v[2] + v.v[6]) + (v.v[3] + v.v[7]));
+    return ((v.v[0] + v.v[4]) + (v.v[1] + v.v[5])) +
+           ((v.v[2] + v.v[6]) + (v.v[3] + v.v[7]));
   }
   static void StoreBf16(uint16_t* p, Reg v) {
     for (int i = 0; i < 8; ++i) p[i] = F32ToBf16(v.v[i]);

@@ -18,7 +18,6 @@ void ExpectInvariants(const BlockPool& pool) {
   EXPECT_TRUE(pool.CheckInvariants(&error)) << error;
 }
 
-
 TEST(BlockPoolTest, AllocateIsAllOrNothing) {
   BlockPool pool(4);
   auto three = pool.Allocate(3);

@@ -49,7 +49,8 @@ class KvCacheManagerTest : public ::testing::Test {
     kv.FindCachedPrefix(tokens, salt, kv.SharedBlocks(tokens), tokens.size() - 1, &hit);
     return hit.num_tokens;
   }
-  static std::vector<TokenId> Concat(std::vector<TokenId> a, const std::vector<TokenId>& b) {
+  static std::vector<TokenId> Concat(std::vector<TokenId> a,
+                                     const std::vector<TokenId>& b) {
     a.insert(a.end(), b.begin(), b.end());
     return a;
   }

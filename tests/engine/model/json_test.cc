@@ -6,7 +6,6 @@
 #include <string>
 
 #include "absl/strings/escaping.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/status_matchers.h"
@@ -73,10 +72,10 @@ TEST(JsonTest, RejectsMalformedNumbers) {
                                            HasSubstr("JSON parse error at byte ")))
         << text;
   }
-  EXPECT_THAT(ParseError("1e400"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                            HasSubstr("number overflow")));
-  EXPECT_THAT(ParseError("-1e400"), StatusIs(absl::StatusCode::kInvalidArgument,
-                                             HasSubstr("number overflow")));
+  EXPECT_THAT(ParseError("1e400"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("number overflow")));
+  EXPECT_THAT(ParseError("-1e400"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("number overflow")));
 }
 
 TEST(JsonTest, DecodesEscapesAndSurrogatePairs) {
@@ -126,15 +125,15 @@ TEST(JsonTest, ValidatesUtf8) {
                        ParseJson("\"\xE2\x82\xAC \xF0\x9F\x98\x80 \xC3\xA9\""));
   EXPECT_EQ(ok.get<std::string>(), "\xE2\x82\xAC \xF0\x9F\x98\x80 \xC3\xA9");
   const std::string bad[] = {
-      "\"\xFF\"",                  // never valid
-      "\"\x80\"",                  // continuation byte as lead
-      "\"\xC0\xAF\"",              // overlong 2-byte form
-      "\"\xE0\x80\xAF\"",          // overlong 3-byte form
-      "\"\xF0\x80\x80\xAF\"",      // overlong 4-byte form
-      "\"\xED\xA0\x80\"",          // UTF-8 encoded surrogate
-      "\"\xF4\x90\x80\x80\"",      // above U+10FFFF
-      "\"\xE2\x82\"",              // truncated, then the closing quote
-      "\"\xE2\x82",                // truncated at the end of input
+      "\"\xFF\"",              // never valid
+      "\"\x80\"",              // continuation byte as lead
+      "\"\xC0\xAF\"",          // overlong 2-byte form
+      "\"\xE0\x80\xAF\"",      // overlong 3-byte form
+      "\"\xF0\x80\x80\xAF\"",  // overlong 4-byte form
+      "\"\xED\xA0\x80\"",      // UTF-8 encoded surrogate
+      "\"\xF4\x90\x80\x80\"",  // above U+10FFFF
+      "\"\xE2\x82\"",          // truncated, then the closing quote
+      "\"\xE2\x82",            // truncated at the end of input
   };
   for (const std::string& text : bad) {
     const absl::Status s = ParseError(text);
@@ -245,7 +244,10 @@ TEST(JsonTest, DumpWritesShortestRoundTripDoubles) {
 
 TEST(JsonTest, DumpNeverThrows) {
   // Invalid UTF-8 in a string built by our code becomes U+FFFD.
-  EXPECT_EQ(JsonDump(nlohmann::json("a\xFF" "b")), "\"a\xEF\xBF\xBD" "b\"");
+  EXPECT_EQ(JsonDump(nlohmann::json("a\xFF"
+                                    "b")),
+            "\"a\xEF\xBF\xBD"
+            "b\"");
   EXPECT_EQ(JsonDump(nlohmann::json(std::numeric_limits<double>::infinity())), "null");
 }
 

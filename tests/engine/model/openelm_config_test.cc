@@ -238,8 +238,7 @@ TEST(OpenElmConfigTest, AcceptsApplesCompactMultiplierForms) {
   ASSERT_OK_AND_ASSIGN(nlohmann::json o, ParseJson(OpenElmConfigToJson(c)));
   // [min, max] is spread over the layers exactly as Apple's config code does.
   o["ffn_multipliers"] = {0.5, 4.0};
-  ASSERT_OK_AND_ASSIGN(OpenElmConfig spread,
-                       OpenElmConfig::FromJson(JsonDump(o), "mem"));
+  ASSERT_OK_AND_ASSIGN(OpenElmConfig spread, OpenElmConfig::FromJson(JsonDump(o), "mem"));
   for (int i = 0; i < c.num_layers; ++i)
     EXPECT_EQ(spread.layers[i].ffn_dim, c.layers[i].ffn_dim);
   // One number applies to every layer.
@@ -282,8 +281,7 @@ MATCHER_P(InvalidWith, text, "") {
 // Found by fuzz_config in CI: a huge multiplier overflowed the derived
 // sizes (UBSan float-cast-overflow). Multipliers are bounded now.
 TEST_F(ConfigErrorTest, HugeMultipliersAreRefused) {
-  EXPECT_THAT(ParseWith("qkv_multipliers",
-                        nlohmann::json::array({0.5, 6.7e41})),
+  EXPECT_THAT(ParseWith("qkv_multipliers", nlohmann::json::array({0.5, 6.7e41})),
               InvalidWith("field 'qkv_multipliers[1]' must be at most 64, got 6.7e+41"));
   EXPECT_THAT(ParseWith("ffn_multipliers", 65.0),
               InvalidWith("field 'ffn_multipliers' must be at most 64, got 65"));
@@ -315,8 +313,7 @@ TEST_F(ConfigErrorTest, MistypedFieldsNameFieldAndValue) {
       InvalidWith("field 'num_query_heads' must be a list of 16 integers, got 12"));
   EXPECT_THAT(ParseWith("rope_freq_constant", "1e4"),
               InvalidWith("field 'rope_freq_constant' must be a number, got \"1e4\""));
-  EXPECT_THAT(ParseWith("ffn_multipliers",
-                        nlohmann::json::array({0.5, "x", 1.0})),
+  EXPECT_THAT(ParseWith("ffn_multipliers", nlohmann::json::array({0.5, "x", 1.0})),
               InvalidWith("field 'ffn_multipliers[1]' must be a number, got \"x\""));
   EXPECT_THAT(ParseWith("bos_token_id", 32000),
               InvalidWith("field 'bos_token_id' must be in [0, 31999], got 32000"));
@@ -356,7 +353,8 @@ TEST_F(ConfigErrorTest, InconsistentHeadsAreRejected) {
   nlohmann::json o = fields_;
   o["num_query_heads"] = IntList(q);
   o["num_kv_heads"] = IntList(kv);
-  EXPECT_THAT(OpenElmConfig::FromJson(JsonDump(o), "/ckpt/config.json"),
+  EXPECT_THAT(
+      OpenElmConfig::FromJson(JsonDump(o), "/ckpt/config.json"),
       InvalidWith("num_query_heads[0] = 16 but qkv_multipliers [0.5, 1] give 12"));
 }
 
@@ -373,13 +371,11 @@ TEST_F(ConfigErrorTest, UnsupportedVariantsAreRejected) {
               InvalidWith("field 'activation_fn_name' is \"gelu\", only \"swish\""));
   EXPECT_THAT(ParseWith("model_type", "llama"),
               InvalidWith("field 'model_type' is \"llama\", expected \"openelm\""));
-  EXPECT_THAT(ParseWith("architectures",
-                        nlohmann::json::array({"LlamaForCausalLM"})),
+  EXPECT_THAT(ParseWith("architectures", nlohmann::json::array({"LlamaForCausalLM"})),
               InvalidWith("field 'architectures' is [\"LlamaForCausalLM\"]"));
   EXPECT_THAT(ParseWith("normalization_layer_name", "layer_norm"),
               InvalidWith("field 'normalization_layer_name' is \"layer_norm\""));
-  EXPECT_THAT(ParseWith("head_dim", 63),
-              InvalidWith("field 'head_dim' must be even"));
+  EXPECT_THAT(ParseWith("head_dim", 63), InvalidWith("field 'head_dim' must be even"));
 }
 
 TEST_F(ConfigErrorTest, BrokenJsonAndFilesAreReported) {

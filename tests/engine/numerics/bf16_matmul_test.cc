@@ -59,7 +59,8 @@ TEST_P(Bf16MatmulTest, MatchesDoubleLoopsForEveryRowCount) {
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t j = 0; j < n; ++j) {
         double want = 0;
-        for (int64_t c = 0; c < k; ++c) want += double(src[i * k + c]) * Bf16ToF32(w[j * k + c]);
+        for (int64_t c = 0; c < k; ++c)
+          want += double(src[i * k + c]) * Bf16ToF32(w[j * k + c]);
         ASSERT_NEAR(dst[i * n + j], want, 2e-5 * (std::sqrt(double(k)) + std::abs(want)))
             << "m=" << m << " row " << i << " col " << j;
       }
@@ -74,7 +75,8 @@ TEST_P(Bf16MatmulTest, MatchesDoubleLoopsForEveryRowCount) {
   std::vector<float> row(k);
   for (int64_t j : {int64_t{0}, n / 2, n - 1}) {
     mm->GatherRow(j, row.data());
-    for (int64_t c = 0; c < k; ++c) ASSERT_EQ(row[c], Bf16ToF32(w[j * k + c])) << j << "," << c;
+    for (int64_t c = 0; c < k; ++c)
+      ASSERT_EQ(row[c], Bf16ToF32(w[j * k + c])) << j << "," << c;
   }
 }
 
@@ -82,11 +84,12 @@ INSTANTIATE_TEST_SUITE_P(
     AllIsas, Bf16MatmulTest,
     ::testing::Combine(::testing::ValuesIn(testing::KernelIsaLevels()),
                        ::testing::Values(Shape{1, 1}, Shape{17, 7}, Shape{48, 64},
-                                         Shape{100, 300}, Shape{130, 600}, Shape{64, 513})),
+                                         Shape{100, 300}, Shape{130, 600},
+                                         Shape{64, 513})),
     [](const ::testing::TestParamInfo<std::tuple<CpuIsa, Shape>>& info) {
       const Shape s = std::get<1>(info.param);
-      return testing::IsaTestName(std::get<0>(info.param)) + "_n" + std::to_string(s.n) + "_k" +
-             std::to_string(s.k);
+      return testing::IsaTestName(std::get<0>(info.param)) + "_n" + std::to_string(s.n) +
+             "_k" + std::to_string(s.k);
     });
 
 TEST(Bf16MatmulTest, RejectsBadShapesAndTooManyRows) {
@@ -97,7 +100,8 @@ TEST(Bf16MatmulTest, RejectsBadShapesAndTooManyRows) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Bf16Matmul> mm,
                        Bf16Matmul::Create(kernels, 8, 8, 4, w.data(), 1));
   std::vector<float> src(8 * 8), dst(8 * 8);
-  EXPECT_THAT(mm->Run(src.data(), 5, dst.data()), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(mm->Run(src.data(), 5, dst.data()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   ASSERT_OK(mm->SetMaxM(8));
   EXPECT_OK(mm->Run(src.data(), 5, dst.data()));
   EXPECT_OK(mm->Run(src.data(), 0, dst.data()));

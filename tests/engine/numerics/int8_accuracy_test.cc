@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -65,8 +65,8 @@ Accuracy Compare(const LogitRows& got, const LogitRows& want) {
 
 void Report(const std::string& what, const Accuracy& a) {
   std::cout << "[int8 accuracy] " << what << ": top-1 agreement " << a.top1_agree << "/"
-            << a.positions << " = " << 100.0 * a.top1() << "%, |dlogprob| max " << a.max_dlogprob
-            << " mean " << a.mean_dlogprob << std::endl;
+            << a.positions << " = " << 100.0 * a.top1() << "%, |dlogprob| max "
+            << a.max_dlogprob << " mean " << a.mean_dlogprob << std::endl;
 }
 
 std::vector<TokenId> Prompt(int32_t n, uint32_t seed) {
@@ -79,17 +79,21 @@ std::vector<TokenId> Prompt(int32_t n, uint32_t seed) {
   return p;
 }
 
-absl::StatusOr<std::unique_ptr<OpenElmModel>> Int8Model(const Checkpoint& ckpt, int32_t max_tokens) {
+absl::StatusOr<std::unique_ptr<OpenElmModel>> Int8Model(const Checkpoint& ckpt,
+                                                        int32_t max_tokens) {
   OpenElmModelOptions options;
   options.weight_dtype = DType::kI8;
   options.kv_dtype = DType::kF32;
   options.num_threads = 2;
-  OPENELM_ASSIGN_OR_RETURN(std::unique_ptr<OpenElmModel> model, OpenElmModel::Create(ckpt, options));
-  OPENELM_RETURN_IF_ERROR(model->Prepare(/*num_blocks=*/64, /*block_size_tokens=*/16, max_tokens, 1));
+  OPENELM_ASSIGN_OR_RETURN(std::unique_ptr<OpenElmModel> model,
+                           OpenElmModel::Create(ckpt, options));
+  OPENELM_RETURN_IF_ERROR(
+      model->Prepare(/*num_blocks=*/64, /*block_size_tokens=*/16, max_tokens, 1));
   return model;
 }
 
-absl::StatusOr<LogitRows> Logits(DecoderModel& model, const std::vector<TokenId>& tokens) {
+absl::StatusOr<LogitRows> Logits(DecoderModel& model,
+                                 const std::vector<TokenId>& tokens) {
   std::vector<BlockId> table(64);
   for (int32_t i = 0; i < 64; ++i) table[i] = 63 - i;
   const std::vector<int32_t> one = {static_cast<int32_t>(tokens.size())};
@@ -114,7 +118,8 @@ TEST(Int8AccuracyTest, TinyModelAgainstTheReference) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmModel> model, Int8Model(*ckpt, 128));
   EXPECT_EQ(model->info().weight_dtype, "int8");
   EXPECT_NE(model->plan().Describe().find("own-int8"), std::string::npos);
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmReference> ref, OpenElmReference::Create(*ckpt));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmReference> ref,
+                       OpenElmReference::Create(*ckpt));
 
   Accuracy total;
   for (uint32_t seed : {1u, 2u, 3u}) {
@@ -141,7 +146,8 @@ TEST(Int8AccuracyTest, TinyModelAgainstTheReference) {
     seq_int8.push_back(a);
     seq_ref.push_back(b);
   }
-  std::cout << "[int8 accuracy] tiny greedy agreement length: " << agree << " of 24" << std::endl;
+  std::cout << "[int8 accuracy] tiny greedy agreement length: " << agree << " of 24"
+            << std::endl;
 
   EXPECT_GE(total.top1(), 0.95);
   EXPECT_LE(total.mean_dlogprob, 0.02);
@@ -172,7 +178,8 @@ TEST(Int8AccuracyTest, OpenElm270mAgainstTheReference) {
       ASSERT_OK_AND_ASSIGN(got[i], Logits(*model, prompts[i]));
     }
   }  // frees the engine's weights before the reference loads its own
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmReference> ref, OpenElmReference::Create(*ckpt));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmReference> ref,
+                       OpenElmReference::Create(*ckpt));
   ckpt.reset();
   LogitRows all_got, all_want;
   for (int32_t i = 0; i < num_prompts; ++i) {
@@ -183,7 +190,9 @@ TEST(Int8AccuracyTest, OpenElm270mAgainstTheReference) {
     }
   }
   const Accuracy a = Compare(all_got, all_want);
-  Report(absl::StrCat("270M, ", num_prompts, " x ", kPromptLen, " positions, teacher-forced"), a);
+  Report(absl::StrCat("270M, ", num_prompts, " x ", kPromptLen,
+                      " positions, teacher-forced"),
+         a);
   // Measured (8 x 32 positions): see BENCHMARKS.md; the bars keep a margin.
   EXPECT_GE(a.top1(), kPromptLen >= 32 ? 0.90 : 0.75);  // 8 positions: at most 2 misses
   EXPECT_LE(a.mean_dlogprob, 0.06);

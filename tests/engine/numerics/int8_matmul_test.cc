@@ -35,7 +35,8 @@ void QuantizeRowRef(const float* x, int64_t k, std::vector<int32_t>* q, double* 
   *scale = famax > 0 ? famax / 127.0f : 1.0f;
   const float inv = famax > 0 ? 127.0f / famax : 0.0f;
   q->resize(k);
-  for (int64_t i = 0; i < k; ++i) (*q)[i] = static_cast<int32_t>(std::nearbyint(x[i] * inv));
+  for (int64_t i = 0; i < k; ++i)
+    (*q)[i] = static_cast<int32_t>(std::nearbyint(x[i] * inv));
 }
 
 struct Shape {
@@ -52,8 +53,9 @@ TEST_P(Int8MatmulTest, MatchesIntegerSumsOfTheQuantizedValues) {
   std::vector<float> w = RandomVector(n * k, 5, 0.02f);
   w[0] = 0.0f;  // one row with a zero
   auto scratch = std::make_shared<Int8ActivationScratch>();
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Int8Matmul> mm,
-                       Int8Matmul::Create(kernels, n, k, kMaxM, w.data(), scratch, 2, "w"));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<Int8Matmul> mm,
+      Int8Matmul::Create(kernels, n, k, kMaxM, w.data(), scratch, 2, "w"));
   const int64_t kp = mm->padded_k();
   ASSERT_EQ(kp % kInt8Chunk, 0);
   ASSERT_GE(kp, k);
@@ -73,7 +75,8 @@ TEST_P(Int8MatmulTest, MatchesIntegerSumsOfTheQuantizedValues) {
   // The embedding gather dequantizes a row.
   std::vector<float> row(k);
   mm->GatherRow(n - 1, row.data());
-  for (int64_t c = 0; c < k; ++c) ASSERT_FLOAT_EQ(row[c], wq[n - 1][c] * static_cast<float>(ws[n - 1]));
+  for (int64_t c = 0; c < k; ++c)
+    ASSERT_FLOAT_EQ(row[c], wq[n - 1][c] * static_cast<float>(ws[n - 1]));
 
   for (int32_t m : {1, 2, 3, 4, 5, 9}) {
     std::vector<float> src = RandomVector(int64_t{m} * k, 50 + m, 3.0f);
@@ -91,12 +94,13 @@ TEST_P(Int8MatmulTest, MatchesIntegerSumsOfTheQuantizedValues) {
           dot += int64_t{aq[c]} * wq[j][c];
           exact += double{src[i * k + c]} * w[j * k + c];
           // |a w - a_q s_a w_q s_w| <= |a| s_w / 2 + |w| s_a / 2 + s_a s_w / 4
-          bound += std::fabs(src[i * k + c]) * ws[j] / 2 + std::fabs(w[j * k + c]) * as / 2 +
-                   as * ws[j] / 4;
+          bound += std::fabs(src[i * k + c]) * ws[j] / 2 +
+                   std::fabs(w[j * k + c]) * as / 2 + as * ws[j] / 4;
         }
         const double want = static_cast<double>(dot) * as * ws[j];
         const float got = dst[int64_t{i} * n + j];
-        ASSERT_NEAR(got, want, 1e-5 * (1 + std::fabs(want))) << "m=" << m << " row " << i << " col " << j;
+        ASSERT_NEAR(got, want, 1e-5 * (1 + std::fabs(want)))
+            << "m=" << m << " row " << i << " col " << j;
         ASSERT_NEAR(got, exact, bound + 1e-6) << "quantization error bound, m=" << m;
       }
     }
@@ -113,8 +117,8 @@ INSTANTIATE_TEST_SUITE_P(
                                          Shape{40, 100}, Shape{17, 1280}, Shape{6, 96})),
     [](const ::testing::TestParamInfo<std::tuple<CpuIsa, Shape>>& info) {
       const Shape s = std::get<1>(info.param);
-      return testing::IsaTestName(std::get<0>(info.param)) + "_n" + std::to_string(s.n) + "_k" +
-             std::to_string(s.k);
+      return testing::IsaTestName(std::get<0>(info.param)) + "_n" + std::to_string(s.n) +
+             "_k" + std::to_string(s.k);
     });
 
 TEST(Int8LayoutTest, BlocksOfFourRowsInterleaveChunkByChunk) {
@@ -128,19 +132,23 @@ TEST(Int8LayoutTest, BlocksOfFourRowsInterleaveChunkByChunk) {
 TEST(Int8MatmulTest, NonFiniteWeightIsRefusedNamingTheTensor) {
   std::vector<float> w(16, 0.5f);
   w[5] = std::numeric_limits<float>::infinity();
-  EXPECT_THAT(Int8Matmul::Create(ActiveKernels(), 4, 4, 1, w.data(),
-                                 std::make_shared<Int8ActivationScratch>(), 1, "layers.0.ffn"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       ::testing::AllOf(HasSubstr("layers.0.ffn"), HasSubstr("int8"))));
+  EXPECT_THAT(
+      Int8Matmul::Create(ActiveKernels(), 4, 4, 1, w.data(),
+                         std::make_shared<Int8ActivationScratch>(), 1, "layers.0.ffn"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               ::testing::AllOf(HasSubstr("layers.0.ffn"), HasSubstr("int8"))));
 }
 
 TEST(Int8MatmulTest, RowLimitAndSharedScratch) {
   std::vector<float> w = RandomVector(8 * 40, 1);
   auto scratch = std::make_shared<Int8ActivationScratch>();
-  ASSERT_OK_AND_ASSIGN(auto a, Int8Matmul::Create(ActiveKernels(), 8, 40, 2, w.data(), scratch, 1));
-  ASSERT_OK_AND_ASSIGN(auto b, Int8Matmul::Create(ActiveKernels(), 40, 8, 2, w.data(), scratch, 1));
+  ASSERT_OK_AND_ASSIGN(
+      auto a, Int8Matmul::Create(ActiveKernels(), 8, 40, 2, w.data(), scratch, 1));
+  ASSERT_OK_AND_ASSIGN(
+      auto b, Int8Matmul::Create(ActiveKernels(), 40, 8, 2, w.data(), scratch, 1));
   std::vector<float> src(3 * 40, 1.0f), dst(3 * 40);
-  EXPECT_THAT(a->Run(src.data(), 3, dst.data()), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(a->Run(src.data(), 3, dst.data()),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   ASSERT_OK(a->SetMaxM(3));
   EXPECT_OK(a->Run(src.data(), 3, dst.data()));
   EXPECT_OK(b->Run(src.data(), 2, dst.data()));

@@ -37,8 +37,8 @@ void RunCase(const AttentionCase& c, const CpuKernels& kernels) {
   std::mt19937 rng(1234);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   const int32_t hd = c.head_dim, bs = c.block_size;
-  const PagedKvLayout layout{.num_kv_heads = c.kv_heads, .head_dim = hd, .block_size = bs,
-                             .bf16 = c.bf16_kv};
+  const PagedKvLayout layout{
+      .num_kv_heads = c.kv_heads, .head_dim = hd, .block_size = bs, .bf16 = c.bf16_kv};
 
   int32_t total_blocks = 0, total_tokens = 0;
   for (const SeqSpec& s : c.seqs) {
@@ -59,7 +59,8 @@ void RunCase(const AttentionCase& c, const CpuKernels& kernels) {
     if (c.bf16_kv) kv_f32[i] = Bf16ToF32(kv_bf16[i]);  // what the kernel sees
   }
 
-  const int64_t q_stride = int64_t{c.q_heads} * hd + 3 * hd;  // q rows inside a wider qkv row
+  const int64_t q_stride =
+      int64_t{c.q_heads} * hd + 3 * hd;  // q rows inside a wider qkv row
   std::vector<float> q(total_tokens * q_stride);
   for (float& x : q) x = dist(rng) * 2.0f;
 
@@ -72,7 +73,8 @@ void RunCase(const AttentionCase& c, const CpuKernels& kernels) {
     next_block += nb;
   }
   for (size_t i = 0; i < c.seqs.size(); ++i) {
-    seqs.push_back({.token_offset = offset, .num_tokens = c.seqs[i].num_tokens,
+    seqs.push_back({.token_offset = offset,
+                    .num_tokens = c.seqs[i].num_tokens,
                     .start_position = c.seqs[i].start_position,
                     .block_table = tables[i].data(),
                     .num_blocks = static_cast<int32_t>(tables[i].size())});
@@ -82,8 +84,8 @@ void RunCase(const AttentionCase& c, const CpuKernels& kernels) {
   const int64_t out_stride = int64_t{c.q_heads} * hd;
   std::vector<float> out(total_tokens * out_stride, std::nanf(""));
   PagedAttentionScratch scratch(total_tokens, c.kv_heads);
-  const PagedAttentionShape shape{.num_q_heads = c.q_heads, .layout = layout,
-                                  .scale = 1.0f / std::sqrt(float(hd))};
+  const PagedAttentionShape shape{
+      .num_q_heads = c.q_heads, .layout = layout, .scale = 1.0f / std::sqrt(float(hd))};
   const void* kv = c.bf16_kv ? static_cast<const void*>(kv_bf16.data()) : kv_f32.data();
   PagedAttention(shape, seqs, q.data(), q_stride, kv, out.data(), out_stride, scratch, 2,
                  &kernels);
@@ -111,7 +113,8 @@ void RunCase(const AttentionCase& c, const CpuKernels& kernels) {
         for (int32_t d = 0; d < hd; ++d) {
           double want = 0;
           for (int32_t p = 0; p <= pos; ++p) {
-            want += scores[p] / sum * kv_f32[layout.offset(s.block_table[p / bs], g, 1, p % bs) + d];
+            want += scores[p] / sum *
+                    kv_f32[layout.offset(s.block_table[p / bs], g, 1, p % bs) + d];
           }
           ASSERT_NEAR(out[row * out_stride + h * hd + d], want, 2e-5)
               << c.name << " seq " << si << " token " << t << " head " << h << " d " << d;
@@ -124,7 +127,8 @@ void RunCase(const AttentionCase& c, const CpuKernels& kernels) {
 std::vector<AttentionCase> Cases() {
   // Decode rows (1 token after a prefix), prefill chunks with and without a
   // cached prefix, chunks crossing block edges, a single-token sequence.
-  const std::vector<SeqSpec> mixed = {{0, 1}, {40, 1}, {0, 19}, {37, 20}, {16, 16}, {5, 1}, {63, 9}};
+  const std::vector<SeqSpec> mixed = {{0, 1},   {40, 1}, {0, 19}, {37, 20},
+                                      {16, 16}, {5, 1},  {63, 9}};
   return {
       {"Group4F32", 12, 3, 64, 16, false, mixed},
       {"Group4Bf16", 12, 3, 64, 16, true, mixed},
@@ -152,7 +156,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::ValuesIn(Cases()),
                        ::testing::ValuesIn(testing::KernelIsaLevels())),
     [](const ::testing::TestParamInfo<std::tuple<AttentionCase, CpuIsa>>& info) {
-      return std::get<0>(info.param).name + "_" + testing::IsaTestName(std::get<1>(info.param));
+      return std::get<0>(info.param).name + "_" +
+             testing::IsaTestName(std::get<1>(info.param));
     });
 
 TEST(PagedAttentionLayoutTest, OffsetsFollowTheDocumentedLayout) {

@@ -67,7 +67,8 @@ TEST(RmsNormTest, MatchesNaiveLoops) {
 }
 
 TEST(RmsNormTest, PerHeadNormalisesEachHeadAndLeavesTheRestAlone) {
-  constexpr int32_t kRows = 9, kHeads = 5, kHd = 32, kStride = 7 * kHd;  // 2 heads of V after
+  constexpr int32_t kRows = 9, kHeads = 5, kHd = 32,
+                    kStride = 7 * kHd;  // 2 heads of V after
   std::vector<float> x = RandomVector(kRows * kStride, 4, 2.0f);
   const std::vector<float> orig = x;
   const std::vector<float> w = RandomVector(kHd, 5);
@@ -103,13 +104,15 @@ TEST(RopeTest, RotateHalfLayoutMatchesNaiveLoops) {
         // As Hugging Face computes it: fp32 inverse frequency and angle.
         const float inv_freq = 1.0f / std::pow(10000.0f, float(2 * j) / float(kHd));
         const double angle = float(positions[r]) * inv_freq;
-        const double rotated = i < kHd / 2 ? -double(v[i + kHd / 2]) : double(v[i - kHd / 2]);
+        const double rotated =
+            i < kHd / 2 ? -double(v[i + kHd / 2]) : double(v[i - kHd / 2]);
         const double want = v[i] * std::cos(angle) + rotated * std::sin(angle);
         ASSERT_NEAR(x[r * kStride + h * kHd + i], want, 2e-6) << "r=" << r << " i=" << i;
       }
     }
     // The fourth head is not touched.
-    for (int32_t i = kHeads * kHd; i < kStride; ++i) ASSERT_EQ(x[r * kStride + i], orig[r * kStride + i]);
+    for (int32_t i = kHeads * kHd; i < kStride; ++i)
+      ASSERT_EQ(x[r * kStride + i], orig[r * kStride + i]);
   }
   // Position 0 is the identity.
   for (int32_t i = 0; i < kHd; ++i) EXPECT_EQ(x[i], orig[i]);

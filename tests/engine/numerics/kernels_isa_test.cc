@@ -39,7 +39,8 @@ TEST_P(IsaKernelsTest, RmsNormRowMatchesDoubleLoop) {
     for (float v : x) ss += double(v) * v;
     const double inv = 1.0 / std::sqrt(ss / n + 1e-6);
     for (int32_t i = 0; i < n; ++i) {
-      ASSERT_NEAR(out[i], x[i] * inv * w[i], 2e-6 * (1 + std::abs(x[i] * inv * w[i]))) << n;
+      ASSERT_NEAR(out[i], x[i] * inv * w[i], 2e-6 * (1 + std::abs(x[i] * inv * w[i])))
+          << n;
     }
   }
 }
@@ -48,7 +49,8 @@ TEST_P(IsaKernelsTest, RopeRotateHeadMatchesDoubleLoop) {
   const CpuKernels& k = OPENELM_KERNELS_OR_SKIP(GetParam());
   for (int32_t half : {1, 4, 8, 32, 64, 13}) {
     std::vector<float> v = RandomVector(2 * half, half);
-    const std::vector<float> c = RandomVector(half, 2 * half), s = RandomVector(half, 3 * half);
+    const std::vector<float> c = RandomVector(half, 2 * half),
+                             s = RandomVector(half, 3 * half);
     const std::vector<float> in = v;
     k.rope_rotate_head(v.data(), c.data(), s.data(), half);
     for (int32_t j = 0; j < half; ++j) {
@@ -96,7 +98,8 @@ TEST_P(IsaKernelsTest, Bf16ConversionsRoundToNearestEvenAndKeepNan) {
   EXPECT_EQ(b[3], 0x3f80);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllIsas, IsaKernelsTest, ::testing::ValuesIn(testing::KernelIsaLevels()),
+INSTANTIATE_TEST_SUITE_P(AllIsas, IsaKernelsTest,
+                         ::testing::ValuesIn(testing::KernelIsaLevels()),
                          [](const ::testing::TestParamInfo<CpuIsa>& info) {
                            return testing::IsaTestName(info.param);
                          });
@@ -105,17 +108,20 @@ TEST(CpuIsaTest, EffectiveLevelNeverExceedsTheCpuAndNamesRoundTrip) {
   EXPECT_LE(static_cast<int>(EffectiveCpuIsa()), static_cast<int>(DetectedCpuIsa()));
   EXPECT_EQ(ActiveKernels().isa == CpuIsa::kAvx512,
             static_cast<int>(EffectiveCpuIsa()) >= static_cast<int>(CpuIsa::kAvx512));
-  for (CpuIsa isa : {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16,
-                     CpuIsa::kAmx}) {
+  for (CpuIsa isa : {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512,
+                     CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
     ASSERT_OK_AND_ASSIGN(CpuIsa parsed, ParseCpuIsa(CpuIsaName(isa)));
     EXPECT_EQ(parsed, isa);
   }
-  EXPECT_THAT(ParseCpuIsa("avx3"), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("avx2")));
-  EXPECT_THAT(DescribeCpu(), HasSubstr(std::string("effective ") + CpuIsaName(EffectiveCpuIsa())));
+  EXPECT_THAT(ParseCpuIsa("avx3"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("avx2")));
+  EXPECT_THAT(DescribeCpu(),
+              HasSubstr(std::string("effective ") + CpuIsaName(EffectiveCpuIsa())));
   // The cap is fixed now: asking for another level is refused, the same one is fine.
   EXPECT_OK(SetCpuIsaCap(CpuIsaName(EffectiveCpuIsa())));
   if (EffectiveCpuIsa() != CpuIsa::kPortable) {
-    EXPECT_THAT(SetCpuIsaCap("portable"), StatusIs(absl::StatusCode::kFailedPrecondition));
+    EXPECT_THAT(SetCpuIsaCap("portable"),
+                StatusIs(absl::StatusCode::kFailedPrecondition));
   }
   EXPECT_THAT(SetCpuIsaCap("sse9"), StatusIs(absl::StatusCode::kInvalidArgument));
 }
@@ -133,13 +139,16 @@ TEST(ExecutionPlanTest, AutoPicksPerIsa) {
     EXPECT_EQ(p.activation_dtype, DType::kBF16);
     EXPECT_EQ(p.matmul, MatmulBackend::kOnednn);
   }
-  ASSERT_OK_AND_ASSIGN(ExecutionPlan f32, ResolvePlan(CpuIsa::kAvx2, {.weight_dtype = DType::kF32}));
+  ASSERT_OK_AND_ASSIGN(ExecutionPlan f32,
+                       ResolvePlan(CpuIsa::kAvx2, {.weight_dtype = DType::kF32}));
   EXPECT_EQ(f32.matmul, MatmulBackend::kOnednn);
   EXPECT_EQ(f32.activation_dtype, DType::kF32);
-  ASSERT_OK_AND_ASSIGN(ExecutionPlan own,
-                       ResolvePlan(CpuIsa::kAvx512Bf16, {.activation_dtype = DType::kF32}));
+  ASSERT_OK_AND_ASSIGN(ExecutionPlan own, ResolvePlan(CpuIsa::kAvx512Bf16,
+                                                      {.activation_dtype = DType::kF32}));
   EXPECT_EQ(own.matmul, MatmulBackend::kOwnBf16);
-  EXPECT_EQ(own.Describe(), "isa=avx512_bf16 weights=bf16 activations=f32 kv=bf16 matmul=own-avx512_bf16");
+  EXPECT_EQ(
+      own.Describe(),
+      "isa=avx512_bf16 weights=bf16 activations=f32 kv=bf16 matmul=own-avx512_bf16");
 }
 
 TEST(ExecutionPlanTest, ImpossibleChoiceNamesFlagIsaAndWhatWorks) {

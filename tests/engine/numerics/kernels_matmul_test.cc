@@ -23,8 +23,9 @@ using ::openelm::testing::RandomVector;
 using ::openelm::testing::StatusIs;
 
 // dst[i, j] = sum_c src[i, c] * w[j, c], in double.
-std::vector<double> NaiveMatmul(const std::vector<float>& src, const std::vector<float>& w,
-                                int64_t m, int64_t n, int64_t k) {
+std::vector<double> NaiveMatmul(const std::vector<float>& src,
+                                const std::vector<float>& w, int64_t m, int64_t n,
+                                int64_t k) {
   std::vector<double> dst(m * n, 0.0);
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
@@ -79,8 +80,9 @@ TEST_P(PackedMatmulTest, MatchesNaiveLoopsForBucketAndNonBucketRowCounts) {
   const MatmulCase c = GetParam();
   if (c.compute == MatmulDType::kBF16 &&
       static_cast<int>(EffectiveCpuIsa()) < static_cast<int>(CpuIsa::kAvx512Bf16)) {
-    GTEST_SKIP() << "oneDNN 2.6 has bf16 matmuls only with avx512_bf16 or amx; this CPU runs "
-                 << CpuIsaName(EffectiveCpuIsa());
+    GTEST_SKIP()
+        << "oneDNN 2.6 has bf16 matmuls only with avx512_bf16 or amx; this CPU runs "
+        << CpuIsaName(EffectiveCpuIsa());
   }
   constexpr int64_t kN = 96, kK = 80;
   constexpr int32_t kMaxM = 100;
@@ -89,7 +91,8 @@ TEST_P(PackedMatmulTest, MatchesNaiveLoopsForBucketAndNonBucketRowCounts) {
   std::vector<float> w = RandomVector(kN * kK, 1);
   std::vector<uint16_t> w_bf16(w.size());
   for (size_t i = 0; i < w.size(); ++i) w_bf16[i] = F32ToBf16(w[i]);
-  const void* w_ptr = c.weight_is_bf16 ? static_cast<const void*>(w_bf16.data()) : w.data();
+  const void* w_ptr =
+      c.weight_is_bf16 ? static_cast<const void*>(w_bf16.data()) : w.data();
   // What the product is computed from: bf16 weights (given as bf16 or rounded
   // at packing) and, for bf16 compute, bf16-rounded activations.
   const bool bf16 = c.compute == MatmulDType::kBF16;
@@ -97,7 +100,8 @@ TEST_P(PackedMatmulTest, MatchesNaiveLoopsForBucketAndNonBucketRowCounts) {
 
   ASSERT_OK_AND_ASSIGN(
       std::unique_ptr<PackedMatmul> mm,
-      PackedMatmul::Create(ctx.get(), {.n = kN, .k = kK, .max_m = kMaxM, .compute = c.compute},
+      PackedMatmul::Create(ctx.get(),
+                           {.n = kN, .k = kK, .max_m = kMaxM, .compute = c.compute},
                            w_ptr, c.weight_is_bf16));
   EXPECT_GE(mm->packed_weight_bytes(), kN * kK * (bf16 ? 2 : 4));
 
@@ -117,7 +121,8 @@ TEST_P(PackedMatmulTest, MatchesNaiveLoopsForBucketAndNonBucketRowCounts) {
     const std::vector<double> want = NaiveMatmul(src_m, w_eff, m, kN, kK);
     const double tol = 1e-4;
     for (int64_t i = 0; i < int64_t{m} * kN; ++i) {
-      ASSERT_NEAR(dst[i], want[i], tol * (1 + std::abs(want[i]))) << "m=" << m << " i=" << i;
+      ASSERT_NEAR(dst[i], want[i], tol * (1 + std::abs(want[i])))
+          << "m=" << m << " i=" << i;
     }
     // Nothing is written past the bucket.
     for (int64_t i = int64_t{bucket} * kN; i < int64_t{bucket + kGuard} * kN; ++i) {
@@ -127,32 +132,40 @@ TEST_P(PackedMatmulTest, MatchesNaiveLoopsForBucketAndNonBucketRowCounts) {
   EXPECT_EQ(mm->num_runs(), 13);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllTypes, PackedMatmulTest,
-    ::testing::Values(MatmulCase{MatmulDType::kF32, false}, MatmulCase{MatmulDType::kF32, true},
-                      MatmulCase{MatmulDType::kBF16, false}, MatmulCase{MatmulDType::kBF16, true}),
-    [](const ::testing::TestParamInfo<MatmulCase>& info) {
-      return std::string(info.param.compute == MatmulDType::kBF16 ? "Bf16Compute" : "F32Compute") +
-             (info.param.weight_is_bf16 ? "Bf16Weights" : "F32Weights");
-    });
+INSTANTIATE_TEST_SUITE_P(AllTypes, PackedMatmulTest,
+                         ::testing::Values(MatmulCase{MatmulDType::kF32, false},
+                                           MatmulCase{MatmulDType::kF32, true},
+                                           MatmulCase{MatmulDType::kBF16, false},
+                                           MatmulCase{MatmulDType::kBF16, true}),
+                         [](const ::testing::TestParamInfo<MatmulCase>& info) {
+                           return std::string(info.param.compute == MatmulDType::kBF16
+                                                  ? "Bf16Compute"
+                                                  : "F32Compute") +
+                                  (info.param.weight_is_bf16 ? "Bf16Weights"
+                                                             : "F32Weights");
+                         });
 
 TEST(PackedMatmulTest, RejectsTooManyRowsAndBadSpecs) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<OnednnContext> ctx, OnednnContext::Create(1));
   std::vector<float> w(8 * 4, 1.0f);
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PackedMatmul> mm,
-                       PackedMatmul::Create(ctx.get(), {.n = 8, .k = 4, .max_m = 4}, w.data(), false));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<PackedMatmul> mm,
+      PackedMatmul::Create(ctx.get(), {.n = 8, .k = 4, .max_m = 4}, w.data(), false));
   std::vector<float> src(5 * 4, 1.0f), dst(5 * 8);
-  EXPECT_THAT(mm->Run(src.data(), 5, dst.data()), StatusIs(absl::StatusCode::kInvalidArgument));
-  EXPECT_THAT(mm->Run(src.data(), 0, dst.data()), ::openelm::testing::IsOk());
-  EXPECT_THAT(PackedMatmul::Create(ctx.get(), {.n = 0, .k = 4, .max_m = 4}, w.data(), false),
+  EXPECT_THAT(mm->Run(src.data(), 5, dst.data()),
               StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(mm->Run(src.data(), 0, dst.data()), ::openelm::testing::IsOk());
+  EXPECT_THAT(
+      PackedMatmul::Create(ctx.get(), {.n = 0, .k = 4, .max_m = 4}, w.data(), false),
+      StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST(PackedMatmulTest, CreatingPrimitivesIsCountedOncePerBucket) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<OnednnContext> ctx, OnednnContext::Create(1));
   std::vector<float> w(16 * 16, 0.5f);
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PackedMatmul> mm,
-                       PackedMatmul::Create(ctx.get(), {.n = 16, .k = 16, .max_m = 64}, w.data(), false));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<PackedMatmul> mm,
+      PackedMatmul::Create(ctx.get(), {.n = 16, .k = 16, .max_m = 64}, w.data(), false));
   const int64_t created = ctx->num_primitives_created();
   EXPECT_EQ(created, static_cast<int64_t>(MatmulBuckets(64).size()));
   std::vector<float> src(64 * 16, 1.0f), dst(64 * 16);
@@ -171,16 +184,18 @@ TEST(PackedMatmulTest, SetMaxMAddsBucketsOverTheSamePackedWeights) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<OnednnContext> ctx, OnednnContext::Create(2));
   constexpr int64_t kN = 40, kK = 48;
   const std::vector<float> w = RandomVector(kN * kK, 11);
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<PackedMatmul> mm,
-                       PackedMatmul::Create(ctx.get(), {.n = kN, .k = kK, .max_m = 1, .layout_m = 64},
-                                            w.data(), false));
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<PackedMatmul> mm,
+      PackedMatmul::Create(ctx.get(), {.n = kN, .k = kK, .max_m = 1, .layout_m = 64},
+                           w.data(), false));
   ASSERT_OK(mm->SetMaxM(40));
   EXPECT_EQ(mm->spec().max_m, 40);
   const std::vector<float> src = RandomVector(40 * kK, 12);
   std::vector<float> dst(40 * kN);
   ASSERT_OK(mm->Run(src.data(), 37, dst.data()));
   const std::vector<double> want = NaiveMatmul(src, w, 37, kN, kK);
-  for (int64_t i = 0; i < 37 * kN; ++i) ASSERT_NEAR(dst[i], want[i], 1e-4 * (1 + std::abs(want[i])));
+  for (int64_t i = 0; i < 37 * kN; ++i)
+    ASSERT_NEAR(dst[i], want[i], 1e-4 * (1 + std::abs(want[i])));
 }
 
 }  // namespace

@@ -47,7 +47,8 @@ TEST(KvLayoutTest, BytesPerBlockMatchTheFormulaForPublishedSizes) {
   for (const Size& size : sizes) {
     ASSERT_OK_AND_ASSIGN(OpenElmConfig config, MakeOpenElmConfig(size.name));
     ASSERT_EQ(config.num_layers, static_cast<int32_t>(size.kv_heads.size())) << size.name;
-    const int64_t sum_kv = std::accumulate(size.kv_heads.begin(), size.kv_heads.end(), int64_t{0});
+    const int64_t sum_kv =
+        std::accumulate(size.kv_heads.begin(), size.kv_heads.end(), int64_t{0});
     for (DType dtype : {DType::kF32, DType::kBF16}) {
       const int64_t bytes = dtype == DType::kF32 ? 4 : 2;
       for (int32_t block : {1, 16, 32}) {
@@ -55,7 +56,8 @@ TEST(KvLayoutTest, BytesPerBlockMatchTheFormulaForPublishedSizes) {
         EXPECT_EQ(OpenElmModel::KvBytesPerBlockFor(config, dtype, block), want)
             << size.name << " block " << block;
       }
-      EXPECT_EQ(OpenElmModel::KvBytesPerBlockFor(config, dtype, 1), config.KvBytesPerToken(bytes));
+      EXPECT_EQ(OpenElmModel::KvBytesPerBlockFor(config, dtype, 1),
+                config.KvBytesPerToken(bytes));
       // A 1 GiB budget buys floor(budget / bytes_per_block) blocks.
       const int64_t budget = int64_t{1} << 30;
       const int64_t per_block = OpenElmModel::KvBytesPerBlockFor(config, dtype, 16);
@@ -105,12 +107,17 @@ std::vector<TokenId> Prompt(int32_t n, int32_t seed) {
 
 // One-row batch: tokens [from, to) of `prompt` on `table`.
 void OneRow(const std::vector<TokenId>& prompt, int32_t from, int32_t to,
-            const std::vector<BlockId>& table, BatchRow::Logits logits, ForwardBatch* batch) {
+            const std::vector<BlockId>& table, BatchRow::Logits logits,
+            ForwardBatch* batch) {
   batch->Clear();
   batch->tokens.assign(prompt.begin() + from, prompt.begin() + to);
-  batch->rows.push_back({.request_id = 1, .token_offset = 0, .num_tokens = to - from,
-                         .start_position = from, .block_table = table.data(),
-                         .num_blocks = static_cast<int32_t>(table.size()), .logits = logits});
+  batch->rows.push_back({.request_id = 1,
+                         .token_offset = 0,
+                         .num_tokens = to - from,
+                         .start_position = from,
+                         .block_table = table.data(),
+                         .num_blocks = static_cast<int32_t>(table.size()),
+                         .logits = logits});
 }
 
 std::vector<float> Row(const LogitsView& v, int32_t i) {
@@ -120,7 +127,7 @@ std::vector<float> Row(const LogitsView& v, int32_t i) {
 TEST_F(TinyModelTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
   std::unique_ptr<OpenElmModel> model = MakeModel({.weight_dtype = DType::kF32});
   const std::vector<TokenId> prompt = Prompt(23, 1);
-  const std::vector<BlockId> table_a = {9, 3, 40, 17, 5, 60};   // scattered blocks
+  const std::vector<BlockId> table_a = {9, 3, 40, 17, 5, 60};  // scattered blocks
   const std::vector<BlockId> table_b = {1, 2, 30, 31, 50, 12};
   ForwardBatch batch;
 
@@ -130,7 +137,8 @@ TEST_F(TinyModelTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
   const std::vector<float> want_last = Row(all, 22);
   const std::vector<float> want_11 = Row(all, 11);
 
-  // Same prompt on other blocks in chunks 0..5, 5..12 (crossing blocks), 12..22, then one decode.
+  // Same prompt on other blocks in chunks 0..5, 5..12 (crossing blocks), 12..22, then one
+  // decode.
   OneRow(prompt, 0, 5, table_b, BatchRow::Logits::kNone, &batch);
   ASSERT_OK_AND_ASSIGN(LogitsView none, model->Forward(batch));
   EXPECT_EQ(none.num_rows, 0);
@@ -142,7 +150,8 @@ TEST_F(TinyModelTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
   ASSERT_OK(model->Forward(batch).status());
   OneRow(prompt, 22, 23, table_b, BatchRow::Logits::kLast, &batch);
   ASSERT_OK_AND_ASSIGN(LogitsView decode, model->Forward(batch));
-  EXPECT_THAT(Row(decode, 0), ::testing::Pointwise(::testing::FloatNear(1e-4f), want_last));
+  EXPECT_THAT(Row(decode, 0),
+              ::testing::Pointwise(::testing::FloatNear(1e-4f), want_last));
 }
 
 TEST_F(TinyModelTest, BatchingSequencesTogetherChangesNothing) {
@@ -162,10 +171,18 @@ TEST_F(TinyModelTest, BatchingSequencesTogetherChangesNothing) {
   batch.Clear();
   batch.tokens = p1;
   batch.tokens.insert(batch.tokens.end(), p2.begin(), p2.end());
-  batch.rows.push_back({.request_id = 1, .token_offset = 0, .num_tokens = 9, .start_position = 0,
-                        .block_table = u1.data(), .num_blocks = 3});
-  batch.rows.push_back({.request_id = 2, .token_offset = 9, .num_tokens = 14, .start_position = 0,
-                        .block_table = u2.data(), .num_blocks = 4});
+  batch.rows.push_back({.request_id = 1,
+                        .token_offset = 0,
+                        .num_tokens = 9,
+                        .start_position = 0,
+                        .block_table = u1.data(),
+                        .num_blocks = 3});
+  batch.rows.push_back({.request_id = 2,
+                        .token_offset = 9,
+                        .num_tokens = 14,
+                        .start_position = 0,
+                        .block_table = u2.data(),
+                        .num_blocks = 4});
   ASSERT_OK_AND_ASSIGN(LogitsView both, model->Forward(batch));
   ASSERT_EQ(both.num_rows, 2);
   EXPECT_THAT(Row(both, 0), ::testing::Pointwise(::testing::FloatNear(1e-4f), want1));
@@ -174,7 +191,8 @@ TEST_F(TinyModelTest, BatchingSequencesTogetherChangesNothing) {
 
 TEST_F(TinyModelTest, CopyBlockCopiesAllLayers) {
   for (DType kv : {DType::kF32, DType::kBF16}) {
-    std::unique_ptr<OpenElmModel> model = MakeModel({.weight_dtype = DType::kF32, .kv_dtype = kv});
+    std::unique_ptr<OpenElmModel> model =
+        MakeModel({.weight_dtype = DType::kF32, .kv_dtype = kv});
     const std::vector<TokenId> prompt = Prompt(7, 4);  // blocks: 4 + 3 tokens
     const std::vector<BlockId> table = {5, 6};
     ForwardBatch batch;
@@ -194,7 +212,8 @@ TEST_F(TinyModelTest, CopyBlockCopiesAllLayers) {
     const std::vector<BlockId> wrong = {5, 45};
     OneRow(prompt, 6, 7, wrong, BatchRow::Logits::kLast, &batch);
     ASSERT_OK_AND_ASSIGN(LogitsView g, model->Forward(batch));
-    EXPECT_THAT(Row(g, 0), ::testing::Not(::testing::Pointwise(::testing::FloatNear(1e-3f), want)));
+    EXPECT_THAT(Row(g, 0),
+                ::testing::Not(::testing::Pointwise(::testing::FloatNear(1e-3f), want)));
   }
 }
 
@@ -215,11 +234,19 @@ TEST_F(TinyModelTest, ForwardAllocatesNothingAndCreatesNoPrimitiveAfterWarmUp) {
       batch.Clear();
       batch.tokens.insert(batch.tokens.end(), p1.begin(), p1.end());
       batch.tokens.insert(batch.tokens.end(), p2.begin(), p2.end());
-      batch.rows.push_back({.request_id = 1, .token_offset = 0, .num_tokens = 20,
-                            .start_position = 0, .block_table = t1.data(), .num_blocks = 6,
+      batch.rows.push_back({.request_id = 1,
+                            .token_offset = 0,
+                            .num_tokens = 20,
+                            .start_position = 0,
+                            .block_table = t1.data(),
+                            .num_blocks = 6,
                             .logits = BatchRow::Logits::kAll});
-      batch.rows.push_back({.request_id = 2, .token_offset = 20, .num_tokens = 3,
-                            .start_position = 0, .block_table = t2.data(), .num_blocks = 2});
+      batch.rows.push_back({.request_id = 2,
+                            .token_offset = 20,
+                            .num_tokens = 3,
+                            .start_position = 0,
+                            .block_table = t2.data(),
+                            .num_blocks = 2});
     };
     fill();
     ASSERT_OK(model->Forward(batch).status());  // warm-up (OpenMP teams, lazy init)
@@ -240,7 +267,8 @@ TEST_F(TinyModelTest, ForwardAllocatesNothingAndCreatesNoPrimitiveAfterWarmUp) {
     EXPECT_LE(allocs.classified, runs * 16);
     EXPECT_EQ(model->num_primitives_created(), primitives);
     for (int32_t r = 0; r < out->num_rows; ++r) {
-      for (int32_t i = 0; i < out->vocab_size; ++i) ASSERT_TRUE(std::isfinite(out->row(r)[i]));
+      for (int32_t i = 0; i < out->vocab_size; ++i)
+        ASSERT_TRUE(std::isfinite(out->row(r)[i]));
     }
   }
 }

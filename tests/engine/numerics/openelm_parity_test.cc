@@ -261,7 +261,8 @@ TEST_F(OpenElmParityTest, ChunkedPrefillEqualsOneShot) {
                               ShuffledBlocks(kNumBlocks, 100 + chunk), kBlockSize));
       const Diff d = CompareLogits(chunked, whole);
       ReportDiff(absl::StrCat("chunk ", chunk, " vs one-shot, KV ", DTypeName(kv)), d);
-      EXPECT_LE(d.max_abs, kv == DType::kF32 ? kSelfTol : kSelfBf16KvTol) << "chunk " << chunk;
+      EXPECT_LE(d.max_abs, kv == DType::kF32 ? kSelfTol : kSelfBf16KvTol)
+          << "chunk " << chunk;
       EXPECT_EQ(d.argmax_mismatches, 0) << "chunk " << chunk;
     }
     // Uneven chunk boundaries that cross blocks.

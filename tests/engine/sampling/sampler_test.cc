@@ -266,8 +266,9 @@ TEST(SamplingParamsTest, OneRangeForEngineAndFrontEnds) {
   p = SamplingParams();
   p.max_tokens = 3000;
   EXPECT_OK(p.Validate(32000));  // no context given
-  EXPECT_THAT(p.Validate(32000, 2048), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                ::testing::HasSubstr("max_tokens = 3000")));
+  EXPECT_THAT(p.Validate(32000, 2048),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::HasSubstr("max_tokens = 3000")));
   EXPECT_THAT(CheckFitsContext(2000, 100, 2048),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        ::testing::HasSubstr("exceeds the model's context length 2048")));

@@ -1,8 +1,8 @@
 // The scheduler's steady state allocates nothing: once requests are admitted,
-// Schedule(), the step's sampling (StepSampler) and Update() of decode steps (block boundaries crossed, tenants
-// backlogged behind a full batch, the fair queue's share bookkeeping run
-// every step) make no heap allocation. Admission, preemption and finishing
-// are per-request events and may allocate.
+// Schedule(), the step's sampling (StepSampler) and Update() of decode steps (block
+// boundaries crossed, tenants backlogged behind a full batch, the fair queue's share
+// bookkeeping run every step) make no heap allocation. Admission, preemption and
+// finishing are per-request events and may allocate.
 //
 // Its own executable because it replaces the global operator new
 // (tests/testing/alloc_counter.h).
@@ -59,7 +59,8 @@ class SchedulerAllocTest : public ::testing::Test {
   int32_t Step(int64_t* schedule_allocs, int64_t* update_allocs) {
     const absl::Time now = absl::Now();
     const ScheduledStep* step = nullptr;
-    *schedule_allocs += CountAllocations([&] { step = &scheduler_->Schedule(now); }).total;
+    *schedule_allocs +=
+        CountAllocations([&] { step = &scheduler_->Schedule(now); }).total;
     const int32_t rows = static_cast<int32_t>(step->rows.size());
     if (rows == 0) return 0;
     std::fill(logits_.begin(), logits_.end(), 0.0f);
