@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the dependencies, builds everything and runs every test: the unit,
+# Installs the dependencies, checks the source format, builds everything and
+# runs every test: the unit,
 # model, integration and e2e suites (ctest), the thread-safety analysis, the
 # deployment manifest checks, a real Prometheus scrape, and the sanitizer
 # stage (ASan+UBSan tests, short fuzz runs, TSan engine/server tests; skip it
@@ -9,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/install-deps.sh
+echo "== source format (.clang-format)"
+bash scripts/check-format.sh
 bash scripts/build.sh build
 detected_isa="$(build/bin/openelm_cpu_info --field=detected)"
 echo "== ctest (native plan: $(build/bin/openelm_cpu_info --field=plan))"
