@@ -34,15 +34,16 @@ class EngineModelTest : public ::testing::Test {
     delete dir_;
   }
 
-  std::unique_ptr<LlmEngine> MakeEngine(int32_t budget = 64, bool prefix_caching = true) {
-    auto checkpoint = Checkpoint::Open(*dir_);
-    EXPECT_TRUE(checkpoint.ok()) << checkpoint.status();
+  // Use as ASSERT_NO_FATAL_FAILURE(MakeEngine(&engine, ...)).
+  void MakeEngine(std::unique_ptr<LlmEngine>* engine, int32_t budget = 64,
+                  bool prefix_caching = true) {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(*dir_));
     OpenElmModelOptions model_options;
     model_options.weight_dtype = DType::kF32;
     model_options.kv_dtype = DType::kF32;
     model_options.num_threads = 1;
-    auto model = OpenElmModel::Create(**checkpoint, model_options);
-    EXPECT_TRUE(model.ok()) << model.status();
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmModel> model,
+                         OpenElmModel::Create(*checkpoint, model_options));
     EngineOptions options;
     options.num_blocks = 256;
     options.block_size_tokens = 8;
@@ -50,9 +51,8 @@ class EngineModelTest : public ::testing::Test {
     options.max_num_seqs = 16;
     options.enable_prefix_caching = prefix_caching;
     options.start_thread = false;
-    auto engine = LlmEngine::Create(options, *std::move(model), nullptr, nullptr);
-    EXPECT_TRUE(engine.ok()) << engine.status();
-    return *std::move(engine);
+    ASSERT_OK_AND_ASSIGN(*engine,
+                         LlmEngine::Create(options, std::move(model), nullptr, nullptr));
   }
 
   static std::vector<TokenId> Prompt(int n, int salt) {
@@ -125,9 +125,11 @@ class EngineModelTest : public ::testing::Test {
 std::string* EngineModelTest::dir_ = nullptr;
 
 TEST_F(EngineModelTest, GreedyOutputIsTheSameAloneAndInABusyChunkedBatch) {
-  auto alone_engine = MakeEngine();
+  std::unique_ptr<LlmEngine> alone_engine;
+  ASSERT_NO_FATAL_FAILURE(MakeEngine(&alone_engine));
   auto alone = RunAll(*alone_engine, {Spec(Prompt(21, 0), 12, 0.0f)});
-  auto busy_engine = MakeEngine(/*budget=*/16);
+  std::unique_ptr<LlmEngine> busy_engine;
+  ASSERT_NO_FATAL_FAILURE(MakeEngine(&busy_engine, /*budget=*/16));
   std::vector<GenerateSpec> specs = {Spec(Prompt(21, 0), 12, 0.0f)};
   for (int i = 1; i <= 5; ++i) specs.push_back(Spec(Prompt(5 + 7 * i, i), 10, 0.0f));
   auto busy = RunAll(*busy_engine, std::move(specs));
@@ -135,9 +137,11 @@ TEST_F(EngineModelTest, GreedyOutputIsTheSameAloneAndInABusyChunkedBatch) {
 }
 
 TEST_F(EngineModelTest, SeededSamplingIsTheSameAloneAndInABusyBatch) {
-  auto alone_engine = MakeEngine();
+  std::unique_ptr<LlmEngine> alone_engine;
+  ASSERT_NO_FATAL_FAILURE(MakeEngine(&alone_engine));
   auto alone = RunAll(*alone_engine, {Spec(Prompt(13, 3), 16, 1.0f, 99)});
-  auto busy_engine = MakeEngine(/*budget=*/16);
+  std::unique_ptr<LlmEngine> busy_engine;
+  ASSERT_NO_FATAL_FAILURE(MakeEngine(&busy_engine, /*budget=*/16));
   std::vector<GenerateSpec> specs;
   for (int i = 1; i <= 4; ++i) specs.push_back(Spec(Prompt(9 + 5 * i, i), 10, 0.8f));
   specs.push_back(Spec(Prompt(13, 3), 16, 1.0f, 99));
@@ -146,22 +150,27 @@ TEST_F(EngineModelTest, SeededSamplingIsTheSameAloneAndInABusyBatch) {
 }
 
 TEST_F(EngineModelTest, TwoCompletionsWithTheSameSeedAreDeterministic) {
-  auto run = [&] {
-    auto engine = MakeEngine();
+  using Tokens = std::pair<std::vector<TokenId>, std::vector<TokenId>>;
+  auto run = [&](Tokens* out) {
+    std::unique_ptr<LlmEngine> engine;
+    ASSERT_NO_FATAL_FAILURE(MakeEngine(&engine));
     GenerateSpec spec = Spec(Prompt(11, 5), 12, 1.0f, 1234);
     spec.params.n = 2;
     auto sinks = RunAll(*engine, {std::move(spec)});
-    return std::make_pair(sinks[0]->tokens(0), sinks[0]->tokens(1));
+    *out = std::make_pair(sinks[0]->tokens(0), sinks[0]->tokens(1));
   };
-  const auto first = run();
-  const auto second = run();
+  Tokens first;
+  Tokens second;
+  ASSERT_NO_FATAL_FAILURE(run(&first));
+  ASSERT_NO_FATAL_FAILURE(run(&second));
   EXPECT_EQ(first, second);
   EXPECT_EQ(first.first.size(), 12u);
   EXPECT_NE(first.first, first.second);
 }
 
 TEST_F(EngineModelTest, PrefixCacheHitGivesTheSameLogprobsAsAMiss) {
-  auto engine = MakeEngine();
+  std::unique_ptr<LlmEngine> engine;
+  ASSERT_NO_FATAL_FAILURE(MakeEngine(&engine));
   auto miss = RunAll(*engine, {Spec(Prompt(27, 7), 8, 0.0f)});
   auto hit = RunAll(*engine, {Spec(Prompt(27, 7), 8, 0.0f)});
   EXPECT_EQ(miss[0]->info().num_cached_tokens, 0);

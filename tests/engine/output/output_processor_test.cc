@@ -29,22 +29,23 @@ class StopStringsTest : public ::testing::Test {
 
   // Runs a request whose greedy output is `text` (then EOS) and returns the
   // sink's text for completion 0 and the finish info.
-  std::pair<std::string, FinishInfo> Run(const std::string& text,
-                                         std::vector<std::string> stops,
-                                         std::vector<std::string>* deltas = nullptr) {
+  // Use as ASSERT_NO_FATAL_FAILURE(Run(..., &result)).
+  void Run(const std::string& text, std::vector<std::string> stops,
+           std::pair<std::string, FinishInfo>* result,
+           std::vector<std::string>* deltas = nullptr) {
     FakeDecoderOptions fake;
     fake.vocab_size = 32000;
     EngineOptions options;
     options.num_blocks = 64;
     options.block_size_tokens = 4;
     EngineHarness h(options, fake, tokenizer_);
-    auto prompt = tokenizer_->Encode("Story:", /*add_bos=*/true);
-    auto ids = tokenizer_->Encode(text, /*add_bos=*/false);
-    EXPECT_TRUE(prompt.ok() && ids.ok());
-    std::vector<TokenId> script = *ids;
+    ASSERT_OK_AND_ASSIGN(std::vector<TokenId> prompt,
+                         tokenizer_->Encode("Story:", /*add_bos=*/true));
+    ASSERT_OK_AND_ASSIGN(std::vector<TokenId> script,
+                         tokenizer_->Encode(text, /*add_bos=*/false));
     script.push_back(kEosTokenId);
-    h.fake().SetScript(static_cast<int32_t>(prompt->size()), script);
-    GenerateSpec spec = Spec(*prompt, 64);
+    h.fake().SetScript(static_cast<int32_t>(prompt.size()), script);
+    GenerateSpec spec = Spec(prompt, 64);
     spec.params.stop = std::move(stops);
     EXPECT_OK(h.Submit(1, std::move(spec)));
     EXPECT_TRUE(h.RunUntilDone());
@@ -53,7 +54,7 @@ class StopStringsTest : public ::testing::Test {
     if (deltas != nullptr) {
       for (const OutputDelta& d : h.sink(1).deltas()) deltas->push_back(d.text);
     }
-    return {h.sink(1).text(), h.sink(1).info()};
+    *result = {h.sink(1).text(), h.sink(1).info()};
   }
 
   static const Tokenizer* tokenizer_;
@@ -64,14 +65,18 @@ const Tokenizer* StopStringsTest::tokenizer_ = nullptr;
 constexpr char kText[] = "The quick brown fox jumps over the lazy dog.";
 
 TEST_F(StopStringsTest, WithoutStopsTheWholeTextIsEmitted) {
-  auto [text, info] = Run(kText, {});
+  std::pair<std::string, FinishInfo> result;
+  ASSERT_NO_FATAL_FAILURE((Run(kText, {}, &result)));
+  auto [text, info] = result;
   EXPECT_EQ(text, std::string(" ") + kText);
   EXPECT_EQ(info.completions[0].reason, FinishReason::kEos);
 }
 
 TEST_F(StopStringsTest, StopAcrossTokenBoundariesIsCutAndNeverEmitted) {
   std::vector<std::string> deltas;
-  auto [text, info] = Run(kText, {"fox jumps"}, &deltas);
+  std::pair<std::string, FinishInfo> result;
+  ASSERT_NO_FATAL_FAILURE((Run(kText, {"fox jumps"}, &result, &deltas)));
+  auto [text, info] = result;
   EXPECT_EQ(text, " The quick brown ");
   EXPECT_EQ(info.completions[0].reason, FinishReason::kStopSequence);
   EXPECT_EQ(info.completions[0].stop_matched, "fox jumps");
@@ -79,14 +84,18 @@ TEST_F(StopStringsTest, StopAcrossTokenBoundariesIsCutAndNeverEmitted) {
 }
 
 TEST_F(StopStringsTest, StopInsideAWordMatches) {
-  auto [text, info] = Run(kText, {"own f", "zzz"});
+  std::pair<std::string, FinishInfo> result;
+  ASSERT_NO_FATAL_FAILURE((Run(kText, {"own f", "zzz"}, &result)));
+  auto [text, info] = result;
   EXPECT_EQ(text, " The quick br");
   EXPECT_EQ(info.completions[0].stop_matched, "own f");
 }
 
 TEST_F(StopStringsTest, HeldTextIsReleasedWhenTheStopNeverCompletes) {
   std::vector<std::string> deltas;
-  auto [text, info] = Run(kText, {"lazy cat"}, &deltas);
+  std::pair<std::string, FinishInfo> result;
+  ASSERT_NO_FATAL_FAILURE((Run(kText, {"lazy cat"}, &result, &deltas)));
+  auto [text, info] = result;
   EXPECT_EQ(text, std::string(" ") + kText);
   EXPECT_EQ(info.completions[0].reason, FinishReason::kEos);
   // "lazy" was held until it could no longer become "lazy cat".
