@@ -17,14 +17,7 @@
 #include "absl/time/time.h"
 #include "engine/llm_engine.h"
 #include "engine/tokenizer/tokenizer.h"
-// The generated raw-method mixins (WithRawCallbackMethod_*) declare the
-// ByteBuffer overloads beside the typed ones they replace, which clang's
-// -Woverloaded-virtual flags inside the generated header; the hiding is
-// gRPC's design, not ours.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Woverloaded-virtual"
 #include "openelm/v1/inference.grpc.pb.h"
-#pragma GCC diagnostic pop
 #include "server/generate_reactor.h"
 #include "server/metrics.h"
 #include "server/request_parser.h"
