@@ -60,12 +60,16 @@ InferenceService::InferenceService(Metrics* metrics, int64_t max_prompt_bytes,
 
 InferenceService::~InferenceService() = default;
 
+absl::Status InferenceService::BusyStatus() const {
+  return absl::ResourceExhaustedError(
+      absl::StrCat("server is busy: ", work_->max_queued(),
+                   " requests already wait to be tokenized; retry later"));
+}
+
 template <typename Reactor>
 void InferenceService::Offload(Reactor* reactor, std::function<void()> work) {
   if (!work_->Schedule(std::move(work))) {
-    reactor->Finish(Reject(absl::ResourceExhaustedError(
-        absl::StrCat("server is busy: ", work_->max_queued(),
-                     " requests already wait to be tokenized; retry later"))));
+    reactor->Finish(Reject(BusyStatus()));
   }
 }
 
@@ -228,9 +232,7 @@ Reactor* InferenceService::AdmitAndSubmit(Reactor* reactor,
   if (!work_->Schedule([this, reactor, state, context, raw] {
         AdmitAndSubmitNow<Request>(reactor, *state, context, *raw);
       })) {
-    reactor->FinishNow(Reject(absl::ResourceExhaustedError(
-        absl::StrCat("server is busy: ", work_->max_queued(),
-                     " requests already wait to be tokenized; retry later"))));
+    reactor->FinishNow(Reject(BusyStatus()));
   }
   return reactor;
 }

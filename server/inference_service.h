@@ -176,6 +176,8 @@ class InferenceService final : public InferenceServiceBase {
   bool StartUnaryCall(grpc::CallbackServerContext* context,
                       grpc::ServerUnaryReactor* reactor, const ReadyState** ready,
                       std::string* tenant);
+  // RESOURCE_EXHAUSTED for a request the full work queue cannot take.
+  absl::Status BusyStatus() const;
   // Runs `work` on the work queue; when the queue is full, finishes
   // `reactor` with RESOURCE_EXHAUSTED instead (counted as a rejection).
   template <typename Reactor>

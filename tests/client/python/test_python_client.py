@@ -273,10 +273,8 @@ class PythonClientTest(unittest.TestCase):
                                        ignore_eos=True, stop_token_ids=[stop_id])
         self.assertEqual(stopped.finish_reason, "stop_token")
         self.assertEqual(stopped.usage.completion_tokens, first + 1)
-        # The engine counts the stop token but does not deliver it (like EOS);
-        # inference.proto's comment says "included in output". Accept either.
-        self.assertIn(stopped.token_ids,
-                      (greedy.token_ids[:first], greedy.token_ids[:first + 1]))
+        # Counted but not delivered, like EOS (inference.proto).
+        self.assertEqual(stopped.token_ids, greedy.token_ids[:first])
 
     def test_invalid_argument_names_the_field(self):
         with self.assertRaises(OpenElmError) as cm:
