@@ -21,9 +21,11 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "client/bench/http_runner.h"
 #include "client/bench/runner.h"
 #include "client/bench/stats.h"
 #include "client/bench/workload.h"
@@ -32,6 +34,10 @@
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "Server address: host:port, comma list of IP:port (round-robin), or gRPC URI");
+ABSL_FLAG(std::string, api, "grpc",
+          "grpc: StreamGenerate on --target; http: streaming POST /v1/completions "
+          "of the OpenAI-compatible API on --http_target (plain HTTP)");
+ABSL_FLAG(std::string, http_target, "127.0.0.1:8000", "HOST:PORT of the HTTP API");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA file (enables TLS)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate (mutual TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM client key (mutual TLS)");
@@ -175,13 +181,33 @@ int Main(int argc, char** argv) {
     RunnerOptions warm_options = run_options;
     warm_options.tenant_api_keys.clear();
     warm_options.progress_label = "warm-up";
+    // Over gRPC whatever --api says: it warms the same engine.
     RunResult warm_result = RunBenchmark(**client, *warm, warm_options);
     for (const RequestRecord& r : warm_result.records) {
       if (!r.success) return Fail(absl::StrCat("warm-up request failed: ", r.error));
     }
   }
 
-  RunResult result = RunBenchmark(**client, *planned, run_options);
+  const std::string api = absl::GetFlag(FLAGS_api);
+  if (api != "grpc" && api != "http") return Fail("--api must be grpc or http");
+  std::string http_host;
+  int http_port = 0;
+  if (api == "http") {
+    const std::string target = absl::GetFlag(FLAGS_http_target);
+    const size_t colon = target.rfind(':');
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(target.substr(colon + 1), &http_port)) {
+      return Fail("--http_target must be HOST:PORT");
+    }
+    http_host = target.substr(0, colon);
+  }
+  auto run = [&](absl::Span<const PlannedRequest> requests, const RunnerOptions& o) {
+    if (api == "http") {
+      return RunHttpBenchmark(http_host, http_port, client_options.api_key, requests, o);
+    }
+    return RunBenchmark(**client, requests, o);
+  };
+  RunResult result = run(*planned, run_options);
   BenchmarkMetrics metrics = ComputeMetrics(result.records, result.duration, *slo);
   std::printf("%s", FormatMetrics(metrics, " Serving Benchmark Result ").c_str());
   // The first distinct error, to make failures actionable.

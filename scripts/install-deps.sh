@@ -10,7 +10,9 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libssl-dev openssl  # SHA-256 of API keys, TLS key checks; scripts/gen-test-certs.sh
   libabsl-dev
-  nlohmann-json3-dev  # JSON: config.json, safetensors headers, tenants file
+  nlohmann-json3-dev  # JSON: config.json, safetensors headers, tenants file, HTTP API
+  libboost-dev  # Boost.Beast/Asio (header-only): the OpenAI-compatible HTTP front
+  nodejs npm  # the official `openai` SDK as a real client in the HTTP tests
   libdnnl-dev ocl-icd-opencl-dev
   libsentencepiece-dev
   prometheus-cpp-dev

@@ -102,7 +102,7 @@ EOF
     [ -f "${tokenizer}" ] || { log "tokenizer not found: ${tokenizer} (--tokenizer)"; exit 1; }
     "${gen}" --size=tiny --out="${work}/model" >"${work}/gen.log" 2>&1 || { dump_logs; exit 1; }
     "${server}" --model_dir="${work}/model" --tokenizer="${tokenizer}" --host=127.0.0.1 \
-      --port=0 --metrics_port=0 --threads=1 --kv_cache_bytes=16777216 >"${work}/server.out" 2>"${work}/server.log" &
+      --port=0 --metrics_port=0 --http_port=-1 --threads=1 --kv_cache_bytes=16777216 >"${work}/server.out" 2>"${work}/server.log" &
     pids+=($!)
     for _ in $(seq 1 $((timeout_s * 5))); do
       target="$(sed -n 's/^metrics on \(.*\)$/\1/p' "${work}/server.out" | head -n1)"

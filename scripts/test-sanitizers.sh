@@ -77,13 +77,15 @@ run_fuzz() {
   echo "fuzz: $((SECONDS - start)) s"
 }
 
-# Engine, scheduler, KV cache, tenancy and server tests: the multi-threaded
-# parts (engine thread, gRPC threads, config watcher); and the probe that
+# Engine, scheduler, KV cache, tenancy, server and HTTP front tests: the
+# multi-threaded parts (engine thread, gRPC threads, Asio I/O threads, config
+# watcher); and the probe that
 # shows the stage reports a real race (tests/testing/tsan_shim_probe.cc).
-TSAN_TESTS=${TSAN_TESTS:-'(TsanShim|Engine|Scheduler|KvCache|BlockPool|Server|TenantRegistry|Quota|AccessLog)[A-Za-z]*Test\.'}
+TSAN_TESTS=${TSAN_TESTS:-'(TsanShim|Engine|Scheduler|KvCache|BlockPool|Server|TenantRegistry|Quota|AccessLog|HttpApi)[A-Za-z]*Test\.'}
 TSAN_TARGETS=(llm_engine_test block_pool_test kv_cache_manager_test
               openelm_engine_model_test server_unit_test
               server_integration_test tenancy_integration_test tenants_test
+              http_api_test
               openelm_server openelm_tsan_absl_shim tsan_shim_probe)
 
 run_tsan() {

@@ -14,29 +14,6 @@
 
 namespace openelm::server {
 
-// ---- RpcTracker ----
-
-void RpcTracker::Begin() {
-  absl::MutexLock lock(&mu_);
-  ++active_;
-}
-
-void RpcTracker::End() {
-  absl::MutexLock lock(&mu_);
-  --active_;
-}
-
-int RpcTracker::active() const {
-  absl::MutexLock lock(&mu_);
-  return active_;
-}
-
-bool RpcTracker::WaitForIdle(absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return active_ == 0; };
-  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
-}
-
 absl::Time EngineDeadline(absl::Time grpc_deadline, absl::Time now) {
   if (grpc_deadline == absl::InfiniteFuture()) return grpc_deadline;
   const absl::Duration left = grpc_deadline - now;

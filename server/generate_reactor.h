@@ -23,25 +23,10 @@
 #include "openelm/v1/inference.pb.h"
 #include "server/access_log.h"
 #include "server/metrics.h"
+#include "server/service_core.h"
 #include "server/tenants/quota.h"
 
 namespace openelm::server {
-
-// Counts live generation RPCs so a drain can wait for them.
-// Thread-safe.
-class RpcTracker {
- public:
-  void Begin();
-  void End();
-  int active() const;
-  // Waits until no RPC is active or `deadline` passes; true when none is.
-  // Blocks: call only from a thread that may block (never a gRPC reaction).
-  bool WaitForIdle(absl::Time deadline);
-
- private:
-  mutable absl::Mutex mu_;
-  int active_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 // Default bound on output queued for a client that does not read: once the
 // message waiting behind the one being written grows past it, the request is

@@ -45,41 +45,23 @@ std::optional<absl::string_view> MetadataValue(const grpc::CallbackServerContext
   return absl::string_view(it->second.data(), it->second.size());
 }
 
-int64_t CeilDiv(int64_t a, int64_t b) { return b > 0 ? (a + b - 1) / b : 0; }
-
 }  // namespace
 
-InferenceService::InferenceService(Metrics* metrics, int64_t max_prompt_bytes,
-                                   TenantRegistry* tenants, QuotaManager* quotas,
-                                   int request_threads)
-    : metrics_(metrics),
-      max_prompt_bytes_(max_prompt_bytes),
-      tenants_(tenants),
-      quotas_(quotas),
-      work_(std::make_unique<WorkQueue>(request_threads, kMaxQueuedRequests)) {}
+InferenceService::InferenceService(ServiceCore* core) : core_(core) {}
 
 InferenceService::~InferenceService() = default;
 
-absl::Status InferenceService::BusyStatus() const {
-  return absl::ResourceExhaustedError(
-      absl::StrCat("server is busy: ", work_->max_queued(),
-                   " requests already wait to be tokenized; retry later"));
-}
-
 template <typename Reactor>
 void InferenceService::Offload(Reactor* reactor, std::function<void()> work) {
-  if (!work_->Schedule(std::move(work))) {
+  if (!core_->Schedule(std::move(work))) {
     reactor->Finish(Reject(BusyStatus()));
   }
 }
 
 absl::StatusOr<TenantHandle> InferenceService::Authenticate(
     const grpc::CallbackServerContext& context) const {
-  if (tenants_ == nullptr) return TenantHandle();
-  OPENELM_ASSIGN_OR_RETURN(std::string key,
-                           ApiKeyFromHeaders(MetadataValue(context, "authorization"),
-                                             MetadataValue(context, "x-api-key")));
-  return tenants_->Authenticate(key);
+  return core_->Authenticate(MetadataValue(context, "authorization"),
+                             MetadataValue(context, "x-api-key"));
 }
 
 template <typename Request>
@@ -88,112 +70,19 @@ absl::Status InferenceService::Admit(const ReadyState& ready,
                                      const TenantHandle& tenant, const Request& request,
                                      GenerateSpec* spec, QuotaTicket* ticket) {
   OPENELM_ASSIGN_OR_RETURN(*spec, MakeSpec(ready, context, request));
-  if (tenant == nullptr) return absl::OkStatus();
-  spec->tenant = tenant->id;
-  spec->cache_salt = tenant->id;
-  if (quotas_ == nullptr) return absl::OkStatus();
-  AdmissionRequest admission;
-  admission.prompt_tokens = static_cast<int64_t>(spec->prompt.size());
-  admission.max_tokens = spec->params.max_tokens;
-  admission.n = std::max(spec->params.n, 1);
-  // KV share: only for tenants limited below the whole pool (a request that
-  // can never fit the pool stays the engine's INVALID_ARGUMENT).
-  if (tenant->limits.max_kv_share < 1.0) {
-    const EngineLoad load = ready.engine->load();
-    admission.kv_blocks_used = ready.engine->TenantKvBlocks(tenant->id);
-    admission.kv_blocks_needed =
-        CeilDiv(admission.prompt_tokens +
-                    static_cast<int64_t>(admission.max_tokens) * admission.n,
-                load.block_size_tokens);
-    admission.kv_blocks_total = load.num_blocks;
+  spec->api = ApiName(ApiLabel::kGrpc);
+  std::optional<absl::Duration> retry;
+  absl::Status admitted = core_->AdmitQuota(ready, tenant, spec, ticket, &retry);
+  if (!admitted.ok() && retry.has_value()) {
+    context->AddTrailingMetadata(std::string(kRetryAfterMetadataKey),
+                                 absl::StrCat(absl::ToInt64Milliseconds(*retry)));
   }
-  absl::StatusOr<QuotaTicket> admitted = quotas_->Admit(*tenant, admission);
-  if (!admitted.ok()) {
-    if (std::optional<absl::Duration> retry = RetryAfter(admitted.status());
-        retry.has_value()) {
-      context->AddTrailingMetadata(std::string(kRetryAfterMetadataKey),
-                                   absl::StrCat(absl::ToInt64Milliseconds(*retry)));
-    }
-    return admitted.status();
-  }
-  *ticket = *std::move(admitted);
-  return absl::OkStatus();
-}
-
-void InferenceService::SetReady(LlmEngine* engine, const Tokenizer* tokenizer,
-                                const EngineOptions& engine_options) {
-  auto ready = std::make_unique<ReadyState>();
-  ready->engine = engine;
-  ready->tokenizer = tokenizer;
-  const ModelInfo& info = engine->model_info();
-  ready->limits.model_id = info.name;
-  ready->limits.vocab_size = info.vocab_size;
-  ready->limits.max_context_length = info.max_context_length;
-  ready->limits.max_prompt_bytes = max_prompt_bytes_;
-  ready->limits.max_bytes_per_token = tokenizer->max_bytes_per_token();
-
-  const EngineLoad load = engine->load();
-  const int32_t block_size = load.block_size_tokens > 0
-                                 ? load.block_size_tokens
-                                 : engine_options.block_size_tokens;
-  v1::ModelInfo& m = ready->model_info;
-  m.set_id(info.name);
-  m.set_size(info.size_name);
-  m.set_num_parameters(info.num_parameters);
-  m.set_num_layers(info.num_layers);
-  m.set_max_context_length(info.max_context_length);
-  m.set_vocab_size(info.vocab_size);
-  m.set_weight_dtype(info.weight_dtype);
-  m.set_kv_dtype(info.kv_dtype);
-  m.set_activation_dtype(info.activation_dtype);
-  m.set_cpu_isa(info.cpu_isa);
-  m.set_execution_plan(info.plan);
-  m.set_kv_block_size_tokens(block_size);
-  m.set_kv_num_blocks(load.num_blocks);
-  m.set_kv_bytes_per_token(info.kv_bytes_per_token);
-  m.set_kv_capacity_tokens(static_cast<int64_t>(load.num_blocks) * block_size);
-  m.set_chat(true);
-
-  absl::MutexLock lock(&mu_);
-  ready_ = std::move(ready);
-}
-
-void InferenceService::StartDrain() {
-  absl::MutexLock lock(&mu_);
-  draining_ = true;
-}
-
-bool InferenceService::draining() const {
-  absl::MutexLock lock(&mu_);
-  return draining_;
-}
-
-absl::StatusOr<const InferenceService::ReadyState*> InferenceService::GetReady() const {
-  absl::MutexLock lock(&mu_);
-  if (draining_) {
-    return absl::UnavailableError("server is draining; retry on another replica");
-  }
-  if (ready_ == nullptr) {
-    return absl::UnavailableError("server is starting: the model is not ready yet");
-  }
-  return ready_.get();
+  return admitted;
 }
 
 grpc::Status InferenceService::Reject(const absl::Status& status,
                                       absl::string_view tenant) const {
-  if (metrics_ != nullptr) {
-    // With auth off every caller is the one single-user tenant, whether or
-    // not the call got as far as authenticating.
-    std::string single_user;
-    if (tenant.empty() && tenants_ != nullptr && !tenants_->config()->auth_enabled) {
-      if (absl::StatusOr<TenantHandle> t = tenants_->Authenticate("");
-          t.ok() && *t != nullptr) {
-        single_user = (*t)->id;
-        tenant = single_user;
-      }
-    }
-    metrics_->CountRejected(status.code(), tenant);
-  }
+  core_->CountRejection(status, tenant, ApiLabel::kGrpc);
   return ToGrpcStatus(status);
 }
 
@@ -201,8 +90,8 @@ ReactorEnv InferenceService::EnvFor(const ReadyState* ready) {
   ReactorEnv env;
   env.engine = ready == nullptr ? nullptr : ready->engine;
   env.tokenizer = ready == nullptr ? nullptr : ready->tokenizer;
-  env.metrics = metrics_;
-  env.tracker = &tracker_;
+  env.metrics = core_->metrics();
+  env.tracker = &core_->tracker();
   env.max_stream_backlog_bytes = max_stream_backlog_bytes_;
   env.access_log = access_log_;
   return env;
@@ -229,7 +118,7 @@ Reactor* InferenceService::AdmitAndSubmit(Reactor* reactor,
     return reactor;
   }
   const ReadyState* state = *ready;
-  if (!work_->Schedule([this, reactor, state, context, raw] {
+  if (!core_->Schedule([this, reactor, state, context, raw] {
         AdmitAndSubmitNow<Request>(reactor, *state, context, *raw);
       })) {
     reactor->FinishNow(Reject(BusyStatus()));
@@ -276,7 +165,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::StartStream(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   absl::StatusOr<const ReadyState*> ready = GetReady();
   auto* reactor = new GenerateStreamReactor(
-      EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1),
+      EnvFor(ready.ok() ? *ready : nullptr), core_->NextRequestId(),
       std::is_same_v<Request, v1::ChatRequest> ? "StreamChat" : "StreamGenerate",
       access_log_ != nullptr ? context->peer() : std::string(), context);
   return AdmitAndSubmit<Request>(reactor, ready, context, request);
@@ -288,7 +177,7 @@ grpc::ServerUnaryReactor* InferenceService::StartUnary(
     grpc::ByteBuffer* response) {
   absl::StatusOr<const ReadyState*> ready = GetReady();
   auto* reactor = new GenerateUnaryReactor(
-      EnvFor(ready.ok() ? *ready : nullptr), next_request_id_.fetch_add(1), response,
+      EnvFor(ready.ok() ? *ready : nullptr), core_->NextRequestId(), response,
       std::is_same_v<Request, v1::ChatRequest> ? "Chat" : "Generate",
       access_log_ != nullptr ? context->peer() : std::string());
   return AdmitAndSubmit<Request>(reactor, ready, context, request);
@@ -351,10 +240,10 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
       return;
     }
     const std::string& text = request.text();
-    if (static_cast<int64_t>(text.size()) > max_prompt_bytes_) {
+    if (static_cast<int64_t>(text.size()) > core_->max_prompt_bytes()) {
       reactor->Finish(Reject(absl::InvalidArgumentError(absl::StrCat(
                                  "text has ", text.size(), " bytes; at most ",
-                                 max_prompt_bytes_, " are allowed")),
+                                 core_->max_prompt_bytes(), " are allowed")),
                              tenant));
       return;
     }
@@ -443,13 +332,8 @@ grpc::ServerUnaryReactor* InferenceService::GetServerLoad(
     v1::ServerLoad* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   // Answered while draining too (that is when load matters to a balancer).
-  LlmEngine* engine = nullptr;
-  bool draining = false;
-  {
-    absl::MutexLock lock(&mu_);
-    if (ready_ != nullptr) engine = ready_->engine;
-    draining = draining_;
-  }
+  LlmEngine* engine = core_->loaded_engine();
+  const bool draining = core_->draining();
   if (engine == nullptr) {
     reactor->Finish(
         Reject(absl::UnavailableError("server is starting: the model is not ready yet")));

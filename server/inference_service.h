@@ -21,6 +21,7 @@
 #include "server/generate_reactor.h"
 #include "server/metrics.h"
 #include "server/request_parser.h"
+#include "server/service_core.h"
 #include "server/tenants/quota.h"
 #include "server/tenants/tenant_registry.h"
 #include "server/work_queue.h"
@@ -29,8 +30,9 @@ namespace openelm::server {
 
 // The openelm.v1.InferenceService on the gRPC callback API.
 //
-// Starts "not ready" (every RPC answers UNAVAILABLE) until SetReady() hands it
-// the engine; StartDrain() makes new RPCs UNAVAILABLE again while running
+// Readiness, drain, auth, quotas, the work queue and request ids are the
+// ServiceCore's, shared with the HTTP front: every RPC answers UNAVAILABLE
+// until ServiceCore::SetReady() and again after StartDrain(), while running
 // ones continue. Generation handlers validate and tokenize on the gRPC thread
 // (bounded work), then submit to the engine and return a reactor; nothing
 // here blocks or waits for the engine.
@@ -46,8 +48,7 @@ namespace openelm::server {
 // Ownership: does not own the engine, tokenizer, metrics, registry or
 // quotas; they, and this service, must outlive the grpc::Server it is
 // registered with.
-// Thread-safety: handlers run on gRPC threads concurrently; SetReady and
-// StartDrain may be called from any thread.
+// Thread-safety: handlers run on gRPC threads concurrently.
 // The methods whose requests carry strings are registered raw (bytes in,
 // bytes out; see proto_io.h) so that unparsable requests get our statuses.
 using InferenceServiceBase = v1::InferenceService::WithRawCallbackMethod_StreamGenerate<
@@ -60,24 +61,11 @@ using InferenceServiceBase = v1::InferenceService::WithRawCallbackMethod_StreamG
 
 class InferenceService final : public InferenceServiceBase {
  public:
-  // `metrics` may be null. Without `tenants` there is no auth; without
-  // `quotas` no per-tenant limits.
-  InferenceService(Metrics* metrics, int64_t max_prompt_bytes,
-                   TenantRegistry* tenants = nullptr, QuotaManager* quotas = nullptr,
-                   int request_threads = kDefaultRequestThreads);
+  // `core` (readiness, auth, quotas, work queue, ids, tracker; shared with
+  // the HTTP front) must outlive the service.
+  explicit InferenceService(ServiceCore* core);
   ~InferenceService() override;
 
-  // Threads that tokenize and admit requests (see WorkQueue), and how many
-  // requests may wait for them before new ones get RESOURCE_EXHAUSTED.
-  static constexpr int kDefaultRequestThreads = 2;
-  static constexpr int kMaxQueuedRequests = 1024;
-
-  // From now on requests run on `engine`. Call once. `engine_options` are
-  // the options the engine was created with (for model info).
-  void SetReady(LlmEngine* engine, const Tokenizer* tokenizer,
-                const EngineOptions& engine_options);
-  void StartDrain();
-  bool draining() const;
   // Options of the generation reactors; call before the server starts.
   // `access_log` (null = none) must outlive every reactor.
   void SetStreamOptions(int64_t max_stream_backlog_bytes, AccessLog* access_log) {
@@ -89,9 +77,6 @@ class InferenceService final : public InferenceServiceBase {
   void SetMaxRequestBytes(int64_t max_request_bytes) {
     max_request_bytes_ = max_request_bytes;
   }
-
-  // Live generation RPCs (for Drain()).
-  RpcTracker& tracker() { return tracker_; }
 
   // Raw: requests are GenerateRequest / ChatRequest / TokenizeRequest /
   // GetModelRequest bytes, responses GenerateResponse / TokenizeResponse /
@@ -123,22 +108,16 @@ class InferenceService final : public InferenceServiceBase {
                                           v1::ServerLoad* response) override;
 
  private:
-  // Immutable once published by SetReady().
-  struct ReadyState {
-    LlmEngine* engine = nullptr;
-    const Tokenizer* tokenizer = nullptr;
-    RequestLimits limits;
-    v1::ModelInfo model_info;
-  };
+  using ReadyState = ServingState;
 
-  // The ready state, or UNAVAILABLE (starting or draining).
-  absl::StatusOr<const ReadyState*> GetReady() const;
+  absl::StatusOr<const ReadyState*> GetReady() const { return core_->GetReady(); }
   // Counts `status` as a rejection (per tenant too; "" = not authenticated,
   // which with auth off is the single-user tenant) and converts it.
   grpc::Status Reject(const absl::Status& status, absl::string_view tenant = "") const;
   // The caller's tenant from its metadata; null when there is no registry.
   absl::StatusOr<TenantHandle> Authenticate(
       const grpc::CallbackServerContext& context) const;
+  absl::Status BusyStatus() const { return core_->BusyStatus(); }
   // Builds the spec and admits it against the (authenticated) tenant's
   // quotas; on success `spec` carries the tenant and `ticket` the admission.
   // A quota refusal adds the retry-after-ms trailer to `context`.
@@ -176,30 +155,16 @@ class InferenceService final : public InferenceServiceBase {
   bool StartUnaryCall(grpc::CallbackServerContext* context,
                       grpc::ServerUnaryReactor* reactor, const ReadyState** ready,
                       std::string* tenant);
-  // RESOURCE_EXHAUSTED for a request the full work queue cannot take.
-  absl::Status BusyStatus() const;
   // Runs `work` on the work queue; when the queue is full, finishes
   // `reactor` with RESOURCE_EXHAUSTED instead (counted as a rejection).
   template <typename Reactor>
   void Offload(Reactor* reactor, std::function<void()> work);
   ReactorEnv EnvFor(const ReadyState* ready);
 
-  Metrics* const metrics_;
-  const int64_t max_prompt_bytes_;
-  TenantRegistry* const tenants_;
-  QuotaManager* const quotas_;
-  RpcTracker tracker_;
+  ServiceCore* const core_;
   int64_t max_stream_backlog_bytes_ = kMaxStreamBacklogBytes;
   int64_t max_request_bytes_ = int64_t{4} << 20;
   AccessLog* access_log_ = nullptr;
-  std::atomic<RequestId> next_request_id_{1};
-
-  mutable absl::Mutex mu_;
-  std::unique_ptr<const ReadyState> ready_ ABSL_GUARDED_BY(mu_);
-  bool draining_ ABSL_GUARDED_BY(mu_) = false;
-
-  // Declared last: destroyed (joined) first, while what tasks use still lives.
-  std::unique_ptr<WorkQueue> work_;
 };
 
 }  // namespace openelm::server

@@ -137,6 +137,9 @@ int Run(int argc, char** argv) {
   if ((*server)->metrics_port() >= 0) {
     std::printf("metrics on %s:%d\n", options->host.c_str(), (*server)->metrics_port());
   }
+  if ((*server)->http_port() >= 0) {
+    std::printf("http on %s:%d\n", options->host.c_str(), (*server)->http_port());
+  }
   std::fflush(stdout);
 
   int signal_number = 0;

@@ -75,6 +75,12 @@ constexpr const char* kFinishLabels[] = {
 
 }  // namespace
 
+const char* ApiName(ApiLabel api) { return api == ApiLabel::kHttp ? "http" : "grpc"; }
+
+ApiLabel ApiFromName(absl::string_view name) {
+  return name == "http" ? ApiLabel::kHttp : ApiLabel::kGrpc;
+}
+
 // Serves the load gauges from a snapshot taken at scrape time.
 class Metrics::LoadCollectable : public prometheus::Collectable {
  public:
@@ -131,17 +137,25 @@ Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
       load_(std::make_shared<LoadCollectable>()) {
   prometheus::Registry& r = *registry_;
-  ttft_ =
-      AddHistogram(r, "openelm_time_to_first_token_seconds",
-                   "Arrival to first generated token, per request.", LatencyBuckets());
+  auto& ttft = prometheus::BuildHistogram()
+                   .Name("openelm_time_to_first_token_seconds")
+                   .Help("Arrival to first generated token, per request, by API.")
+                   .Register(r);
   itl_ = AddHistogram(r, "openelm_inter_token_latency_seconds",
                       "Gap between consecutive streamed tokens of a completion.",
                       ShortLatencyBuckets());
   tpot_ = AddHistogram(r, "openelm_time_per_output_token_seconds",
                        "Per request: (finish - first token) / (output tokens - 1).",
                        ShortLatencyBuckets());
-  e2e_ = AddHistogram(r, "openelm_e2e_request_latency_seconds",
-                      "Arrival to finish, per request.", LatencyBuckets());
+  auto& e2e = prometheus::BuildHistogram()
+                  .Name("openelm_e2e_request_latency_seconds")
+                  .Help("Arrival to finish, per request, by API.")
+                  .Register(r);
+  for (size_t api = 0; api < kNumApiLabels; ++api) {
+    const char* name = ApiName(static_cast<ApiLabel>(api));
+    ttft_[api] = &ttft.Add({{"api", name}}, LatencyBuckets());
+    e2e_[api] = &e2e.Add({{"api", name}}, LatencyBuckets());
+  }
   queue_time_ =
       AddHistogram(r, "openelm_queue_time_seconds",
                    "Arrival to first scheduled step, per request.", LatencyBuckets());
@@ -181,19 +195,30 @@ Metrics::Metrics()
 
   auto& finished = prometheus::BuildCounter()
                        .Name("openelm_requests_finished_total")
-                       .Help("Requests finished, by finish reason.")
+                       .Help("Requests finished, by API and finish reason.")
                        .Register(r);
-  for (size_t i = 0; i < finished_.size(); ++i) {
-    finished_[i] = &finished.Add({{"finish_reason", kFinishLabels[i]}});
+  for (size_t api = 0; api < kNumApiLabels; ++api) {
+    const char* name = ApiName(static_cast<ApiLabel>(api));
+    for (size_t i = 0; i < finished_[api].size(); ++i) {
+      finished_[api][i] =
+          &finished.Add({{"api", name}, {"finish_reason", kFinishLabels[i]}});
+    }
   }
   auto& rejected = prometheus::BuildCounter()
                        .Name("openelm_requests_rejected_total")
-                       .Help("Requests refused before generation, by reason.")
+                       .Help("Requests refused before generation, by API and reason.")
                        .Register(r);
-  rejected_invalid_argument_ = &rejected.Add({{"reason", "invalid_argument"}});
-  rejected_resource_exhausted_ = &rejected.Add({{"reason", "resource_exhausted"}});
-  rejected_unavailable_ = &rejected.Add({{"reason", "unavailable"}});
-  rejected_unauthenticated_ = &rejected.Add({{"reason", "unauthenticated"}});
+  for (size_t api = 0; api < kNumApiLabels; ++api) {
+    const std::string name = ApiName(static_cast<ApiLabel>(api));
+    RejectedSeries& series = rejected_[api];
+    series.invalid_argument =
+        &rejected.Add({{"api", name}, {"reason", "invalid_argument"}});
+    series.resource_exhausted =
+        &rejected.Add({{"api", name}, {"reason", "resource_exhausted"}});
+    series.unavailable = &rejected.Add({{"api", name}, {"reason", "unavailable"}});
+    series.unauthenticated =
+        &rejected.Add({{"api", name}, {"reason", "unauthenticated"}});
+  }
   access_log_dropped_ =
       &prometheus::BuildCounter()
            .Name("openelm_access_log_dropped_total")
@@ -343,7 +368,8 @@ void Metrics::OnRequestFinished(const GenerateSpec& spec, const FinishInfo& info
   FinishReason reason = FinishReason::kError;
   if (!info.completions.empty()) reason = info.completions.front().reason;
   const size_t index = static_cast<size_t>(reason);
-  finished_[index < finished_.size() ? index : 0]->Increment();
+  const size_t api = static_cast<size_t>(ApiFromName(spec.api));
+  finished_[api][index < finished_[api].size() ? index : 0]->Increment();
   tenant.finished[index < tenant.finished.size() ? index : 0]->Increment();
   tenant.prompt_tokens->Increment(info.num_prompt_tokens);
   tenant.generated_tokens->Increment(info.num_output_tokens);
@@ -356,13 +382,15 @@ void Metrics::OnRequestFinished(const GenerateSpec& spec, const FinishInfo& info
   generation_tokens_hist_->Observe(info.num_output_tokens);
 
   const bool arrived = t.arrival != absl::InfinitePast() && t.arrival != absl::Time();
-  if (arrived && t.finished > t.arrival) e2e_->Observe(Seconds(t.finished - t.arrival));
+  if (arrived && t.finished > t.arrival) {
+    e2e_[api]->Observe(Seconds(t.finished - t.arrival));
+  }
   if (arrived && t.first_scheduled >= t.arrival) {
     queue_time_->Observe(Seconds(t.first_scheduled - t.arrival));
     tenant.queue_time->Observe(Seconds(t.first_scheduled - t.arrival));
   }
   if (arrived && info.num_output_tokens > 0 && t.first_token >= t.arrival) {
-    ttft_->Observe(Seconds(t.first_token - t.arrival));
+    ttft_[api]->Observe(Seconds(t.first_token - t.arrival));
     tenant.ttft->Observe(Seconds(t.first_token - t.arrival));
   }
   if (info.num_output_tokens > 1 && t.finished >= t.first_token) {
@@ -372,27 +400,29 @@ void Metrics::OnRequestFinished(const GenerateSpec& spec, const FinishInfo& info
 
 void Metrics::CountAccessLogDropped() { access_log_dropped_->Increment(); }
 
-void Metrics::CountRejected(absl::StatusCode code) {
+void Metrics::CountRejected(absl::StatusCode code, ApiLabel api) {
+  const RejectedSeries& series = rejected_[static_cast<size_t>(api)];
   switch (code) {
     case absl::StatusCode::kInvalidArgument:
-      rejected_invalid_argument_->Increment();
+      series.invalid_argument->Increment();
       break;
     case absl::StatusCode::kResourceExhausted:
-      rejected_resource_exhausted_->Increment();
+      series.resource_exhausted->Increment();
       break;
     case absl::StatusCode::kUnavailable:
-      rejected_unavailable_->Increment();
+      series.unavailable->Increment();
       break;
     case absl::StatusCode::kUnauthenticated:
-      rejected_unauthenticated_->Increment();
+      series.unauthenticated->Increment();
       break;
     default:
       break;
   }
 }
 
-void Metrics::CountRejected(absl::StatusCode code, absl::string_view tenant) {
-  CountRejected(code);
+void Metrics::CountRejected(absl::StatusCode code, absl::string_view tenant,
+                            ApiLabel api) {
+  CountRejected(code, api);
   TenantSeries& series = SeriesFor(tenant.empty() ? "unauthenticated" : tenant);
   switch (code) {
     case absl::StatusCode::kInvalidArgument:

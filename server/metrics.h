@@ -37,6 +37,13 @@ namespace openelm::server {
 // Thread-safety: every method may be called from any thread; prometheus-cpp
 // metric objects are atomic. Owned by the Server; it must outlive the engine
 // that reports to it.
+// The `api` label of the request metrics: which front end took the request.
+enum class ApiLabel { kGrpc = 0, kHttp = 1 };
+inline constexpr size_t kNumApiLabels = 2;
+// "grpc" / "http"; GenerateSpec::api values map back with ApiFromName.
+const char* ApiName(ApiLabel api);
+ApiLabel ApiFromName(absl::string_view name);
+
 class Metrics : public EngineObserver {
  public:
   Metrics();
@@ -71,10 +78,11 @@ class Metrics : public EngineObserver {
   // A request refused before it reached the engine (or by Submit), by gRPC
   // code: invalid_argument, resource_exhausted, unavailable, unauthenticated.
   // Other codes are not counted.
-  void CountRejected(absl::StatusCode code);
+  void CountRejected(absl::StatusCode code, ApiLabel api = ApiLabel::kGrpc);
   // The same, also counted per tenant in openelm_tenant_requests_rejected_total
   // (`tenant` "" = not authenticated: label "unauthenticated").
-  void CountRejected(absl::StatusCode code, absl::string_view tenant);
+  void CountRejected(absl::StatusCode code, absl::string_view tenant,
+                     ApiLabel api = ApiLabel::kGrpc);
   // An access log line dropped because the log's buffer was full.
   void CountAccessLogDropped();
   // The gap between two consecutive output messages of one completion that
@@ -103,10 +111,11 @@ class Metrics : public EngineObserver {
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<LoadCollectable> load_;
 
-  prometheus::Histogram* ttft_;
+  // Indexed by ApiLabel.
+  std::array<prometheus::Histogram*, kNumApiLabels> ttft_{};
   prometheus::Histogram* itl_;
   prometheus::Histogram* tpot_;
-  prometheus::Histogram* e2e_;
+  std::array<prometheus::Histogram*, kNumApiLabels> e2e_{};
   prometheus::Histogram* queue_time_;
   prometheus::Histogram* prompt_tokens_hist_;
   prometheus::Histogram* generation_tokens_hist_;
@@ -120,12 +129,15 @@ class Metrics : public EngineObserver {
   prometheus::Counter* preemptions_total_;
   prometheus::Counter* prefix_cache_queries_total_;
   prometheus::Counter* prefix_cache_hits_total_;
-  // Indexed by FinishReason (kUnspecified maps to kError).
-  std::array<prometheus::Counter*, 10> finished_{};
-  prometheus::Counter* rejected_invalid_argument_;
-  prometheus::Counter* rejected_resource_exhausted_;
-  prometheus::Counter* rejected_unavailable_;
-  prometheus::Counter* rejected_unauthenticated_;
+  // Indexed by ApiLabel, then FinishReason (kUnspecified maps to kError).
+  std::array<std::array<prometheus::Counter*, 10>, kNumApiLabels> finished_{};
+  struct RejectedSeries {
+    prometheus::Counter* invalid_argument = nullptr;
+    prometheus::Counter* resource_exhausted = nullptr;
+    prometheus::Counter* unavailable = nullptr;
+    prometheus::Counter* unauthenticated = nullptr;
+  };
+  std::array<RejectedSeries, kNumApiLabels> rejected_{};
   prometheus::Counter* access_log_dropped_;
 
   prometheus::Family<prometheus::Counter>* tenant_finished_family_;

@@ -25,14 +25,24 @@ ABSL_FLAG(std::string, tokenizer, "",
           "directory. Start-up fails with NOT_FOUND listing them when none "
           "exists.");
 ABSL_FLAG(std::string, host, "127.0.0.1",
-          "Address to bind the gRPC and metrics endpoints to (0.0.0.0 for all "
-          "interfaces).");
+          "Address to bind the gRPC, HTTP and metrics endpoints to (0.0.0.0 for "
+          "all interfaces).");
 ABSL_FLAG(int32_t, port, 50051,
           "gRPC port. 0 picks a free port and prints \"listening on "
           "<host>:<port>\" on stdout.");
 ABSL_FLAG(int32_t, metrics_port, 9464,
           "Prometheus /metrics port. 0 picks a free port (printed as "
           "\"metrics on <host>:<port>\"); -1 disables the endpoint.");
+ABSL_FLAG(int32_t, http_port, 8000,
+          "Port of the OpenAI-compatible HTTP API (/v1/completions, "
+          "/v1/chat/completions, /v1/models, /health) on --host, with the "
+          "--tls_* certificate when set. 0 picks a free port (printed as "
+          "\"http on <host>:<port>\"); -1 disables it.");
+ABSL_FLAG(int32_t, http_threads, 2,
+          "I/O threads of the HTTP API (they never tokenize or wait).");
+ABSL_FLAG(absl::Duration, http_request_timeout, absl::ZeroDuration(),
+          "Deadline of HTTP requests that send no x-request-timeout header; 0 = "
+          "none.");
 ABSL_FLAG(int32_t, threads, 0, "oneDNN/OpenMP threads for the model; 0 = all cores.");
 ABSL_FLAG(int64_t, kv_cache_bytes, int64_t{1} << 30,
           "Memory for the paged KV cache, in bytes.");
@@ -111,6 +121,18 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   if (absl::Status s = CheckRange("metrics_port", o.metrics_port, -1, 65535); !s.ok()) {
     return s;
+  }
+  o.http_port = absl::GetFlag(FLAGS_http_port);
+  if (absl::Status s = CheckRange("http_port", o.http_port, -1, 65535); !s.ok()) {
+    return s;
+  }
+  o.http_threads = absl::GetFlag(FLAGS_http_threads);
+  if (absl::Status s = CheckRange("http_threads", o.http_threads, 1, 256); !s.ok()) {
+    return s;
+  }
+  o.http_request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
+  if (o.http_request_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--http_request_timeout must not be negative");
   }
   o.num_threads = absl::GetFlag(FLAGS_threads);
   if (absl::Status s = CheckRange("threads", o.num_threads, 0, 4096); !s.ok()) {

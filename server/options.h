@@ -27,6 +27,11 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 50051;         // 0 = pick a free port (see Server::port())
   int metrics_port = 9464;  // 0 = pick a free port; -1 = no metrics endpoint
+  // OpenAI-compatible HTTP API (server/http/http_server.h) on `host`:
+  // 0 = pick a free port; -1 = none.
+  int http_port = 8000;
+  int http_threads = 2;
+  absl::Duration http_request_timeout = absl::ZeroDuration();  // 0 = none
   int32_t num_threads = 0;  // oneDNN / OpenMP threads; 0 = all cores
   DType weight_dtype = DType::kBF16;
   DType kv_dtype = DType::kBF16;

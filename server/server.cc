@@ -104,12 +104,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
 
 std::string Server::address() const { return HostPort(options_.host, port_); }
 
+int Server::http_port() const { return http_ != nullptr ? http_->port() : -1; }
+
 absl::Status Server::Start() {
   metrics_ = std::make_unique<Metrics>();
   OPENELM_RETURN_IF_ERROR(StartTenants());
   OPENELM_ASSIGN_OR_RETURN(tokenizer_, Tokenizer::Load(options_.tokenizer_path));
-  service_ = std::make_unique<InferenceService>(metrics_.get(), options_.max_prompt_bytes,
-                                                tenants_.get(), quotas_.get());
+  core_ = std::make_unique<ServiceCore>(metrics_.get(), options_.max_prompt_bytes,
+                                        tenants_.get(), quotas_.get());
+  service_ = std::make_unique<InferenceService>(core_.get());
   if (options_.access_log) {
     Metrics* metrics = metrics_.get();
     AccessLog::Options log_options;
@@ -121,6 +124,21 @@ absl::Status Server::Start() {
   OPENELM_RETURN_IF_ERROR(StartGrpc());
   OPENELM_LOG(INFO) << "gRPC listening on " << address()
                     << " (health NOT_SERVING until the model is warm)";
+  if (options_.http_port >= 0) {
+    HttpServerOptions http;
+    http.host = options_.host;
+    http.port = options_.http_port;
+    http.num_threads = options_.http_threads;
+    http.tls = options_.tls;
+    http.max_body_bytes = options_.max_message_bytes;
+    http.max_stream_backlog_bytes = options_.max_stream_backlog_bytes;
+    http.default_request_timeout = options_.http_request_timeout;
+    OPENELM_ASSIGN_OR_RETURN(http_,
+                             HttpServer::Create(http, core_.get(), access_log_.get()));
+    OPENELM_LOG(INFO) << "HTTP (OpenAI-compatible) on "
+                      << (options_.tls.cert_path.empty() ? "http://" : "https://")
+                      << HostPort(options_.host, http_->port()) << "/v1";
+  }
   if (options_.before_ready_for_testing) options_.before_ready_for_testing(port_);
 
   OPENELM_RETURN_IF_ERROR(LoadEngine());
@@ -151,7 +169,7 @@ absl::Status Server::Start() {
                       << "/metrics";
   }
   OPENELM_RETURN_IF_ERROR(WarmUp());
-  service_->SetReady(engine_.get(), tokenizer_.get(), options_.engine);
+  core_->SetReady(engine_.get(), tokenizer_.get(), options_.engine);
   SetHealth(true);
   OPENELM_LOG(INFO) << "ready: health SERVING";
   return absl::OkStatus();
@@ -304,17 +322,19 @@ void Server::Drain(absl::Duration timeout) {
   }
   const absl::Time start = absl::Now();
   tenants_watcher_.reset();  // no reloads while shutting down
-  if (service_ != nullptr) service_->StartDrain();
+  if (core_ != nullptr) core_->StartDrain();
   SetHealth(false);
-  const int active = service_ != nullptr ? service_->tracker().active() : 0;
+  const int active = core_ != nullptr ? core_->tracker().active() : 0;
   OPENELM_LOG(INFO) << "draining: health NOT_SERVING, " << active
                     << " generation RPCs running, waiting up to "
                     << absl::FormatDuration(timeout);
-  if (service_ != nullptr && !service_->tracker().WaitForIdle(start + timeout)) {
-    OPENELM_LOG(WARNING) << "drain timeout: " << service_->tracker().active()
+  if (core_ != nullptr && !core_->tracker().WaitForIdle(start + timeout)) {
+    OPENELM_LOG(WARNING) << "drain timeout: " << core_->tracker().active()
                          << " generation RPCs still running end with UNAVAILABLE";
   }
   if (engine_ != nullptr) engine_->Shutdown();
+  // Every HTTP call has its final event now; let them be written.
+  if (http_ != nullptr) http_->Shutdown(kGrpcShutdownGrace);
   if (grpc_server_ != nullptr) {
     // Health watchers get NOT_SERVING and no further updates.
     if (auto* health = grpc_server_->GetHealthCheckService(); health != nullptr) {

@@ -12,9 +12,11 @@
 #include "absl/time/time.h"
 #include "engine/llm_engine.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/http/http_server.h"
 #include "server/inference_service.h"
 #include "server/metrics.h"
 #include "server/options.h"
+#include "server/service_core.h"
 #include "server/tenants/quota.h"
 #include "server/tenants/tenant_registry.h"
 
@@ -24,8 +26,9 @@ namespace openelm::server {
 // (InferenceService, grpc.health.v1, reflection), the engine with its model,
 // the tokenizer and the Prometheus metrics.
 //
-// Start-up (Create): gRPC listens first with health NOT_SERVING (every
-// InferenceService RPC answers UNAVAILABLE), then the checkpoint is loaded,
+// Start-up (Create): gRPC and the HTTP API listen first with health
+// NOT_SERVING (every InferenceService RPC answers UNAVAILABLE, every HTTP
+// request 503), then the checkpoint is loaded,
 // the engine created, the metrics endpoint started and one short warm-up
 // generation run; only then are health SERVING and the service ready.
 //
@@ -52,6 +55,8 @@ class Server {
   int port() const { return port_; }
   // The bound metrics port, or -1 when disabled.
   int metrics_port() const { return metrics_port_; }
+  // The bound HTTP API port, or -1 when disabled.
+  int http_port() const;
   std::string address() const;
 
   // See the class comment. Idempotent; a second call returns at once.
@@ -60,7 +65,7 @@ class Server {
   LlmEngine& engine() { return *engine_; }
   Metrics& metrics() { return *metrics_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
-  bool draining() const { return service_->draining(); }
+  bool draining() const { return core_->draining(); }
   // Tenants and API keys (single-user when options.tenants_config is empty).
   // Reload() on it is the SIGHUP entry point; reloads push new fair-queue
   // weights to the engine.
@@ -88,8 +93,11 @@ class Server {
   std::unique_ptr<QuotaManager> quotas_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<LlmEngine> engine_;
+  std::unique_ptr<ServiceCore> core_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  // Before the core: its calls report to the core's tracker.
+  std::unique_ptr<HttpServer> http_;
   // Destroyed first: its thread calls reload listeners that use the engine.
   std::unique_ptr<ConfigFileWatcher> tenants_watcher_;
 

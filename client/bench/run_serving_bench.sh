@@ -48,7 +48,7 @@ start_server() {  # $1 = mode
   [[ "$1" == seqs1 ]] && extra="--max_num_seqs=1"
   local out="$OUT_DIR/server-$1.out"
   "$SERVER" --model_dir="$MODEL_DIR" --tokenizer="$TOKENIZER" --host=127.0.0.1 \
-    --port=0 --metrics_port=0 --threads="$THREADS" $extra $EXTRA_SERVER_FLAGS \
+    --port=0 --metrics_port=0 --http_port=0 --threads="$THREADS" $extra $EXTRA_SERVER_FLAGS \
     >"$out" 2>"$OUT_DIR/server-$1.log" &
   server_pid=$!
   for _ in $(seq 1 600); do

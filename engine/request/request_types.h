@@ -43,6 +43,9 @@ struct GenerateSpec {
   // Whether the text before the output is non-empty (affects the leading
   // space of the first detokenized piece). True for normal prompts.
   bool continues_text = true;
+  // The API that accepted the request ("grpc" or "http"): a metrics label
+  // only; the engine does not read it.
+  std::string api = "grpc";
 };
 
 struct TokenLogprob {

@@ -49,6 +49,14 @@ bool IsIncompletePrefix(absl::string_view text) {
   return true;
 }
 
+absl::string_view Prefix(absl::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text;
+  size_t cut = max_bytes;
+  // Back off continuation bytes (10xxxxxx) so the cut falls before a lead.
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut);
+}
+
 bool IsValid(absl::string_view text) {
   while (!text.empty()) {
     const size_t length = ValidCharLength(text);

@@ -27,6 +27,10 @@ bool IsIncompletePrefix(absl::string_view text);
 // True when all of `text` is valid UTF-8.
 bool IsValid(absl::string_view text);
 
+// The longest prefix of `text` of at most `max_bytes` that does not end
+// inside a multi-byte character (for quoting client strings in messages).
+absl::string_view Prefix(absl::string_view text, size_t max_bytes);
+
 }  // namespace openelm::utf8
 
 #endif  // OPENELM_ENGINE_TOKENIZER_UTF8_H_

@@ -50,12 +50,13 @@ constexpr absl::Duration kCommandTimeout = absl::Seconds(120);
 std::unique_ptr<ServerChild> StartServer(const std::string& model_dir,
                                          const std::string& log_path) {
   auto server = std::make_unique<ServerChild>();
-  absl::Status s = server->Start(
-      OPENELM_SERVER_BIN,
-      {absl::StrCat("--model_dir=", model_dir),
-       absl::StrCat("--tokenizer=", OPENELM_TOKENIZER_PATH), "--host=127.0.0.1",
-       "--port=0", "--metrics_port=0", "--threads=1", "--kv_cache_bytes=67108864"},
-      log_path, absl::Seconds(120));
+  absl::Status s =
+      server->Start(OPENELM_SERVER_BIN,
+                    {absl::StrCat("--model_dir=", model_dir),
+                     absl::StrCat("--tokenizer=", OPENELM_TOKENIZER_PATH),
+                     "--host=127.0.0.1", "--port=0", "--metrics_port=0", "--http_port=0",
+                     "--threads=1", "--kv_cache_bytes=67108864"},
+                    log_path, absl::Seconds(120));
   EXPECT_TRUE(s.ok()) << s;
   if (!s.ok()) return nullptr;
   // Wait until health says SERVING (the model warms up after binding).
@@ -292,13 +293,15 @@ TEST_F(ClientE2eTest, LoadGeneratorCountsEqualServerMetrics) {
   EXPECT_THAT(JsonNumber(result, "request_goodput") * JsonNumber(result, "duration_s"),
               ::testing::DoubleNear(20, 1e-3));
   EXPECT_EQ(delta("openelm_requests_finished_total"), 20);
-  EXPECT_EQ(delta("openelm_requests_finished_total{finish_reason=\"length\"}"), 20);
+  EXPECT_EQ(
+      delta("openelm_requests_finished_total{api=\"grpc\",finish_reason=\"length\"}"),
+      20);
   EXPECT_EQ(JsonNumber(result, "total_output_tokens"), 20 * 16);
   EXPECT_EQ(delta("openelm_generated_tokens_total"), 20 * 16);
   EXPECT_EQ(JsonNumber(result, "total_input_tokens"), 20 * 32);
   EXPECT_EQ(delta("openelm_prompt_tokens_total"), 20 * 32);
-  EXPECT_EQ(delta("openelm_time_to_first_token_seconds_count"), 20);
-  EXPECT_EQ(delta("openelm_e2e_request_latency_seconds_count"), 20);
+  EXPECT_EQ(delta("openelm_time_to_first_token_seconds_count{api=\"grpc\"}"), 20);
+  EXPECT_EQ(delta("openelm_e2e_request_latency_seconds_count{api=\"grpc\"}"), 20);
   // --max_concurrency=4 held: no engine step ran more than 4 sequences.
   const double steps = delta("openelm_step_batch_size_count");
   EXPECT_GT(steps, 0);
@@ -307,9 +310,9 @@ TEST_F(ClientE2eTest, LoadGeneratorCountsEqualServerMetrics) {
   // The server's histograms and the per-request timings it sends back in
   // the final messages describe the same intervals.
   const double server_ttft_ms =
-      1e3 * delta("openelm_time_to_first_token_seconds_sum") / 20;
+      1e3 * delta("openelm_time_to_first_token_seconds_sum{api=\"grpc\"}") / 20;
   const double server_e2e_ms =
-      1e3 * delta("openelm_e2e_request_latency_seconds_sum") / 20;
+      1e3 * delta("openelm_e2e_request_latency_seconds_sum{api=\"grpc\"}") / 20;
   EXPECT_NEAR(JsonNumber(result, "mean_server_ttft_ms"), server_ttft_ms, 0.5);
   EXPECT_NEAR(JsonNumber(result, "mean_server_e2el_ms"), server_e2e_ms, 0.5);
 

@@ -66,7 +66,10 @@ class ServerFaultsTest : public ::testing::Test {
   // Starts a server that keeps running; `extra` is appended to the usual flags.
   void StartServer(e2e::ServerChild& server, const std::vector<std::string>& extra) {
     std::vector<std::string> args = {absl::StrCat("--model_dir=", model_dir_),
-                                     TokenizerFlag(), "--port=0", "--metrics_port=0",
+                                     TokenizerFlag(),
+                                     "--port=0",
+                                     "--metrics_port=0",
+                                     "--http_port=0",
                                      "--threads=1"};
     args.insert(args.end(), extra.begin(), extra.end());
     ASSERT_OK(
@@ -94,7 +97,8 @@ double CancelledCount(int metrics_port) {
   EXPECT_OK(text.status());
   if (!text.ok()) return -1;
   const std::map<std::string, double> samples = e2e::ParsePrometheusText(*text);
-  auto it = samples.find("openelm_requests_finished_total{finish_reason=\"cancelled\"}");
+  auto it = samples.find(
+      "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"cancelled\"}");
   return it == samples.end() ? 0 : it->second;
 }
 
@@ -109,8 +113,9 @@ v1::GenerateRequest LongRequest() {
 
 TEST_F(ServerFaultsTest, MissingModelDirIsNotFoundNamingConfigJson) {
   const std::string missing = dir_.path() + "/no_such_model";
-  e2e::CommandResult r = RunServer({absl::StrCat("--model_dir=", missing),
-                                    TokenizerFlag(), "--port=0", "--metrics_port=-1"});
+  e2e::CommandResult r =
+      RunServer({absl::StrCat("--model_dir=", missing), TokenizerFlag(), "--port=0",
+                 "--metrics_port=-1", "--http_port=-1"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
   EXPECT_THAT(r.err, HasSubstr(missing));
@@ -122,8 +127,9 @@ TEST_F(ServerFaultsTest, TruncatedSafetensorsIsRejectedNamingTheFile) {
   const auto size = std::filesystem::file_size(file);
   // Keep the header, drop part of the tensor data.
   std::filesystem::resize_file(file, size - 4096);
-  e2e::CommandResult r = RunServer({absl::StrCat("--model_dir=", model_dir_),
-                                    TokenizerFlag(), "--port=0", "--metrics_port=-1"});
+  e2e::CommandResult r =
+      RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--port=0",
+                 "--metrics_port=-1", "--http_port=-1"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("INVALID_ARGUMENT"));
   EXPECT_THAT(r.err, HasSubstr(file));
@@ -132,9 +138,9 @@ TEST_F(ServerFaultsTest, TruncatedSafetensorsIsRejectedNamingTheFile) {
 
 TEST_F(ServerFaultsTest, MissingTokenizerIsNotFoundNamingThePath) {
   const std::string missing = dir_.path() + "/no_such_tokenizer.model";
-  e2e::CommandResult r =
-      RunServer({absl::StrCat("--model_dir=", model_dir_),
-                 absl::StrCat("--tokenizer=", missing), "--port=0", "--metrics_port=-1"});
+  e2e::CommandResult r = RunServer({absl::StrCat("--model_dir=", model_dir_),
+                                    absl::StrCat("--tokenizer=", missing), "--port=0",
+                                    "--metrics_port=-1", "--http_port=-1"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
   EXPECT_THAT(r.err, HasSubstr(missing));
@@ -175,7 +181,7 @@ TEST_F(ServerFaultsTest, DefaultTokenizerIsFoundFromAnotherWorkingDirectory) {
   e2e::ServerChild server;
   ASSERT_OK(server.Start(OPENELM_SERVER_BINARY,
                          {absl::StrCat("--model_dir=", model_dir_), "--port=0",
-                          "--metrics_port=0", "--threads=1"},
+                          "--metrics_port=0", "--http_port=0", "--threads=1"},
                          dir_.path() + "/server_cwd_root.log", kStartTimeout,
                          ElsewhereWithoutTokenizerEnv("/")));
   EXPECT_THAT(server.Log(), HasSubstr(absl::StrCat("tokenizer ", expected)));
@@ -193,7 +199,7 @@ TEST_F(ServerFaultsTest, InstalledLayoutFindsShareOpenelmTokenizer) {
   e2e::ServerChild server;
   ASSERT_OK(server.Start(binary,
                          {absl::StrCat("--model_dir=", model_dir_), "--port=0",
-                          "--metrics_port=0", "--threads=1"},
+                          "--metrics_port=0", "--http_port=0", "--threads=1"},
                          dir_.path() + "/server_installed.log", kStartTimeout,
                          ElsewhereWithoutTokenizerEnv("/")));
   EXPECT_THAT(server.Log(), HasSubstr(absl::StrCat("tokenizer ", installed)));
@@ -210,7 +216,8 @@ TEST_F(ServerFaultsTest, NoDefaultTokenizerIsNotFoundListingEveryPlaceLooked) {
       root + "/opt/openelm/shared/tokenizer/llama2-tokenizer.model",  // cwd-relative
   };
   e2e::CommandResult r = RunServer(
-      {absl::StrCat("--model_dir=", model_dir_), "--port=0", "--metrics_port=-1"},
+      {absl::StrCat("--model_dir=", model_dir_), "--port=0", "--metrics_port=-1",
+       "--http_port=-1"},
       absl::Seconds(30), ElsewhereWithoutTokenizerEnv(root + "/opt/openelm/bin"), binary);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
@@ -229,9 +236,9 @@ TEST_F(ServerFaultsTest, TokenizerEnvNamingAMissingFileIsNotFoundNamingIt) {
   e2e::SpawnOptions spawn;
   spawn.working_dir = "/";
   spawn.set_env = {{"OPENELM_TOKENIZER", missing}};
-  e2e::CommandResult r = RunServer(
-      {absl::StrCat("--model_dir=", model_dir_), "--port=0", "--metrics_port=-1"},
-      absl::Seconds(30), spawn);
+  e2e::CommandResult r = RunServer({absl::StrCat("--model_dir=", model_dir_), "--port=0",
+                                    "--metrics_port=-1", "--http_port=-1"},
+                                   absl::Seconds(30), spawn);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("NOT_FOUND"));
   EXPECT_THAT(r.err, HasSubstr(absl::StrCat("OPENELM_TOKENIZER=", missing)));
@@ -250,9 +257,9 @@ TEST_F(ServerFaultsTest, PortHeldByPlainListenerFails) {
   ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   const int port = ntohs(addr.sin_port);
 
-  e2e::CommandResult r =
-      RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(),
-                 "--host=127.0.0.1", absl::StrCat("--port=", port), "--metrics_port=-1"});
+  e2e::CommandResult r = RunServer(
+      {absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--host=127.0.0.1",
+       absl::StrCat("--port=", port), "--metrics_port=-1", "--http_port=-1"});
   close(fd);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr(absl::StrCat("cannot listen on 127.0.0.1:", port)));
@@ -262,10 +269,11 @@ TEST_F(ServerFaultsTest, PortHeldByAnotherServerFails) {
   e2e::ServerChild first;
   ASSERT_NO_FATAL_FAILURE(StartServer(first, {}));
   // A server that wrongly shares the port keeps running; the timeout bounds it.
-  e2e::CommandResult r = RunServer(
-      {absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--host=127.0.0.1",
-       absl::StrCat("--port=", first.port()), "--metrics_port=-1", "--threads=1"},
-      absl::Seconds(10));
+  e2e::CommandResult r =
+      RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(),
+                 "--host=127.0.0.1", absl::StrCat("--port=", first.port()),
+                 "--metrics_port=-1", "--http_port=-1", "--threads=1"},
+                absl::Seconds(10));
   EXPECT_EQ(r.exit_code, 1) << "second server on port " << first.port()
                             << " did not fail; its stderr:\n"
                             << r.err;
@@ -276,7 +284,7 @@ TEST_F(ServerFaultsTest, PortHeldByAnotherServerFails) {
 TEST_F(ServerFaultsTest, KvBudgetBelowOneBlockFailsPrecondition) {
   e2e::CommandResult r =
       RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--port=0",
-                 "--metrics_port=-1", "--block_size=16",
+                 "--metrics_port=-1", "--http_port=-1", "--block_size=16",
                  absl::StrCat("--kv_cache_bytes=", kTinyBlockBytes - 1)});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("FAILED_PRECONDITION"));
@@ -291,7 +299,8 @@ TEST_F(ServerFaultsTest, ActivationDtypeThisCpuCannotRunNamesFlagIsaAndChoices) 
   if (DetectedCpuIsa() == CpuIsa::kPortable) GTEST_SKIP() << "this CPU has no avx2";
   e2e::CommandResult r =
       RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--port=0",
-                 "--metrics_port=-1", "--max_cpu_isa=avx2", "--activation_dtype=bf16"});
+                 "--metrics_port=-1", "--http_port=-1", "--max_cpu_isa=avx2",
+                 "--activation_dtype=bf16"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("--activation_dtype=bf16"));
   EXPECT_THAT(r.err, HasSubstr("ISA is avx2"));
@@ -300,7 +309,7 @@ TEST_F(ServerFaultsTest, ActivationDtypeThisCpuCannotRunNamesFlagIsaAndChoices) 
 
   e2e::CommandResult bad_cap =
       RunServer({absl::StrCat("--model_dir=", model_dir_), TokenizerFlag(), "--port=0",
-                 "--metrics_port=-1", "--max_cpu_isa=avx9"});
+                 "--metrics_port=-1", "--http_port=-1", "--max_cpu_isa=avx9"});
   EXPECT_EQ(bad_cap.exit_code, 2) << bad_cap.err;
   EXPECT_THAT(bad_cap.err, HasSubstr("--max_cpu_isa"));
 }

@@ -41,8 +41,11 @@ class ServerOverloadTest : public ::testing::Test {
   void StartServer(const std::vector<std::string>& extra) {
     std::vector<std::string> args = {
         absl::StrCat("--model_dir=", model_dir_),
-        absl::StrCat("--tokenizer=", OPENELM_TOKENIZER_MODEL), "--port=0",
-        "--metrics_port=0", "--threads=1"};
+        absl::StrCat("--tokenizer=", OPENELM_TOKENIZER_MODEL),
+        "--port=0",
+        "--metrics_port=0",
+        "--http_port=0",
+        "--threads=1"};
     args.insert(args.end(), extra.begin(), extra.end());
     ASSERT_OK(server_.Start(OPENELM_SERVER_BINARY, args, dir_.path() + "/server.log",
                             absl::Seconds(60)));
@@ -133,8 +136,9 @@ TEST_F(ServerOverloadTest, HealthStaysFastWhileSixteenClientsSendOneMiBPrompts) 
   EXPECT_EQ(wrong.load(), 0) << "first unexpected outcome: " << wrong_message;
   EXPECT_GE(refused.load(), 16);
   // Every refusal is counted.
-  EXPECT_GE(Metric("openelm_requests_rejected_total{reason=\"invalid_argument\"}"),
-            refused.load());
+  EXPECT_GE(
+      Metric("openelm_requests_rejected_total{api=\"grpc\",reason=\"invalid_argument\"}"),
+      refused.load());
 }
 
 // Issue 16.2: a client that never reads must still get its call ended: the
@@ -188,7 +192,7 @@ TEST_F(ServerOverloadTest, InvalidUtf8IsInvalidArgumentNamingTheFieldCountedAndQ
   };
   const std::string bad = "caf\xC3 \xFF\xFE";
   const double rejected_before =
-      Metric("openelm_requests_rejected_total{reason=\"invalid_argument\"}");
+      Metric("openelm_requests_rejected_total{api=\"grpc\",reason=\"invalid_argument\"}");
   constexpr int kRounds = 10;
   for (int round = 0; round < kRounds; ++round) {
     {
@@ -266,9 +270,11 @@ TEST_F(ServerOverloadTest, InvalidUtf8IsInvalidArgumentNamingTheFieldCountedAndQ
   }
   // Every refusal counted (4 per round + the junk), and the library's
   // complaint about each did not reach the log line by line.
-  EXPECT_GE(Metric("openelm_requests_rejected_total{reason=\"invalid_argument\"}") -
-                rejected_before,
-            4 * kRounds + 1);
+  EXPECT_GE(
+      Metric(
+          "openelm_requests_rejected_total{api=\"grpc\",reason=\"invalid_argument\"}") -
+          rejected_before,
+      4 * kRounds + 1);
   const std::string log = server_.Log();
   size_t protobuf_lines = 0;
   for (size_t at = log.find("libprotobuf"); at != std::string::npos;

@@ -41,7 +41,7 @@ TEST(ServerSigtermTest, DrainsStreamsAndExitsZero) {
   ASSERT_OK(server.Start(OPENELM_SERVER_BINARY,
                          {absl::StrCat("--model_dir=", dir.path()),
                           absl::StrCat("--tokenizer=", OPENELM_TOKENIZER_MODEL),
-                          "--port=0", "--metrics_port=0", "--threads=1",
+                          "--port=0", "--metrics_port=0", "--http_port=0", "--threads=1",
                           "--kv_cache_bytes=33554432", "--drain_timeout=700ms"},
                          /*expect_metrics=*/true, absl::Seconds(60)));
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server.port()),

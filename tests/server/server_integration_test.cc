@@ -315,9 +315,11 @@ TEST_F(ServerTest, CancelMidStreamFreesTheRequestsBlocks) {
   EXPECT_EQ(after.kv_blocks_free(), after.kv_blocks_total());
   EXPECT_EQ(after.requests_running(), 0);
   const std::string metrics = server_->metrics().Serialize();
-  EXPECT_EQ(MetricValue(metrics,
-                        "openelm_requests_finished_total{finish_reason=\"cancelled\"}"),
-            1);
+  EXPECT_EQ(
+      MetricValue(
+          metrics,
+          "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"cancelled\"}"),
+      1);
 }
 
 // A cancel storm: 24 streams and 8 unary calls, each cancelled by its
@@ -396,15 +398,17 @@ TEST_F(ServerTest, CancelStormEndsEveryCallOnceAndFreesThePool) {
   double finished = 0;
   for (const char* reason : {"cancelled", "length", "eos", "deadline", "error"}) {
     finished +=
-        MetricValue(metrics,
-                    absl::StrCat("openelm_requests_finished_total{finish_reason=\"",
-                                 reason, "\"}"))
+        MetricValue(
+            metrics,
+            absl::StrCat("openelm_requests_finished_total{api=\"grpc\",finish_reason=\"",
+                         reason, "\"}"))
             .value_or(0);
   }
   EXPECT_EQ(finished, ran + 1);
-  EXPECT_EQ(
-      MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"error\"}"),
-      0);
+  EXPECT_EQ(MetricValue(
+                metrics,
+                "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"error\"}"),
+            0);
 }
 
 TEST_F(ServerTest, DeadlineEndsTheStreamOkWithPartialOutput) {
@@ -448,7 +452,9 @@ TEST_F(ServerTest, DeadlineEndsTheStreamOkWithPartialOutput) {
   EXPECT_EQ(usage.completion_tokens(), total);
   const std::string metrics = server_->metrics().Serialize();
   EXPECT_EQ(
-      MetricValue(metrics, "openelm_requests_finished_total{finish_reason=\"deadline\"}"),
+      MetricValue(
+          metrics,
+          "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"deadline\"}"),
       1);
 }
 
@@ -480,9 +486,11 @@ TEST_P(ServerValidationTest, StreamAndUnaryRejectWithTheFieldName) {
   EXPECT_THAT(r.status.error_message(), HasSubstr(GetParam().field));
 
   const std::string metrics = server_->metrics().Serialize();
-  EXPECT_EQ(MetricValue(metrics,
-                        "openelm_requests_rejected_total{reason=\"invalid_argument\"}"),
-            2);
+  EXPECT_EQ(
+      MetricValue(
+          metrics,
+          "openelm_requests_rejected_total{api=\"grpc\",reason=\"invalid_argument\"}"),
+      2);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -553,10 +561,13 @@ TEST_F(ServerTest, MetricsEndpointMovesByTheExactWorkload) {
   const double tokens0 =
       MetricValue(before, "openelm_generated_tokens_total").value_or(-1);
   const double length0 =
-      MetricValue(before, "openelm_requests_finished_total{finish_reason=\"length\"}")
+      MetricValue(
+          before,
+          "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"length\"}")
           .value_or(-1);
   const double ttft0 =
-      MetricValue(before, "openelm_time_to_first_token_seconds_count").value_or(-1);
+      MetricValue(before, "openelm_time_to_first_token_seconds_count{api=\"grpc\"}")
+          .value_or(-1);
   const double prompt0 = MetricValue(before, "openelm_prompt_tokens_total").value_or(-1);
   ASSERT_GE(tokens0, 0);
   ASSERT_GE(length0, 0);
@@ -580,10 +591,12 @@ TEST_F(ServerTest, MetricsEndpointMovesByTheExactWorkload) {
   EXPECT_EQ(MetricValue(after, "openelm_generated_tokens_total").value_or(-1),
             tokens0 + 15);
   EXPECT_EQ(
-      MetricValue(after, "openelm_requests_finished_total{finish_reason=\"length\"}")
+      MetricValue(
+          after, "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"length\"}")
           .value_or(-1),
       length0 + 3);
-  EXPECT_EQ(MetricValue(after, "openelm_time_to_first_token_seconds_count").value_or(-1),
+  EXPECT_EQ(MetricValue(after, "openelm_time_to_first_token_seconds_count{api=\"grpc\"}")
+                .value_or(-1),
             ttft0 + 3);
   EXPECT_EQ(MetricValue(after, "openelm_prompt_tokens_total").value_or(-1), prompt0 + 9);
   EXPECT_EQ(MetricValue(after, "openelm_requests_running").value_or(-1), 0);
@@ -594,15 +607,15 @@ TEST_F(ServerTest, MetricsEndpointMovesByTheExactWorkload) {
        {"openelm_requests_waiting", "openelm_kv_cache_free_blocks",
         "openelm_inter_token_latency_seconds_count",
         "openelm_time_per_output_token_seconds_count",
-        "openelm_e2e_request_latency_seconds_count", "openelm_queue_time_seconds_count",
-        "openelm_request_prompt_tokens_count", "openelm_request_generation_tokens_count",
-        "openelm_step_duration_seconds_count", "openelm_step_batch_size_count",
-        "openelm_step_forward_seconds_count", "openelm_step_sample_seconds_count",
-        "openelm_access_log_dropped_total", "openelm_cached_prompt_tokens_total",
-        "openelm_preemptions_total", "openelm_prefix_cache_queries_total",
-        "openelm_prefix_cache_hits_total",
-        "openelm_requests_rejected_total{reason=\"unauthenticated\"}",
-        "openelm_requests_finished_total{finish_reason=\"shutdown\"}"}) {
+        "openelm_e2e_request_latency_seconds_count{api=\"grpc\"}",
+        "openelm_queue_time_seconds_count", "openelm_request_prompt_tokens_count",
+        "openelm_request_generation_tokens_count", "openelm_step_duration_seconds_count",
+        "openelm_step_batch_size_count", "openelm_step_forward_seconds_count",
+        "openelm_step_sample_seconds_count", "openelm_access_log_dropped_total",
+        "openelm_cached_prompt_tokens_total", "openelm_preemptions_total",
+        "openelm_prefix_cache_queries_total", "openelm_prefix_cache_hits_total",
+        "openelm_requests_rejected_total{api=\"grpc\",reason=\"unauthenticated\"}",
+        "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"shutdown\"}"}) {
     EXPECT_TRUE(MetricValue(after, name).has_value()) << name;
   }
 }
@@ -657,7 +670,9 @@ TEST_F(ServerTest, DrainTurnsHealthNotServingAndRefusesNewWork) {
   watch->Finish();
   const std::string metrics = server_->metrics().Serialize();
   EXPECT_GE(
-      MetricValue(metrics, "openelm_requests_rejected_total{reason=\"unavailable\"}"), 1);
+      MetricValue(metrics,
+                  "openelm_requests_rejected_total{api=\"grpc\",reason=\"unavailable\"}"),
+      1);
 }
 
 TEST(ServerStartupTest, HealthIsNotServingUntilWarm) {
@@ -767,9 +782,11 @@ TEST(ServerSlowReaderTest, ClientThatStopsReadingIsCutOffAndItsBlocksFreed) {
   EXPECT_EQ(load.num_running, 0);
   EXPECT_EQ(load.num_free_blocks, load.num_blocks);
   const std::string metrics = server->metrics().Serialize();
-  EXPECT_EQ(MetricValue(metrics,
-                        "openelm_requests_finished_total{finish_reason=\"cancelled\"}"),
-            1)
+  EXPECT_EQ(
+      MetricValue(
+          metrics,
+          "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"cancelled\"}"),
+      1)
       << metrics.substr(0, 3000);
 
   // What was already in flight can still be read, then the final status.

@@ -16,12 +16,13 @@ TEST(ServerInteropTest, PythonGrpcioClientStreamsAndReflects) {
   TempDir dir;
   ASSERT_OK(WriteTinyCheckpoint(dir.path()));
   ServerProcess server;
-  ASSERT_OK(server.Start(OPENELM_SERVER_BINARY,
-                         {absl::StrCat("--model_dir=", dir.path()),
-                          absl::StrCat("--tokenizer=", OPENELM_TOKENIZER_MODEL),
-                          "--port=0", "--metrics_port=-1", "--threads=1",
-                          "--kv_cache_bytes=33554432", "--drain_timeout=1s"},
-                         /*expect_metrics=*/false, absl::Seconds(60)));
+  ASSERT_OK(
+      server.Start(OPENELM_SERVER_BINARY,
+                   {absl::StrCat("--model_dir=", dir.path()),
+                    absl::StrCat("--tokenizer=", OPENELM_TOKENIZER_MODEL), "--port=0",
+                    "--metrics_port=-1", "--http_port=-1", "--threads=1",
+                    "--kv_cache_bytes=33554432", "--drain_timeout=1s"},
+                   /*expect_metrics=*/false, absl::Seconds(60)));
   ASSERT_OK_AND_ASSIGN(
       int code, RunCommand({OPENELM_PYTHON3, OPENELM_INTEROP_CLIENT,
                             absl::StrCat("--port=", server.port()),

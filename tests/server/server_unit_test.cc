@@ -450,28 +450,49 @@ TEST(MetricsTest, CountsFinishedRequestsAndRejections) {
   EXPECT_EQ(MetricValue(text, "openelm_generated_tokens_total"), 12);
   EXPECT_EQ(MetricValue(text, "openelm_prompt_tokens_total"), 14);
   EXPECT_EQ(
-      MetricValue(text, "openelm_requests_finished_total{finish_reason=\"length\"}"), 2);
-  EXPECT_EQ(MetricValue(text, "openelm_requests_finished_total{finish_reason=\"eos\"}"),
-            1);
+      MetricValue(
+          text, "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"length\"}"),
+      2);
   EXPECT_EQ(
-      MetricValue(text, "openelm_requests_finished_total{finish_reason=\"shutdown\"}"),
-      0);
-  EXPECT_EQ(
-      MetricValue(text, "openelm_requests_rejected_total{reason=\"invalid_argument\"}"),
+      MetricValue(text,
+                  "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"eos\"}"),
       1);
   EXPECT_EQ(
-      MetricValue(text, "openelm_requests_rejected_total{reason=\"resource_exhausted\"}"),
+      MetricValue(
+          text,
+          "openelm_requests_finished_total{api=\"grpc\",finish_reason=\"shutdown\"}"),
+      0);
+  EXPECT_EQ(
+      MetricValue(
+          text,
+          "openelm_requests_rejected_total{api=\"grpc\",reason=\"invalid_argument\"}"),
+      1);
+  EXPECT_EQ(
+      MetricValue(
+          text,
+          "openelm_requests_rejected_total{api=\"grpc\",reason=\"resource_exhausted\"}"),
       2);
-  EXPECT_EQ(MetricValue(text, "openelm_requests_rejected_total{reason=\"unavailable\"}"),
-            0);
-  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_count"), 3);
-  EXPECT_NEAR(*MetricValue(text, "openelm_time_to_first_token_seconds_sum"), 0.15, 1e-9);
-  // 50 ms lies in the 0.05 bucket (le is inclusive) and every later one.
-  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_bucket{le=\"0.05\"}"),
+  EXPECT_EQ(
+      MetricValue(text,
+                  "openelm_requests_rejected_total{api=\"grpc\",reason=\"unavailable\"}"),
+      0);
+  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_count{api=\"grpc\"}"),
             3);
-  EXPECT_EQ(MetricValue(text, "openelm_time_to_first_token_seconds_bucket{le=\"0.025\"}"),
-            0);
-  EXPECT_EQ(MetricValue(text, "openelm_e2e_request_latency_seconds_bucket{le=\"2\"}"), 3);
+  EXPECT_NEAR(*MetricValue(text, "openelm_time_to_first_token_seconds_sum{api=\"grpc\"}"),
+              0.15, 1e-9);
+  // 50 ms lies in the 0.05 bucket (le is inclusive) and every later one.
+  EXPECT_EQ(
+      MetricValue(text,
+                  "openelm_time_to_first_token_seconds_bucket{api=\"grpc\",le=\"0.05\"}"),
+      3);
+  EXPECT_EQ(
+      MetricValue(
+          text, "openelm_time_to_first_token_seconds_bucket{api=\"grpc\",le=\"0.025\"}"),
+      0);
+  EXPECT_EQ(
+      MetricValue(text,
+                  "openelm_e2e_request_latency_seconds_bucket{api=\"grpc\",le=\"2\"}"),
+      3);
   EXPECT_EQ(MetricValue(text, "openelm_queue_time_seconds_count"), 3);
   EXPECT_EQ(MetricValue(text, "openelm_time_per_output_token_seconds_count"), 3);
   EXPECT_EQ(MetricValue(text, "openelm_request_generation_tokens_sum"), 12);

@@ -144,7 +144,7 @@ OpenStream StartStream(v1::InferenceService::Stub& stub, const std::string& key,
 TEST_F(TenancyServerTest, MissingOrWrongKeyIsUnauthenticated) {
   StartServer({{"acme", kAcmeKey, 1.0, ""}});
   const double rejected_before =
-      Metric(R"(openelm_requests_rejected_total{reason="unauthenticated"})");
+      Metric(R"(openelm_requests_rejected_total{api="grpc",reason="unauthenticated"})");
 
   EXPECT_EQ(Generate("", GreedyRequest("Hello", 2)).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
@@ -167,8 +167,9 @@ TEST_F(TenancyServerTest, MissingOrWrongKeyIsUnauthenticated) {
     EXPECT_EQ(stub_->Tokenize(&ctx, req, &resp).error_code(),
               grpc::StatusCode::UNAUTHENTICATED);
   }
-  EXPECT_EQ(Metric(R"(openelm_requests_rejected_total{reason="unauthenticated"})"),
-            rejected_before + 4);
+  EXPECT_EQ(
+      Metric(R"(openelm_requests_rejected_total{api="grpc",reason="unauthenticated"})"),
+      rejected_before + 4);
   EXPECT_EQ(
       Metric(
           R"(openelm_tenant_requests_rejected_total{reason="unauthenticated",tenant="unauthenticated"})"),
@@ -246,7 +247,10 @@ TEST_F(TenancyServerTest, TokenLimitsAreRefusedBeforeAnyKvBlock) {
   // Limits are per tenant: acme's bucket is untouched by beta.
   EXPECT_EQ(Generate(kAcmeKey, GreedyRequest("Hi", 2)).error_code(),
             grpc::StatusCode::OK);
-  EXPECT_GE(Metric(R"(openelm_requests_rejected_total{reason="resource_exhausted"})"), 3);
+  EXPECT_GE(
+      Metric(
+          R"(openelm_requests_rejected_total{api="grpc",reason="resource_exhausted"})"),
+      3);
 }
 
 TEST_F(TenancyServerTest, ConcurrencyAndQueueLimits) {

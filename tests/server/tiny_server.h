@@ -26,6 +26,7 @@ inline ::openelm::server::ServerOptions TinyServerOptions(const std::string& mod
   o.host = "127.0.0.1";
   o.port = 0;
   o.metrics_port = 0;
+  o.http_port = 0;
   o.num_threads = 1;
   o.engine.kv_memory_bytes = 32 << 20;
   o.engine.block_size_tokens = 16;

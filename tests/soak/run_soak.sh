@@ -31,7 +31,7 @@ trap cleanup EXIT
 "$gen_bin" --size=tiny --seed=1 --out="$work/model" > /dev/null
 # shellcheck disable=SC2086
 "$server_bin" --model_dir="$work/model" --tokenizer="$tokenizer" --host=127.0.0.1 \
-  --port=0 --metrics_port=-1 --threads=1 --kv_cache_bytes=$((64 << 20)) \
+  --port=0 --metrics_port=-1 --http_port=-1 --threads=1 --kv_cache_bytes=$((64 << 20)) \
   --drain_timeout=10s ${SOAK_SERVER_FLAGS:-} > "$work/server.out" 2> "$work/server.log" &
 server_pid=$!
 

@@ -55,7 +55,7 @@ class ServerProcess:
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(
-            [CONFIG["server"], "--host=127.0.0.1", "--port=0", "--metrics_port=-1",
+            [CONFIG["server"], "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--http_port=-1",
              "--threads=1", "--kv_cache_bytes=67108864"] + args,
             stdout=subprocess.PIPE, stderr=self._log)
         self.port = self._read_port()

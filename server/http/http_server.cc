@@ -1,0 +1,978 @@
+#include "server/http/http_server.h"
+
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "engine/base/json.h"
+#include "engine/base/logging.h"
+#include "engine/base/status_macros.h"
+#include "engine/tokenizer/utf8.h"
+#include "server/generate_reactor.h"
+#include "server/http/http_request.h"
+#include "server/http/openai_protocol.h"
+
+namespace openelm::server {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+constexpr char kServerHeader[] = "openelm-serve";
+
+std::optional<absl::string_view> HeaderValue(
+    const http::request<http::string_body>& request, absl::string_view name) {
+  auto it = request.find(beast::string_view(name.data(), name.size()));
+  if (it == request.end()) return std::nullopt;
+  return absl::string_view(it->value().data(), it->value().size());
+}
+
+// The request deadline from `x-request-timeout` (seconds) or the default.
+absl::StatusOr<absl::Time> RequestDeadline(std::optional<std::string> header,
+                                           absl::Duration default_timeout,
+                                           absl::Time now) {
+  if (header.has_value()) {
+    double seconds = 0;
+    if (!absl::SimpleAtod(*header, &seconds) || !std::isfinite(seconds) || seconds <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("x-request-timeout: expected a positive number of seconds (got \"",
+                       http_front::QuoteClientText(*header, 64), "\")"));
+    }
+    return now + absl::Seconds(std::min(seconds, 86400.0 * 365));
+  }
+  if (default_timeout > absl::ZeroDuration()) return now + default_timeout;
+  return absl::InfiniteFuture();
+}
+
+// One generation request of the HTTP API: 1..kMaxPromptsPerRequest engine
+// requests (one per prompt) whose output becomes one response. The engine
+// thread formats output into `pending_` (SSE events) or the builder (the
+// JSON body); the connection's strand takes it with TakeOutput() and writes
+// it. Kept alive by the connection and, while any engine request runs, by
+// itself (`self_`), so the engine never calls a deleted sink.
+class HttpCall : public std::enable_shared_from_this<HttpCall> {
+ public:
+  struct Input {
+    openai::Endpoint endpoint;
+    std::string body;
+    std::optional<std::string> authorization;
+    std::optional<std::string> x_api_key;
+    std::optional<std::string> timeout;
+  };
+  // What the connection writes next.
+  struct Output {
+    bool head = false;                     // the response head (first Output only)
+    int status = 200;                      // with head
+    bool stream = false;                   // with head: SSE (chunked) or a whole body
+    std::optional<int64_t> retry_after_s;  // with head
+    std::string data;                      // body (whole) or the next SSE bytes
+    bool end = false;                      // nothing follows
+    bool close = false;                    // with end: close the connection afterwards
+  };
+
+  HttpCall(ServiceCore* core, AccessLog* access_log, int64_t max_backlog,
+           absl::Duration default_timeout, const char* method, std::string peer)
+      : core_(core),
+        access_log_(access_log),
+        max_backlog_(max_backlog),
+        default_timeout_(default_timeout),
+        id_(core->NextRequestId()) {
+    access_.Start(method, id_, std::move(peer));
+    core_->tracker().Begin();
+  }
+  ~HttpCall() {
+    WriteAccessLine(access_log_, access_);
+    core_->tracker().End();
+  }
+
+  // Called when output is ready to take (any thread). Cleared at the end.
+  void SetNotify(std::function<void()> notify) {
+    absl::MutexLock lock(&mu_);
+    notify_ = std::move(notify);
+  }
+  void ClearNotify() {
+    std::function<void()> old;
+    absl::MutexLock lock(&mu_);
+    old = std::move(notify_);
+    notify_ = nullptr;
+  }
+
+  // Work queue: authenticate, parse, validate, tokenize, admit, submit.
+  void Admit(const Input& input);
+  // The request could not be queued or admitted: an error response.
+  void Fail(const absl::Status& status, std::optional<absl::Duration> retry_after = {});
+  // The client went away: stop every engine request (each still finishes).
+  void Cancel();
+  // Strand: the next bytes to write, false when there are none yet.
+  bool TakeOutput(Output* out);
+  bool overflowed() {
+    absl::MutexLock lock(&mu_);
+    return overflowed_;
+  }
+
+ private:
+  // One engine request of the call.
+  class PromptSink final : public TokenSink {
+   public:
+    PromptSink(HttpCall* call, int index) : call_(call), index_(index) {}
+    void OnOutput(const OutputDelta& delta) override { call_->OnOutput(index_, delta); }
+    void OnFinish(const FinishInfo& info) override { call_->OnFinish(index_, info); }
+    RequestId id = 0;
+    QuotaTicket ticket;
+    bool submitted = false;
+
+   private:
+    HttpCall* const call_;
+    const int index_;
+  };
+
+  void OnOutput(int index, const OutputDelta& delta);
+  void OnFinish(int index, const FinishInfo& info);
+  void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (notify_) notify_();
+  }
+  void FailLocked(const absl::Status& status, std::optional<absl::Duration> retry_after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  ServiceCore* const core_;
+  AccessLog* const access_log_;
+  const int64_t max_backlog_;
+  const absl::Duration default_timeout_;
+  const RequestId id_;
+
+  absl::Mutex mu_;
+  std::function<void()> notify_ ABSL_GUARDED_BY(mu_);
+  // Written by the admitting thread before any engine request runs, then
+  // read-only; the builder is used under mu_.
+  openai::HttpRequest request_;
+  std::unique_ptr<openai::ResponseBuilder> builder_ ABSL_GUARDED_BY(mu_);
+  LlmEngine* engine_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Built by the admitting thread before engine_ is set; fixed afterwards.
+  std::vector<std::unique_ptr<PromptSink>> sinks_;
+  std::shared_ptr<HttpCall> self_ ABSL_GUARDED_BY(mu_);
+  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool decided_ ABSL_GUARDED_BY(mu_) = false;  // head known
+  bool head_taken_ ABSL_GUARDED_BY(mu_) = false;
+  bool streaming_ ABSL_GUARDED_BY(mu_) = false;  // head is SSE
+  bool done_ ABSL_GUARDED_BY(mu_) = false;       // no more output
+  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
+  int status_ ABSL_GUARDED_BY(mu_) = 200;
+  std::optional<int64_t> retry_after_s_ ABSL_GUARDED_BY(mu_);
+  absl::Status engine_error_ ABSL_GUARDED_BY(mu_);
+  std::string pending_ ABSL_GUARDED_BY(mu_);
+  // Access record: the admitting thread, then the engine thread under mu_,
+  // read in the destructor.
+  AccessRecord access_;
+  int32_t prompt_tokens_ = 0, cached_tokens_ = 0, output_tokens_ = 0;
+};
+
+void HttpCall::FailLocked(const absl::Status& status,
+                          std::optional<absl::Duration> retry_after) {
+  status_ = openai::HttpStatusCode(status.code());
+  if (retry_after.has_value()) {
+    retry_after_s_ = std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(absl::ToDoubleSeconds(*retry_after))));
+  }
+  pending_ = openai::ErrorBody(status);
+  access_.code = static_cast<grpc::StatusCode>(status.code());
+  decided_ = true;
+  done_ = true;
+  streaming_ = false;
+  NotifyLocked();
+}
+
+void HttpCall::Fail(const absl::Status& status,
+                    std::optional<absl::Duration> retry_after) {
+  core_->CountRejection(status, access_.tenant, ApiLabel::kHttp);
+  absl::MutexLock lock(&mu_);
+  FailLocked(status, retry_after);
+}
+
+void HttpCall::Admit(const Input& input) {
+  absl::StatusOr<const ServingState*> ready = core_->GetReady();
+  if (!ready.ok()) return Fail(ready.status());
+  const ServingState& state = **ready;
+  absl::StatusOr<TenantHandle> tenant =
+      core_->Authenticate(input.authorization, input.x_api_key);
+  if (!tenant.ok()) return Fail(tenant.status());
+  access_.tenant = *tenant != nullptr ? (*tenant)->id : "";
+
+  absl::StatusOr<openai::HttpRequest> parsed =
+      openai::ParseRequestBody(input.endpoint, input.body);
+  if (!parsed.ok()) return Fail(parsed.status());
+  request_ = *std::move(parsed);
+  const absl::Time now = absl::Now();
+  absl::StatusOr<absl::Time> deadline =
+      RequestDeadline(input.timeout, default_timeout_, now);
+  if (!deadline.ok()) return Fail(deadline.status());
+
+  // Validation, limits and messages: the shared parser, under the HTTP names.
+  absl::StatusOr<std::vector<GenerateSpec>> built =
+      http_front::BuildSpecs(request_, *state.tokenizer, state.limits);
+  if (!built.ok()) return Fail(built.status());
+  std::vector<GenerateSpec> specs = *std::move(built);
+  for (size_t i = 0; i < specs.size(); ++i) {
+    auto sink = std::make_unique<PromptSink>(this, static_cast<int>(i));
+    sink->id = i == 0 ? id_ : core_->NextRequestId();
+    specs[i].deadline = *deadline;
+    specs[i].api = ApiName(ApiLabel::kHttp);
+    std::optional<absl::Duration> retry;
+    absl::Status admitted =
+        core_->AdmitQuota(state, *tenant, &specs[i], &sink->ticket, &retry);
+    if (!admitted.ok()) {
+      for (auto& s : sinks_) s->ticket.Abandon();
+      return Fail(admitted, retry);
+    }
+    sinks_.push_back(std::move(sink));
+  }
+
+  const std::string id_text = absl::StrCat(
+      request_.endpoint == openai::Endpoint::kChatCompletions ? "chatcmpl-" : "cmpl-",
+      id_);
+  absl::MutexLock lock(&mu_);
+  engine_ = state.engine;  // from here on Cancel() may walk sinks_
+  builder_ = std::make_unique<openai::ResponseBuilder>(
+      request_, id_text, absl::ToUnixSeconds(now), state.limits.model_id,
+      state.tokenizer);
+  if (cancelled_) {
+    for (auto& s : sinks_) s->ticket.Abandon();
+    core_->CountRejection(absl::CancelledError(""), access_.tenant, ApiLabel::kHttp);
+    FailLocked(absl::CancelledError("the client went away before the request started"),
+               std::nullopt);
+    return;
+  }
+  absl::Status failure;
+  for (size_t i = 0; i < sinks_.size(); ++i) {
+    PromptSink& sink = *sinks_[i];
+    if (!failure.ok()) {
+      sink.ticket.Abandon();
+      continue;
+    }
+    // The engine may call the sink as soon as Submit returns; it waits on
+    // mu_ (held here) until this loop is done.
+    absl::Status s = engine_->Submit(sink.id, std::move(specs[i]), &sink);
+    if (!s.ok()) {
+      sink.ticket.Abandon();
+      failure = s;
+      continue;
+    }
+    sink.submitted = true;
+    ++outstanding_;
+  }
+  if (!failure.ok()) {
+    core_->CountRejection(failure, access_.tenant, ApiLabel::kHttp);
+    if (outstanding_ == 0) {
+      FailLocked(failure, std::nullopt);
+      return;
+    }
+    // Some prompts run: stop them and answer with the failure once they end.
+    engine_error_ = failure;
+    for (auto& s : sinks_) {
+      if (s->submitted) engine_->Cancel(s->id);
+    }
+    self_ = shared_from_this();
+    return;
+  }
+  self_ = shared_from_this();
+  if (request_.stream) {
+    decided_ = true;
+    streaming_ = true;
+    NotifyLocked();
+  }
+}
+
+void HttpCall::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  if (engine_ == nullptr) return;
+  for (auto& s : sinks_) {
+    if (s->submitted) engine_->Cancel(s->id);
+  }
+}
+
+void HttpCall::OnOutput(int index, const OutputDelta& delta) {
+  if (delta.tokens.empty() && delta.text.empty()) return;
+  sinks_[index]->ticket.MarkStarted();
+  absl::MutexLock lock(&mu_);
+  if (!request_.stream) {
+    builder_->CollectDelta(index, delta);
+    return;
+  }
+  if (overflowed_) return;
+  builder_->AppendDelta(index, delta, &pending_);
+  if (static_cast<int64_t>(pending_.size()) > max_backlog_) {
+    // The client is not reading: drop what waits and stop every request.
+    overflowed_ = true;
+    pending_.clear();
+    for (auto& s : sinks_) {
+      if (s->submitted) engine_->Cancel(s->id);
+    }
+    OPENELM_LOG(WARNING) << "request " << id_ << ": HTTP stream backlog exceeded "
+                         << max_backlog_ << " bytes; cancelled";
+  }
+  NotifyLocked();
+}
+
+void HttpCall::OnFinish(int index, const FinishInfo& info) {
+  sinks_[index]->ticket.Finish(info.num_output_tokens);
+  std::shared_ptr<HttpCall> keep;
+  absl::MutexLock lock(&mu_);
+  access_.RecordFinish(info);
+  prompt_tokens_ += info.num_prompt_tokens;
+  cached_tokens_ += info.num_cached_tokens;
+  output_tokens_ += info.num_output_tokens;
+  access_.prompt_tokens = prompt_tokens_;
+  access_.cached_tokens = cached_tokens_;
+  access_.output_tokens = output_tokens_;
+  if (!info.status.ok() && engine_error_.ok()) engine_error_ = info.status;
+  if (request_.stream) {
+    if (!overflowed_ && engine_error_.ok())
+      builder_->AppendFinish(index, info, &pending_);
+  } else {
+    builder_->CollectFinish(index, info);
+  }
+  if (--outstanding_ > 0) {
+    NotifyLocked();
+    return;
+  }
+  keep = std::move(self_);  // released after the lock, when the call may go
+  if (overflowed_) {
+    const absl::Status cut = absl::ResourceExhaustedError(
+        absl::StrCat("stream backlog exceeded ", max_backlog_,
+                     " bytes: the client is not reading its stream"));
+    access_.code = static_cast<grpc::StatusCode>(cut.code());
+    builder_->AppendError(cut, &pending_);
+  } else if (streaming_) {
+    if (engine_error_.ok()) {
+      builder_->AppendEnd(&pending_);
+    } else {
+      access_.code = static_cast<grpc::StatusCode>(engine_error_.code());
+      builder_->AppendError(engine_error_, &pending_);
+    }
+  } else if (!engine_error_.ok()) {
+    FailLocked(engine_error_, std::nullopt);
+    return;
+  } else {
+    pending_ = builder_->Body();
+    decided_ = true;
+  }
+  done_ = true;
+  NotifyLocked();
+}
+
+bool HttpCall::TakeOutput(Output* out) {
+  absl::MutexLock lock(&mu_);
+  if (!decided_) return false;
+  *out = Output();
+  if (!head_taken_) {
+    head_taken_ = true;
+    out->head = true;
+    out->status = status_;
+    out->stream = streaming_;
+    out->retry_after_s = retry_after_s_;
+  }
+  out->data = std::move(pending_);
+  pending_.clear();
+  out->end = done_;
+  // A client cut for not reading does not get to keep its connection.
+  out->close = done_ && overflowed_;
+  return out->head || out->end || !out->data.empty();
+}
+
+// ---- Connections ----
+
+class Listener;
+
+// What the server keeps of each connection, to break the connection <-> call
+// reference cycle of connections still open when the I/O threads stop.
+class ConnectionBase {
+ public:
+  virtual ~ConnectionBase() = default;
+  virtual void Abandon() = 0;
+};
+
+// Per-server state the connections share.
+struct ServerState {
+  absl::Mutex mu;
+  std::vector<std::weak_ptr<ConnectionBase>> open ABSL_GUARDED_BY(mu);
+  HttpServerOptions options;
+  ServiceCore* core = nullptr;
+  AccessLog* access_log = nullptr;
+  std::atomic<int> connections{0};
+  std::atomic<bool> stopping{false};
+};
+
+nlohmann::json ModelJson(const ServingState& state) {
+  return {{"id", state.model_info.id()},
+          {"object", "model"},
+          {"created", 0},
+          {"owned_by", "openelm-serve"},
+          {"max_model_len", state.model_info.max_context_length()}};
+}
+
+// One HTTP/1.1 connection over `Stream` (a beast::tcp_stream, or an
+// ssl_stream over one). All of its handlers run on its strand.
+template <typename Stream>
+class Connection final : public ConnectionBase,
+                         public std::enable_shared_from_this<Connection<Stream>> {
+ public:
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  Connection(ServerState* server, Stream stream)
+      : server_(server),
+        stream_(std::move(stream)),
+        stall_timer_(stream_.get_executor()) {
+    ++server_->connections;
+  }
+  ~Connection() override {
+    Abandon();
+    --server_->connections;
+  }
+  // The I/O threads stopped (or the connection is going): forget the call.
+  void Abandon() override {
+    if (call_ == nullptr) return;
+    call_->Cancel();
+    call_->ClearNotify();
+    call_.reset();
+  }
+
+  void Start() {
+    beast::error_code ec;
+    const tcp::endpoint remote = Socket().remote_endpoint(ec);
+    if (!ec) peer_ = absl::StrCat(remote.address().to_string(), ":", remote.port());
+    if constexpr (kTls) {
+      Lowest().expires_after(ToChrono(server_->options.idle_timeout));
+      stream_.async_handshake(net::ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code e) {
+                                if (e) return self->Close();
+                                self->ReadRequest();
+                              });
+    } else {
+      net::dispatch(stream_.get_executor(),
+                    [self = this->shared_from_this()] { self->ReadRequest(); });
+    }
+  }
+
+ private:
+  static std::chrono::steady_clock::duration ToChrono(absl::Duration d) {
+    return absl::ToChronoNanoseconds(d);
+  }
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+  tcp::socket& Socket() { return Lowest().socket(); }
+
+  void ReadRequest() {
+    if (server_->stopping.load()) return Close();
+    parser_.emplace();
+    parser_->header_limit(http_front::kMaxHeaderBytes);
+    parser_->body_limit(static_cast<uint64_t>(server_->options.max_body_bytes));
+    Lowest().expires_after(ToChrono(server_->options.idle_timeout));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                       self->OnRead(ec);
+                     });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == net::error::eof ||
+        ec == beast::error::timeout || ec == net::error::operation_aborted) {
+      return Close();
+    }
+    if (ec == http::error::body_limit) {
+      return ReplyError(
+          absl::InvalidArgumentError(absl::StrCat(
+              "request body: larger than ", server_->options.max_body_bytes, " bytes")),
+          /*keep_alive=*/false, 413);
+    }
+    if (ec) {
+      // Malformed HTTP: answer 400 once, then close.
+      return ReplyError(absl::InvalidArgumentError(
+                            absl::StrCat("malformed HTTP request: ", ec.message())),
+                        /*keep_alive=*/false);
+    }
+    request_ = parser_->release();
+    keep_alive_ = request_.keep_alive();
+    Lowest().expires_never();
+    Route();
+  }
+
+  void Route() {
+    const beast::string_view method = request_.method_string();
+    const beast::string_view target = request_.target();
+    const http_front::RouteMatch match =
+        http_front::MatchRoute(absl::string_view(method.data(), method.size()),
+                               absl::string_view(target.data(), target.size()));
+    if (match.route == http_front::Route::kNotFound) {
+      return ReplyError(
+          http_front::NoRouteError(absl::string_view(target.data(), target.size())),
+          keep_alive_);
+    }
+    if (!match.method_allowed) return MethodNotAllowed(match.allowed);
+    switch (match.route) {
+      case http_front::Route::kHealth: {
+        absl::StatusOr<const ServingState*> ready = server_->core->GetReady();
+        if (!ready.ok()) return ReplyError(ready.status(), keep_alive_);
+        return Reply(200, "application/json", R"({"status":"ok"})", keep_alive_);
+      }
+      case http_front::Route::kHealthLive:
+        return Reply(200, "application/json", R"({"status":"alive"})", keep_alive_);
+      case http_front::Route::kModels:
+      case http_front::Route::kModel:
+        return Models(match);
+      case http_front::Route::kCompletions:
+        return Generate(openai::Endpoint::kCompletions);
+      case http_front::Route::kChatCompletions:
+        return Generate(openai::Endpoint::kChatCompletions);
+      case http_front::Route::kNotFound:
+        break;
+    }
+  }
+
+  void MethodNotAllowed(const char* allowed) {
+    allow_ = allowed;
+    ReplyError(absl::InvalidArgumentError(
+                   absl::StrCat("method ", std::string(request_.method_string()),
+                                " is not allowed here; use ", allowed)),
+               keep_alive_, 405);
+  }
+
+  void Models(const http_front::RouteMatch& match) {
+    absl::StatusOr<const ServingState*> ready = server_->core->GetReady();
+    if (!ready.ok()) {
+      server_->core->CountRejection(ready.status(), "", ApiLabel::kHttp);
+      return ReplyError(ready.status(), keep_alive_);
+    }
+    absl::StatusOr<TenantHandle> tenant = server_->core->Authenticate(
+        HeaderValue(request_, "authorization"), HeaderValue(request_, "x-api-key"));
+    if (!tenant.ok()) {
+      server_->core->CountRejection(tenant.status(), "", ApiLabel::kHttp);
+      return ReplyError(tenant.status(), keep_alive_);
+    }
+    const ServingState& state = **ready;
+    if (match.route == http_front::Route::kModels) {
+      return Reply(
+          200, "application/json",
+          JsonDump(nlohmann::json{{"object", "list"},
+                                  {"data", nlohmann::json::array({ModelJson(state)})}}),
+          keep_alive_);
+    }
+    const absl::string_view id = match.model_id;
+    if (id != state.model_info.id()) {
+      return ReplyError(
+          absl::NotFoundError(absl::StrCat(
+              "model: unknown model \"", http_front::QuoteClientText(id, 128),
+              "\"; this server serves \"", state.model_info.id(), "\"")),
+          keep_alive_);
+    }
+    return Reply(200, "application/json", JsonDump(ModelJson(state)), keep_alive_);
+  }
+
+  void Generate(openai::Endpoint endpoint) {
+    const char* method = endpoint == openai::Endpoint::kCompletions
+                             ? "http:/v1/completions"
+                             : "http:/v1/chat/completions";
+    auto call = std::make_shared<HttpCall>(
+        server_->core, server_->access_log, server_->options.max_stream_backlog_bytes,
+        server_->options.default_request_timeout, method,
+        server_->access_log != nullptr ? peer_ : std::string());
+    call_ = call;
+    head_written_ = false;
+    stall_armed_ = false;
+    auto self = this->shared_from_this();
+    auto executor = stream_.get_executor();
+    call->SetNotify([self, executor] { net::post(executor, [self] { self->Pump(); }); });
+    WatchForDisconnect();
+    HttpCall::Input input;
+    input.endpoint = endpoint;
+    input.body = std::move(request_.body());
+    auto copy = [this](absl::string_view name) -> std::optional<std::string> {
+      std::optional<absl::string_view> v = HeaderValue(request_, name);
+      if (!v.has_value()) return std::nullopt;
+      return std::string(*v);
+    };
+    input.authorization = copy("authorization");
+    input.x_api_key = copy("x-api-key");
+    input.timeout = copy("x-request-timeout");
+    if (!server_->core->Schedule(
+            [call, input = std::move(input)] { call->Admit(input); })) {
+      call->Fail(server_->core->BusyStatus(), absl::Seconds(1));
+    }
+  }
+
+  // ---- Output of the current call ----
+
+  void Pump() {
+    if (call_ == nullptr) return;
+    if (!stall_armed_ && call_->overflowed()) ArmStall();
+    if (writing_) return;
+    HttpCall::Output out;
+    if (!call_->TakeOutput(&out)) return;
+    if (out.head && !out.stream) {
+      // A whole response: the JSON body or an error.
+      return Reply(out.status, "application/json", std::move(out.data),
+                   keep_alive_ && !client_gone_, out.retry_after_s, /*ends_call=*/true);
+    }
+    writing_ = true;
+    if (out.head) {
+      auto head = std::make_shared<http::response<http::empty_body>>(http::status::ok,
+                                                                     request_.version());
+      head->set(http::field::server, kServerHeader);
+      head->set(http::field::content_type, "text/event-stream");
+      head->set(http::field::cache_control, "no-cache");
+      head->keep_alive(keep_alive_);
+      head->chunked(true);
+      auto serializer =
+          std::make_shared<http::response_serializer<http::empty_body>>(*head);
+      pending_data_ = std::move(out.data);
+      pending_end_ = out.end;
+      if (out.close) keep_alive_ = false;
+      http::async_write_header(stream_, *serializer,
+                               [self = this->shared_from_this(), head, serializer](
+                                   beast::error_code ec, size_t) {
+                                 self->writing_ = false;
+                                 if (ec) return self->StreamBroken();
+                                 self->head_written_ = true;
+                                 self->WriteChunk(std::move(self->pending_data_),
+                                                  self->pending_end_);
+                               });
+      return;
+    }
+    writing_ = false;
+    if (out.close) keep_alive_ = false;
+    WriteChunk(std::move(out.data), out.end);
+  }
+
+  void WriteChunk(std::string data, bool end) {
+    if (data.empty() && !end) return Pump();
+    writing_ = true;
+    chunk_ = std::move(data);
+    auto done = [self = this->shared_from_this(), end](beast::error_code ec, size_t) {
+      if (ec) {
+        self->writing_ = false;
+        return self->StreamBroken();
+      }
+      if (!end) {
+        self->writing_ = false;
+        return self->Pump();
+      }
+      net::async_write(self->stream_, http::make_chunk_last(),
+                       [self](beast::error_code e, size_t) {
+                         self->writing_ = false;
+                         if (e) return self->StreamBroken();
+                         self->EndCall(self->keep_alive_ && !self->client_gone_);
+                       });
+    };
+    if (chunk_.empty()) {
+      done(beast::error_code(), 0);
+      return;
+    }
+    net::async_write(stream_, http::make_chunk(net::buffer(chunk_)), std::move(done));
+  }
+
+  // The client is gone or too slow: stop its requests; the call still ends
+  // (its final event cannot be written) when the engine finishes them.
+  void StreamBroken() {
+    client_gone_ = true;
+    if (call_ != nullptr) call_->Cancel();
+    Close();
+  }
+
+  void ArmStall() {
+    stall_armed_ = true;
+    stall_timer_.expires_after(ToChrono(kStalledWriteGrace));
+    stall_timer_.async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (ec || !self->writing_) return;  // cancelled, or the write went through
+      OPENELM_LOG(WARNING) << "HTTP client " << self->peer_
+                           << " accepted no data after the backlog cut; closing";
+      self->StreamBroken();
+    });
+  }
+
+  // A wait on the socket while a call runs: readable with nothing to read
+  // means the client closed (or reset) its side.
+  void WatchForDisconnect() {
+    const uint64_t generation = ++watch_generation_;
+    Socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this(),
+                                                 generation](beast::error_code ec) {
+      if (generation != self->watch_generation_ || self->call_ == nullptr) return;
+      if (ec == net::error::operation_aborted) return;
+      char byte;
+      beast::error_code peek_ec;
+      size_t n = 0;
+      if (!ec) {
+        n = self->Socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek,
+                                   peek_ec);
+      }
+      if (ec || peek_ec || n == 0) {
+        self->client_gone_ = true;
+        self->call_->Cancel();
+      }
+      // Bytes waiting (a pipelined request, or TLS records): they are
+      // read after this response; a later disconnect shows as a failed
+      // write.
+    });
+  }
+
+  void EndCall(bool keep_alive) {
+    if (call_ != nullptr) {
+      call_->ClearNotify();
+      call_.reset();
+    }
+    ++watch_generation_;
+    stall_timer_.cancel();
+    beast::error_code ignored;
+    Socket().cancel(ignored);  // the disconnect watch
+    if (keep_alive && !server_->stopping.load()) return ReadRequest();
+    Close();
+  }
+
+  void Reply(int status, const char* content_type, std::string body, bool keep_alive,
+             std::optional<int64_t> retry_after_s = std::nullopt,
+             bool ends_call = false) {
+    auto response = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(status),
+        request_.version() == 0 ? 11 : request_.version());
+    response->set(http::field::server, kServerHeader);
+    response->set(http::field::content_type, content_type);
+    if (retry_after_s.has_value()) {
+      response->set(http::field::retry_after, std::to_string(*retry_after_s));
+    }
+    if (!allow_.empty()) {
+      response->set(http::field::allow, allow_);
+      allow_.clear();
+    }
+    response->keep_alive(keep_alive);
+    if (request_.method() != http::verb::head) response->body() = std::move(body);
+    response->prepare_payload();
+    writing_ = true;
+    http::async_write(stream_, *response,
+                      [self = this->shared_from_this(), response, keep_alive, ends_call](
+                          beast::error_code ec, size_t) {
+                        self->writing_ = false;
+                        if (ends_call || self->call_ != nullptr) {
+                          return self->EndCall(!ec && keep_alive);
+                        }
+                        if (ec || !keep_alive) return self->Close();
+                        self->ReadRequest();
+                      });
+  }
+
+  void ReplyError(const absl::Status& status, bool keep_alive,
+                  std::optional<int> http_status = std::nullopt) {
+    Reply(http_status.value_or(openai::HttpStatusCode(status.code())), "application/json",
+          openai::ErrorBody(status), keep_alive);
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    // The call ends when its engine requests finish; nothing more is written.
+    Abandon();
+    stall_timer_.cancel();
+    beast::error_code ignored;
+    Socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Socket().close(ignored);
+  }
+
+  ServerState* const server_;
+  Stream stream_;
+  net::steady_timer stall_timer_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::request<http::string_body> request_;
+  std::string peer_;
+  std::string allow_;
+  bool keep_alive_ = true;
+  std::shared_ptr<HttpCall> call_;
+  bool writing_ = false;
+  bool head_written_ = false;
+  bool stall_armed_ = false;
+  bool client_gone_ = false;
+  bool closed_ = false;
+  uint64_t watch_generation_ = 0;
+  std::string chunk_;
+  std::string pending_data_;
+  bool pending_end_ = false;
+};
+
+}  // namespace
+
+// ---- HttpServer ----
+
+class HttpServer::Impl {
+ public:
+  explicit Impl(int threads) : ioc_(threads), acceptor_(net::make_strand(ioc_)) {}
+
+  absl::Status Open(const HttpServerOptions& options, ServiceCore* core,
+                    AccessLog* access_log) {
+    state_.options = options;
+    state_.core = core;
+    state_.access_log = access_log;
+    if (!options.tls.cert_path.empty()) {
+      OPENELM_RETURN_IF_ERROR(BuildServerCredentials(options.tls).status());
+      tls_.emplace(net::ssl::context::tls_server);
+      tls_->set_options(net::ssl::context::default_workarounds |
+                        net::ssl::context::no_sslv2 | net::ssl::context::no_sslv3 |
+                        net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1);
+      beast::error_code ec;
+      tls_->use_certificate_chain_file(options.tls.cert_path, ec);
+      if (!ec)
+        tls_->use_private_key_file(options.tls.key_path, net::ssl::context::pem, ec);
+      if (!ec && !options.tls.client_ca_path.empty()) {
+        tls_->load_verify_file(options.tls.client_ca_path, ec);
+        tls_->set_verify_mode(net::ssl::verify_peer |
+                              net::ssl::verify_fail_if_no_peer_cert);
+      }
+      if (ec) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("HTTP TLS setup failed: ", ec.message()));
+      }
+    }
+    beast::error_code ec;
+    tcp::endpoint endpoint;
+    const net::ip::address address = net::ip::make_address(options.host, ec);
+    if (!ec) {
+      endpoint = tcp::endpoint(address, static_cast<uint16_t>(options.port));
+    } else {  // a name such as "localhost"
+      tcp::resolver resolver(ioc_);
+      auto results = resolver.resolve(options.host, std::to_string(options.port), ec);
+      if (ec || results.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--host=", options.host, " cannot be resolved for HTTP"));
+      }
+      endpoint = results.begin()->endpoint();
+    }
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("cannot serve HTTP on ", options.host,
+                                                 ":", options.port, ": ", ec.message()));
+    }
+    port_ = acceptor_.local_endpoint().port();
+    Accept();
+    for (int i = 0; i < std::max(1, options.num_threads); ++i) {
+      threads_.emplace_back([this] { ioc_.run(); });
+    }
+    return absl::OkStatus();
+  }
+
+  int port() const { return port_; }
+
+  void Shutdown(absl::Duration grace) {
+    if (shut_down_) return;
+    shut_down_ = true;
+    net::post(acceptor_.get_executor(), [this] {
+      beast::error_code ignored;
+      acceptor_.close(ignored);
+    });
+    state_.stopping.store(true);
+    // Responses still being written (every call has its final event by now).
+    const absl::Time deadline = absl::Now() + grace;
+    while (state_.core->tracker().active() > 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ioc_.stop();
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+    // Connections still open hold their call and the call holds them.
+    std::vector<std::weak_ptr<ConnectionBase>> open;
+    {
+      absl::MutexLock lock(&state_.mu);
+      open.swap(state_.open);
+    }
+    for (auto& weak : open) {
+      if (std::shared_ptr<ConnectionBase> c = weak.lock()) c->Abandon();
+    }
+  }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept(net::make_strand(ioc_),
+                           [this](beast::error_code ec, tcp::socket socket) {
+                             if (ec == net::error::operation_aborted) return;
+                             if (!ec) OnAccept(std::move(socket));
+                             if (acceptor_.is_open()) Accept();
+                           });
+  }
+
+  void OnAccept(tcp::socket socket) {
+    if (state_.connections.load() >= state_.options.max_connections) {
+      beast::error_code ignored;
+      socket.close(ignored);
+      return;
+    }
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    if (tls_.has_value()) {
+      Track(std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
+                &state_, beast::ssl_stream<beast::tcp_stream>(std::move(socket), *tls_)))
+          ->Start();
+    } else {
+      Track(std::make_shared<Connection<beast::tcp_stream>>(
+                &state_, beast::tcp_stream(std::move(socket))))
+          ->Start();
+    }
+  }
+
+  template <typename C>
+  std::shared_ptr<C> Track(std::shared_ptr<C> connection) {
+    absl::MutexLock lock(&state_.mu);
+    // Drop the entries of closed connections now and then.
+    if (state_.open.size() >= 256) {
+      std::erase_if(state_.open, [](const auto& w) { return w.expired(); });
+    }
+    state_.open.push_back(connection);
+    return connection;
+  }
+
+  ServerState state_;
+  net::io_context ioc_;
+  tcp::acceptor acceptor_;
+  std::optional<net::ssl::context> tls_;
+  std::vector<std::thread> threads_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() { Shutdown(absl::ZeroDuration()); }
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(
+    const HttpServerOptions& options, ServiceCore* core, AccessLog* access_log) {
+  auto impl = std::make_unique<Impl>(std::max(1, options.num_threads));
+  OPENELM_RETURN_IF_ERROR(impl->Open(options, core, access_log));
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+int HttpServer::port() const { return impl_->port(); }
+
+void HttpServer::Shutdown(absl::Duration grace) { impl_->Shutdown(grace); }
+
+}  // namespace openelm::server

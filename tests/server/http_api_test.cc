@@ -1,0 +1,550 @@
+// Issue 18: the OpenAI-compatible HTTP front of a real in-process server
+// (tiny generated model, real tokenizer, real engine) over loopback, checked
+// against the gRPC front of the same server: the same engine output, the same
+// validation messages, metrics with the api label, tenants and quotas,
+// disconnects, clients that stop reading, and drain.
+
+#include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "engine/base/json.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "openelm/v1/inference.grpc.pb.h"
+#include "server/server.h"
+#include "tests/server/server_test_util.h"
+#include "tests/server/tenancy_test_util.h"
+#include "tests/server/tiny_server.h"
+#include "tests/testing/status_matchers.h"
+
+namespace openelm::server {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using ::openelm::testing::TempDir;
+using ::testing::HasSubstr;
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+  std::string retry_after;
+  std::string content_type;
+};
+
+// One request on a fresh connection (blocking; Beast's sync API).
+HttpResult Request(int port, http::verb verb, const std::string& target,
+                   const std::string& body = "", const std::string& api_key = "") {
+  net::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  http::request<http::string_body> req(verb, target, 11);
+  req.set(http::field::host, "127.0.0.1");
+  if (!body.empty()) {
+    req.set(http::field::content_type, "application/json");
+    req.body() = body;
+  }
+  if (!api_key.empty()) req.set(http::field::authorization, "Bearer " + api_key);
+  req.prepare_payload();
+  beast::error_code ec;
+  // A server that refuses the body may answer and close before reading it
+  // all: the write then fails, and the answer is still there to read.
+  http::write(socket, req, ec);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 << 20);
+  ec = {};
+  http::read(socket, buffer, parser, ec);
+  HttpResult result;
+  if (ec) {
+    result.status = -1;
+    result.body = ec.message();
+    return result;
+  }
+  const auto& res = parser.get();
+  result.status = res.result_int();
+  result.body = res.body();
+  if (auto it = res.find(http::field::retry_after); it != res.end()) {
+    result.retry_after = std::string(it->value());
+  }
+  if (auto it = res.find(http::field::content_type); it != res.end()) {
+    result.content_type = std::string(it->value());
+  }
+  return result;
+}
+
+HttpResult Post(int port, const std::string& target, const std::string& body,
+                const std::string& api_key = "") {
+  return Request(port, http::verb::post, target, body, api_key);
+}
+
+nlohmann::json Json(const std::string& text) {
+  absl::StatusOr<nlohmann::json> parsed = ParseJson(text);
+  EXPECT_TRUE(parsed.ok()) << parsed.status() << " in: " << text.substr(0, 400);
+  return parsed.ok() ? *parsed : nlohmann::json();
+}
+
+// The JSON payloads of an SSE body; "[DONE]" becomes a string value.
+std::vector<nlohmann::json> Events(const std::string& body) {
+  std::vector<nlohmann::json> events;
+  for (absl::string_view block : absl::StrSplit(body, "\n\n", absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::StartsWith(block, "data: ")) << block;
+    if (!absl::StartsWith(block, "data: ")) continue;
+    block.remove_prefix(6);
+    if (block == "[DONE]") {
+      events.push_back("[DONE]");
+    } else {
+      events.push_back(Json(std::string(block)));
+    }
+  }
+  return events;
+}
+
+class HttpApiTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    model_dir_ = new TempDir();
+    ASSERT_OK(::openelm::testing::WriteTinyCheckpoint(model_dir_->path()));
+  }
+  static void TearDownTestSuite() {
+    delete model_dir_;
+    model_dir_ = nullptr;
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr) server_->Drain(absl::Seconds(2));
+  }
+
+  void Start(ServerOptions options) {
+    ASSERT_OK_AND_ASSIGN(server_, Server::Create(options));
+    ASSERT_GT(server_->http_port(), 0);
+    stub_ = v1::InferenceService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
+  }
+  void Start() {
+    Start(::openelm::testing::TinyServerOptions(model_dir_->path(),
+                                                OPENELM_TOKENIZER_MODEL));
+  }
+
+  int port() const { return server_->http_port(); }
+  std::string ModelId() { return server_->engine().model_info().name; }
+
+  double Metric(const std::string& series) {
+    return ::openelm::testing::MetricValue(server_->metrics().Serialize(), series)
+        .value_or(0);
+  }
+
+  void WaitIdleAndAllBlocksFree() {
+    v1::ServerLoad load =
+        ::openelm::testing::WaitForLoad(*stub_, [](const v1::ServerLoad& l) {
+          return ::openelm::testing::IsIdle(l) &&
+                 l.kv_blocks_free() == l.kv_blocks_total();
+        });
+    EXPECT_TRUE(::openelm::testing::IsIdle(load));
+    EXPECT_EQ(load.kv_blocks_free(), load.kv_blocks_total());
+  }
+
+  static TempDir* model_dir_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<v1::InferenceService::Stub> stub_;
+};
+
+TempDir* HttpApiTest::model_dir_ = nullptr;
+
+TEST_F(HttpApiTest, HealthAndModels) {
+  Start();
+  HttpResult health = Request(port(), http::verb::get, "/health");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(Json(health.body)["status"], "ok");
+  HttpResult models = Request(port(), http::verb::get, "/v1/models");
+  ASSERT_EQ(models.status, 200) << models.body;
+  nlohmann::json list = Json(models.body);
+  EXPECT_EQ(list["object"], "list");
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["id"], ModelId());
+  EXPECT_EQ(Request(port(), http::verb::get, "/v1/models/" + ModelId()).status, 200);
+  HttpResult unknown = Request(port(), http::verb::get, "/v1/models/gpt-4");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(Json(unknown.body)["error"]["type"], "invalid_request_error");
+}
+
+TEST_F(HttpApiTest, CompletionIsTheSameGenerationAsGrpc) {
+  Start();
+  v1::GenerateRequest grpc_request;
+  grpc_request.set_text("The capital of France is");
+  grpc_request.mutable_options()->set_max_tokens(8);
+  grpc_request.mutable_options()->set_temperature(0);
+  grpc_request.mutable_options()->set_ignore_eos(true);
+  grpc::ClientContext ctx;
+  v1::GenerateResponse grpc_response;
+  ASSERT_TRUE(stub_->Generate(&ctx, grpc_request, &grpc_response).ok());
+
+  HttpResult r = Post(port(), "/v1/completions",
+                      R"({"model": ")" + ModelId() +
+                          R"(", "prompt": "The capital of France is", "max_tokens": 8,
+                          "temperature": 0, "ignore_eos": true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(r.content_type, HasSubstr("application/json"));
+  nlohmann::json body = Json(r.body);
+  EXPECT_EQ(body["object"], "text_completion");
+  EXPECT_EQ(body["model"], ModelId());
+  ASSERT_EQ(body["choices"].size(), 1u);
+  EXPECT_EQ(body["choices"][0]["text"], grpc_response.choices(0).text());
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(body["usage"]["completion_tokens"], 8);
+  EXPECT_EQ(body["usage"]["prompt_tokens"], grpc_response.usage().prompt_tokens());
+  EXPECT_EQ(body["usage"]["total_tokens"], 8 + grpc_response.usage().prompt_tokens());
+}
+
+TEST_F(HttpApiTest, StreamingCompletionSendsTheSameTextAsEventsThenDone) {
+  Start();
+  const std::string fields =
+      R"("prompt": "Once upon a time", "max_tokens": 12, "temperature": 0,
+         "ignore_eos": true)";
+  HttpResult whole = Post(port(), "/v1/completions", "{" + fields + "}");
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  HttpResult stream = Post(port(), "/v1/completions",
+                           "{" + fields +
+                               R"(, "stream": true,
+                                  "stream_options": {"include_usage": true}})");
+  ASSERT_EQ(stream.status, 200) << stream.body;
+  EXPECT_THAT(stream.content_type, HasSubstr("text/event-stream"));
+  std::vector<nlohmann::json> events = Events(stream.body);
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  const nlohmann::json& usage_chunk = events[events.size() - 2];
+  EXPECT_TRUE(usage_chunk["choices"].empty());
+  EXPECT_EQ(usage_chunk["usage"]["completion_tokens"], 12);
+  std::string text;
+  std::string finish;
+  for (size_t i = 0; i + 2 < events.size(); ++i) {
+    EXPECT_EQ(events[i]["object"], "text_completion");
+    EXPECT_TRUE(events[i]["usage"].is_null());
+    for (const auto& choice : events[i]["choices"]) {
+      text += choice["text"].get<std::string>();
+      if (!choice["finish_reason"].is_null()) finish = choice["finish_reason"];
+    }
+  }
+  EXPECT_EQ(text, Json(whole.body)["choices"][0]["text"]);
+  EXPECT_EQ(finish, "length");
+}
+
+TEST_F(HttpApiTest, ChatCompletionStreamsAndAnswers) {
+  Start();
+  const std::string messages =
+      R"("messages": [{"role": "system", "content": "Be brief."},
+                      {"role": "user", "content": [{"type": "text", "text": "Hi"}]}],
+         "max_tokens": 6, "temperature": 0, "ignore_eos": true)";
+  HttpResult whole = Post(port(), "/v1/chat/completions", "{" + messages + "}");
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  nlohmann::json body = Json(whole.body);
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_EQ(body["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(body["usage"]["completion_tokens"], 6);
+
+  // The same through gRPC Chat: the same rendered prompt and tokens.
+  v1::ChatRequest chat;
+  auto* system = chat.add_messages();
+  system->set_role(v1::ROLE_SYSTEM);
+  system->set_content("Be brief.");
+  auto* user = chat.add_messages();
+  user->set_role(v1::ROLE_USER);
+  user->set_content("Hi");
+  chat.mutable_options()->set_max_tokens(6);
+  chat.mutable_options()->set_temperature(0);
+  chat.mutable_options()->set_ignore_eos(true);
+  grpc::ClientContext ctx;
+  v1::GenerateResponse grpc_response;
+  ASSERT_TRUE(stub_->Chat(&ctx, chat, &grpc_response).ok());
+  EXPECT_EQ(body["choices"][0]["message"]["content"], grpc_response.choices(0).text());
+  EXPECT_EQ(body["usage"]["prompt_tokens"], grpc_response.usage().prompt_tokens());
+
+  HttpResult stream =
+      Post(port(), "/v1/chat/completions", "{" + messages + R"(, "stream": true})");
+  ASSERT_EQ(stream.status, 200) << stream.body;
+  std::vector<nlohmann::json> events = Events(stream.body);
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events.front()["object"], "chat.completion.chunk");
+  EXPECT_EQ(events.front()["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_EQ(events.back(), "[DONE]");
+  std::string text;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    const auto& delta = events[i]["choices"][0]["delta"];
+    if (delta.contains("content")) text += delta["content"].get<std::string>();
+  }
+  EXPECT_EQ(text, grpc_response.choices(0).text());
+}
+
+TEST_F(HttpApiTest, ValidationUsesTheSameRulesAndMessagesAsGrpc) {
+  Start();
+  HttpResult r =
+      Post(port(), "/v1/completions", R"({"prompt": "Hi", "temperature": 3.5})");
+  EXPECT_EQ(r.status, 400);
+  nlohmann::json error = Json(r.body)["error"];
+  EXPECT_EQ(error["type"], "invalid_request_error");
+  EXPECT_EQ(error["param"], "temperature");
+
+  v1::GenerateRequest grpc_request;
+  grpc_request.set_text("Hi");
+  grpc_request.mutable_options()->set_temperature(3.5);
+  grpc::ClientContext ctx;
+  v1::GenerateResponse ignored;
+  grpc::Status s = stub_->Generate(&ctx, grpc_request, &ignored);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // One rule, two namings: gRPC says "options.temperature", HTTP "temperature".
+  EXPECT_EQ(s.error_message(), "options." + error["message"].get<std::string>());
+
+  // The context rule, with the HTTP field name.
+  HttpResult too_long =
+      Post(port(), "/v1/completions", R"({"prompt": "Hi", "max_tokens": 100000})");
+  EXPECT_EQ(too_long.status, 400);
+  EXPECT_EQ(Json(too_long.body)["error"]["param"], "max_tokens");
+
+  HttpResult bad_json = Post(port(), "/v1/completions", R"({"prompt": "Hi",)");
+  EXPECT_EQ(bad_json.status, 400);
+  EXPECT_THAT(Json(bad_json.body)["error"]["message"].get<std::string>(),
+              HasSubstr("JSON"));
+  HttpResult unknown = Post(port(), "/v1/completions", R"({"prompt": "Hi", "foo": 1})");
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_EQ(Json(unknown.body)["error"]["param"], "foo");
+  HttpResult bad_token = Post(port(), "/v1/completions", R"({"prompt": [1, 99999]})");
+  EXPECT_EQ(bad_token.status, 400) << bad_token.body;
+  EXPECT_EQ(Json(bad_token.body)["error"]["param"], "prompt[1]");
+  HttpResult wrong_model =
+      Post(port(), "/v1/chat/completions",
+           R"({"model": "gpt-4", "messages": [{"role": "user", "content": "Hi"}]})");
+  EXPECT_EQ(wrong_model.status, 400);
+  EXPECT_EQ(Json(wrong_model.body)["error"]["param"], "model");
+
+  EXPECT_EQ(Request(port(), http::verb::get, "/v1/completions").status, 405);
+  EXPECT_EQ(Request(port(), http::verb::get, "/nope").status, 404);
+  HttpResult huge =
+      Post(port(), "/v1/completions", std::string(5 << 20, ' '));  // > 4 MiB bodies
+  EXPECT_EQ(huge.status, 413);
+
+  // Counted as refusals of the HTTP API, beside the gRPC one.
+  EXPECT_GE(
+      Metric(R"(openelm_requests_rejected_total{api="http",reason="invalid_argument"})"),
+      6);
+  EXPECT_EQ(
+      Metric(R"(openelm_requests_rejected_total{api="grpc",reason="invalid_argument"})"),
+      1);
+}
+
+TEST_F(HttpApiTest, MetricsCarryTheApiLabel) {
+  Start();
+  const double http_before =
+      Metric(R"(openelm_requests_finished_total{api="http",finish_reason="length"})");
+  ASSERT_EQ(Post(port(), "/v1/completions",
+                 R"({"prompt": "a", "max_tokens": 2, "ignore_eos": true})")
+                .status,
+            200);
+  EXPECT_EQ(
+      Metric(R"(openelm_requests_finished_total{api="http",finish_reason="length"})"),
+      http_before + 1);
+  EXPECT_GE(Metric(R"(openelm_e2e_request_latency_seconds_count{api="http"})"), 1);
+}
+
+TEST_F(HttpApiTest, SeveralPromptsGiveOneChoiceEachWithLogprobs) {
+  Start();
+  HttpResult r = Post(port(), "/v1/completions",
+                      R"({"prompt": ["Hello", "The sky is"], "max_tokens": 3, "n": 2,
+                          "temperature": 0, "ignore_eos": true, "logprobs": 2})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  nlohmann::json body = Json(r.body);
+  ASSERT_EQ(body["choices"].size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    const auto& choice = body["choices"][i];
+    EXPECT_EQ(choice["index"], i);
+    ASSERT_EQ(choice["logprobs"]["tokens"].size(), 3u);
+    ASSERT_EQ(choice["logprobs"]["token_logprobs"].size(), 3u);
+    EXPECT_LE(choice["logprobs"]["token_logprobs"][0].get<double>(), 0.0);
+    EXPECT_EQ(choice["logprobs"]["top_logprobs"][0].size(), 2u);
+  }
+  EXPECT_EQ(body["usage"]["completion_tokens"], 12);
+}
+
+TEST_F(HttpApiTest, ClientThatDisconnectsHasItsRequestCancelledAndBlocksFreed) {
+  Start();
+  const double cancelled_before =
+      Metric(R"(openelm_requests_finished_total{api="http",finish_reason="cancelled"})");
+  for (bool stream : {true, false}) {
+    net::io_context ioc;
+    tcp::socket socket(ioc);
+    socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
+    http::request<http::string_body> req(http::verb::post, "/v1/completions", 11);
+    req.set(http::field::host, "127.0.0.1");
+    req.body() = absl::StrCat(R"({"prompt": "Hi", "max_tokens": 2000, "ignore_eos": true,
+                                  "stream": )",
+                              stream ? "true" : "false", "}");
+    req.prepare_payload();
+    http::write(socket, req);
+    // Wait until it runs, then hang up.
+    ::openelm::testing::WaitForLoad(
+        *stub_, [](const v1::ServerLoad& l) { return l.requests_running() == 1; });
+    const absl::Time closed = absl::Now();
+    socket.close();
+    WaitIdleAndAllBlocksFree();
+    EXPECT_LT(absl::Now() - closed, absl::Seconds(2)) << "stream=" << stream;
+  }
+  EXPECT_EQ(
+      Metric(R"(openelm_requests_finished_total{api="http",finish_reason="cancelled"})"),
+      cancelled_before + 2);
+}
+
+TEST_F(HttpApiTest, ClientThatStopsReadingIsCutAndItsBlocksFreed) {
+  ServerOptions options =
+      ::openelm::testing::TinyServerOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+  options.max_stream_backlog_bytes = 16 << 10;
+  Start(options);
+  net::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.open(tcp::v4());
+  socket.set_option(net::socket_base::receive_buffer_size(4096));
+  socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
+  http::request<http::string_body> req(http::verb::post, "/v1/completions", 11);
+  req.set(http::field::host, "127.0.0.1");
+  // Large events (20 alternatives per token) from 8 completions: far more
+  // than the socket buffers hold.
+  req.body() = R"({"prompt": "Hi", "max_tokens": 1500, "n": 8, "ignore_eos": true,
+                   "logprobs": 20, "stream": true})";
+  req.prepare_payload();
+  http::write(socket, req);
+  const absl::Time start = absl::Now();
+  // Never read: the server cancels the request once the backlog passes the
+  // bound, then closes the connection whose write stays stuck.
+  ::openelm::testing::WaitForLoad(
+      *stub_, [](const v1::ServerLoad& l) { return l.requests_running() == 1; });
+  WaitIdleAndAllBlocksFree();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_EQ(
+      Metric(R"(openelm_requests_finished_total{api="http",finish_reason="cancelled"})"),
+      1);
+  // The connection is closed by the server within the stall grace: reading
+  // everything ends in EOF or a reset rather than hanging.
+  socket.non_blocking(false);
+  struct timeval tv = {10, 0};
+  setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::vector<char> buf(1 << 16);
+  beast::error_code ec;
+  while (!ec) socket.read_some(net::buffer(buf), ec);
+  EXPECT_TRUE(ec == net::error::eof || ec == net::error::connection_reset)
+      << ec.message();
+}
+
+TEST_F(HttpApiTest, TenantsKeysAndQuotasApply) {
+  TempDir dir;
+  const std::string tenants = absl::StrCat(dir.path(), "/tenants.json");
+  ::openelm::testing::WriteTenantsFile(
+      tenants, ::openelm::testing::TenantsJson(
+                   {{"acme", "key-acme", 1.0, R"("output_tokens_per_minute": 10)"}}));
+  ServerOptions options =
+      ::openelm::testing::TinyTenancyOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+  options.tenants_config = tenants;
+  Start(options);
+  const std::string body = R"({"prompt": "Hi", "max_tokens": 8, "ignore_eos": true})";
+  HttpResult no_key = Post(port(), "/v1/completions", body);
+  EXPECT_EQ(no_key.status, 401);
+  EXPECT_EQ(Json(no_key.body)["error"]["type"], "authentication_error");
+  EXPECT_EQ(Post(port(), "/v1/completions", body, "wrong").status, 401);
+  EXPECT_EQ(Request(port(), http::verb::get, "/v1/models").status, 401);
+  EXPECT_EQ(Request(port(), http::verb::get, "/v1/models", "", "key-acme").status, 200);
+  EXPECT_EQ(Post(port(), "/v1/completions", body, "key-acme").status, 200);
+  HttpResult limited = Post(port(), "/v1/completions", body, "key-acme");
+  EXPECT_EQ(limited.status, 429) << limited.body;
+  EXPECT_FALSE(limited.retry_after.empty());
+  EXPECT_EQ(Json(limited.body)["error"]["type"], "rate_limit_error");
+  EXPECT_EQ(
+      Metric(
+          R"(openelm_tenant_requests_rejected_total{reason="resource_exhausted",tenant="acme"})"),
+      1);
+}
+
+TEST_F(HttpApiTest, TlsUsesTheGrpcCertificateAndRefusesPlaintext) {
+  TempDir certs;
+  ASSERT_OK_AND_ASSIGN(int rc, ::openelm::testing::RunCommand(
+                                   {"/bin/bash", OPENELM_GEN_TEST_CERTS, certs.path()},
+                                   absl::Seconds(60)));
+  ASSERT_EQ(rc, 0);
+  ServerOptions options =
+      ::openelm::testing::TinyServerOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+  options.tls.cert_path = certs.path() + "/server.pem";
+  options.tls.key_path = certs.path() + "/server.key";
+  ASSERT_OK_AND_ASSIGN(server_, Server::Create(options));
+
+  // Plaintext HTTP to the TLS port gets no HTTP answer.
+  HttpResult plain = Request(port(), http::verb::get, "/health");
+  EXPECT_NE(plain.status, 200);
+
+  net::io_context ioc;
+  net::ssl::context ctx(net::ssl::context::tls_client);
+  ctx.load_verify_file(certs.path() + "/ca.pem");
+  ctx.set_verify_mode(net::ssl::verify_peer);
+  beast::ssl_stream<tcp::socket> stream(ioc, ctx);
+  stream.next_layer().connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
+  beast::error_code ec;
+  stream.handshake(net::ssl::stream_base::client, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  http::request<http::string_body> req(http::verb::post, "/v1/completions", 11);
+  req.set(http::field::host, "127.0.0.1");
+  req.body() = R"({"prompt": "Hi", "max_tokens": 3, "ignore_eos": true, "stream": true})";
+  req.prepare_payload();
+  http::write(stream, req, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(stream, buffer, res, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_EQ(res.result_int(), 200);
+  std::vector<nlohmann::json> events = Events(res.body());
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back(), "[DONE]");
+}
+
+TEST_F(HttpApiTest, DrainRefusesNewRequestsAndFinishesRunningOnes) {
+  Start();
+  HttpResult running;
+  std::thread client([&] {
+    running = Post(port(), "/v1/completions",
+                   R"({"prompt": "Hi", "max_tokens": 1800, "ignore_eos": true,
+                       "stream": true})");
+  });
+  ::openelm::testing::WaitForLoad(
+      *stub_, [](const v1::ServerLoad& l) { return l.requests_running() == 1; });
+  std::thread drain([&] { server_->Drain(absl::Seconds(30)); });
+  // While draining: not ready, and new requests are refused with 503.
+  absl::Time until = absl::Now() + absl::Seconds(5);
+  while (!server_->draining() && absl::Now() < until)
+    absl::SleepFor(absl::Milliseconds(1));
+  HttpResult health = Request(port(), http::verb::get, "/health");
+  HttpResult refused = Post(port(), "/v1/completions", R"({"prompt": "Hi"})");
+  client.join();
+  drain.join();
+  EXPECT_EQ(health.status, 503);
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(Json(refused.body)["error"]["type"], "service_unavailable");
+  ASSERT_EQ(running.status, 200);
+  std::vector<nlohmann::json> events = Events(running.body);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back(), "[DONE]");
+  server_.reset();
+}
+
+}  // namespace
+}  // namespace openelm::server
