@@ -291,6 +291,21 @@ TEST_F(HttpApiTest, ChatCompletionStreamsAndAnswers) {
   EXPECT_EQ(text, grpc_response.choices(0).text());
 }
 
+TEST_F(HttpApiTest, ChatWithoutMaxTokensRunsToTheContextAndHonoursMinTokens) {
+  Start();
+  HttpResult r = Post(port(), "/v1/chat/completions",
+                      R"({"messages": [{"role": "user", "content": "Hi"}],
+                          "min_tokens": 5, "temperature": 0})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  nlohmann::json body = Json(r.body);
+  EXPECT_GE(body["usage"]["completion_tokens"].get<int>(), 5);
+  // Unless the model stopped by itself, it ran to the end of the context.
+  if (body["choices"][0]["finish_reason"] == "length") {
+    EXPECT_EQ(body["usage"]["total_tokens"].get<int>(),
+              server_->engine().model_info().max_context_length);
+  }
+}
+
 TEST_F(HttpApiTest, ValidationUsesTheSameRulesAndMessagesAsGrpc) {
   Start();
   HttpResult r =
