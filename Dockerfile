@@ -79,7 +79,7 @@ ENV PATH=/opt/openelm/bin:${PATH} \
 USER 10001:10001
 WORKDIR /opt/openelm
 VOLUME ["/models"]
-EXPOSE 50051 9464
+EXPOSE 50051 8000 9464
 
 # `openelm health` asks grpc.health.v1.Health for the server's overall status.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
@@ -89,4 +89,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
 # the checkpoint, then execs its arguments. Listening on 0.0.0.0 is needed
 # inside a container (the server's own default is loopback).
 ENTRYPOINT ["/opt/openelm/bin/openelm-entrypoint"]
-CMD ["openelm_server", "--host=0.0.0.0", "--port=50051", "--metrics_port=9464"]
+CMD ["openelm_server", "--host=0.0.0.0", "--port=50051", "--http_port=8000", "--metrics_port=9464"]
