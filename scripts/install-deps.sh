@@ -12,7 +12,7 @@ PACKAGES=(
   libabsl-dev
   nlohmann-json3-dev  # JSON: config.json, safetensors headers, tenants file, HTTP API
   libboost-dev  # Boost.Beast/Asio (header-only): the OpenAI-compatible HTTP front
-  nodejs npm  # the official `openai` SDK as a real client in the HTTP tests
+  nodejs  # the official `openai` SDK as a real client in the HTTP tests (npm below)
   libdnnl-dev ocl-icd-opencl-dev
   libsentencepiece-dev
   prometheus-cpp-dev
@@ -34,14 +34,23 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#PACKAGES[@]} packages present"
-  exit 0
-fi
-
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-echo "install-deps: installing ${missing[*]}"
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+else
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# npm: Debian's own `npm` package goes with Debian's nodejs; a NodeSource
+# nodejs (as on some hosts) brings npm itself and conflicts with it. So it
+# is installed only when no npm command exists yet.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "install-deps: installing npm"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends npm
+fi

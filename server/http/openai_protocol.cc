@@ -850,8 +850,9 @@ int HttpStatusCode(absl::StatusCode code) {
 
 std::string ErrorParam(absl::string_view message) {
   const auto is_path_char = [](char c) {
+    // '-' for header names such as x-request-timeout.
     return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ||
-           c == '[' || c == ']';
+           c == '[' || c == ']' || c == '-';
   };
   size_t end = 0;
   while (end < message.size() && is_path_char(message[end])) ++end;

@@ -306,6 +306,46 @@ TEST_F(HttpApiTest, ChatWithoutMaxTokensRunsToTheContextAndHonoursMinTokens) {
   }
 }
 
+TEST_F(HttpApiTest, RequestTimeoutHeaderEndsTheRequestWithItsPartialOutput) {
+  Start();
+  // A long generation with a 300 ms deadline: 200 with what was generated,
+  // finish_reason "length" (the engine's deadline), well before the end.
+  net::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
+  http::request<http::string_body> req(http::verb::post, "/v1/completions", 11);
+  req.set(http::field::host, "127.0.0.1");
+  req.set("x-request-timeout", "0.3");
+  req.body() = R"({"prompt": "Hi", "max_tokens": 2000, "ignore_eos": true})";
+  req.prepare_payload();
+  const absl::Time start = absl::Now();
+  http::write(socket, req);
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  http::read(socket, buffer, res);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  ASSERT_EQ(res.result_int(), 200) << res.body();
+  nlohmann::json body = Json(res.body());
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_LT(body["usage"]["completion_tokens"].get<int>(), 2000);
+  EXPECT_EQ(
+      Metric(R"(openelm_requests_finished_total{api="http",finish_reason="deadline"})"),
+      1);
+
+  HttpResult bad = Post(port(), "/v1/completions", R"({"prompt": "Hi"})");
+  EXPECT_EQ(bad.status, 200);
+  net::io_context ioc2;
+  tcp::socket socket2(ioc2);
+  socket2.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
+  req.set("x-request-timeout", "soon");
+  http::write(socket2, req);
+  http::response<http::string_body> refused;
+  beast::flat_buffer buffer2;
+  http::read(socket2, buffer2, refused);
+  EXPECT_EQ(refused.result_int(), 400);
+  EXPECT_EQ(Json(refused.body())["error"]["param"], "x-request-timeout");
+}
+
 TEST_F(HttpApiTest, ValidationUsesTheSameRulesAndMessagesAsGrpc) {
   Start();
   HttpResult r =

@@ -850,6 +850,7 @@ TEST(ErrorTest, ErrorParam) {
       {"n must be at least 1", "n"},
       {"stream_options.include_usage: expected a boolean",
        "stream_options.include_usage"},
+      {"x-request-timeout: expected a positive number of seconds", "x-request-timeout"},
       // No field.
       {"request body: expected a JSON object", ""},
       {"request body: JSON parse error at byte 0: x", ""},
