@@ -144,6 +144,8 @@ class HttpCall : public std::enable_shared_from_this<HttpCall> {
     RequestId id = 0;
     QuotaTicket ticket;
     bool submitted = false;
+    // Engine thread only: when each completion last produced tokens.
+    std::vector<absl::Time> last_output;
 
    private:
     HttpCall* const call_;
@@ -241,6 +243,8 @@ void HttpCall::Admit(const Input& input) {
     sink->id = i == 0 ? id_ : core_->NextRequestId();
     specs[i].deadline = *deadline;
     specs[i].api = ApiName(ApiLabel::kHttp);
+    sink->last_output.assign(static_cast<size_t>(std::max(specs[i].params.n, 1)),
+                             absl::InfinitePast());
     std::optional<absl::Duration> retry;
     absl::Status admitted =
         core_->AdmitQuota(state, *tenant, &specs[i], &sink->ticket, &retry);
@@ -317,7 +321,19 @@ void HttpCall::Cancel() {
 
 void HttpCall::OnOutput(int index, const OutputDelta& delta) {
   if (delta.tokens.empty() && delta.text.empty()) return;
-  sinks_[index]->ticket.MarkStarted();
+  PromptSink& sink = *sinks_[index];
+  sink.ticket.MarkStarted();
+  // Inter-token latency of streamed completions, as the gRPC streams report it.
+  if (request_.stream && !delta.tokens.empty() && core_->metrics() != nullptr &&
+      static_cast<size_t>(delta.index) < sink.last_output.size()) {
+    const absl::Time now = absl::Now();
+    absl::Time& last = sink.last_output[delta.index];
+    if (last != absl::InfinitePast()) {
+      core_->metrics()->ObserveInterTokenLatency(now - last,
+                                                 static_cast<int>(delta.tokens.size()));
+    }
+    last = now;
+  }
   absl::MutexLock lock(&mu_);
   if (!request_.stream) {
     builder_->CollectDelta(index, delta);

@@ -414,6 +414,15 @@ TEST_F(HttpApiTest, MetricsCarryTheApiLabel) {
       Metric(R"(openelm_requests_finished_total{api="http",finish_reason="length"})"),
       http_before + 1);
   EXPECT_GE(Metric(R"(openelm_e2e_request_latency_seconds_count{api="http"})"), 1);
+  // A streamed completion reports its inter-token gaps, as gRPC streams do:
+  // one per token after the first.
+  const double itl_before = Metric("openelm_inter_token_latency_seconds_count");
+  ASSERT_EQ(
+      Post(port(), "/v1/completions",
+           R"({"prompt": "a", "max_tokens": 6, "ignore_eos": true, "stream": true})")
+          .status,
+      200);
+  EXPECT_EQ(Metric("openelm_inter_token_latency_seconds_count"), itl_before + 5);
 }
 
 TEST_F(HttpApiTest, SeveralPromptsGiveOneChoiceEachWithLogprobs) {
