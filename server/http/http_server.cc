@@ -1,6 +1,7 @@
 #include "server/http/http_server.h"
 
 #include <openssl/ssl.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <atomic>
@@ -43,6 +44,9 @@ namespace http = beast::http;
 using tcp = net::ip::tcp;
 
 constexpr char kServerHeader[] = "openelm-serve";
+// How often a connection whose socket holds unread bytes is checked for a
+// hang-up while its call runs (a readable-socket wait cannot tell then).
+constexpr std::chrono::milliseconds kHangUpPollInterval(20);
 
 std::optional<absl::string_view> HeaderValue(
     const http::request<http::string_body>& request, absl::string_view name) {
@@ -462,7 +466,8 @@ class Connection final : public ConnectionBase,
   Connection(ServerState* server, Stream stream)
       : server_(server),
         stream_(std::move(stream)),
-        stall_timer_(stream_.get_executor()) {
+        stall_timer_(stream_.get_executor()),
+        hangup_timer_(stream_.get_executor()) {
     ++server_->connections;
   }
   ~Connection() override {
@@ -743,14 +748,36 @@ class Connection final : public ConnectionBase,
         n = self->Socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek,
                                    peek_ec);
       }
-      if (ec || peek_ec || n == 0) {
-        self->client_gone_ = true;
-        self->call_->Cancel();
-      }
-      // Bytes waiting (a pipelined request, or TLS records): they are
-      // read after this response; a later disconnect shows as a failed
-      // write.
+      if (ec || peek_ec || n == 0) return self->ClientGone();
+      // Bytes wait unread (a pipelined request, or TLS records such as a
+      // close_notify): the socket stays readable, so from now on the peer's
+      // hang-up is polled for instead.
+      self->PollForHangUp(generation);
     });
+  }
+
+  // Every kHangUpPollInterval while the call runs: has the peer shut its
+  // side (FIN or reset), whatever unread bytes precede that?
+  void PollForHangUp(uint64_t generation) {
+    pollfd p{};
+    p.fd = Socket().native_handle();
+    p.events = POLLRDHUP;
+    if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) {
+      return ClientGone();
+    }
+    hangup_timer_.expires_after(kHangUpPollInterval);
+    hangup_timer_.async_wait(
+        [self = this->shared_from_this(), generation](beast::error_code ec) {
+          if (ec || generation != self->watch_generation_ || self->call_ == nullptr) {
+            return;
+          }
+          self->PollForHangUp(generation);
+        });
+  }
+
+  void ClientGone() {
+    client_gone_ = true;
+    if (call_ != nullptr) call_->Cancel();
   }
 
   void EndCall(bool keep_alive) {
@@ -760,6 +787,7 @@ class Connection final : public ConnectionBase,
     }
     ++watch_generation_;
     stall_timer_.cancel();
+    hangup_timer_.cancel();
     beast::error_code ignored;
     Socket().cancel(ignored);  // the disconnect watch
     if (keep_alive && !server_->stopping.load()) return ReadRequest();
@@ -809,6 +837,7 @@ class Connection final : public ConnectionBase,
     // The call ends when its engine requests finish; nothing more is written.
     Abandon();
     stall_timer_.cancel();
+    hangup_timer_.cancel();
     beast::error_code ignored;
     Socket().shutdown(tcp::socket::shutdown_both, ignored);
     Socket().close(ignored);
@@ -817,6 +846,7 @@ class Connection final : public ConnectionBase,
   ServerState* const server_;
   Stream stream_;
   net::steady_timer stall_timer_;
+  net::steady_timer hangup_timer_;  // PollForHangUp
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;

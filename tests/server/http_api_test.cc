@@ -472,6 +472,33 @@ TEST_F(HttpApiTest, ClientThatDisconnectsHasItsRequestCancelledAndBlocksFreed) {
       cancelled_before + 2);
 }
 
+TEST_F(HttpApiTest, HangUpIsSeenEvenBehindAPipelinedRequest) {
+  Start();
+  net::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
+  http::request<http::string_body> req(http::verb::post, "/v1/completions", 11);
+  req.set(http::field::host, "127.0.0.1");
+  // Not streamed: nothing is written before the end, so only the hang-up
+  // check (not a failed write) can stop it early.
+  req.body() = R"({"prompt": "Hi", "max_tokens": 2000, "ignore_eos": true})";
+  req.prepare_payload();
+  http::write(socket, req);
+  ::openelm::testing::WaitForLoad(
+      *stub_, [](const v1::ServerLoad& l) { return l.requests_running() == 1; });
+  // A second request behind the running one: its bytes sit unread in the
+  // server's socket, so the socket's readability says nothing any more.
+  http::write(socket, req);
+  absl::SleepFor(absl::Milliseconds(50));
+  const absl::Time closed = absl::Now();
+  socket.close();
+  WaitIdleAndAllBlocksFree();
+  EXPECT_LT(absl::Now() - closed, absl::Seconds(2));
+  EXPECT_EQ(
+      Metric(R"(openelm_requests_finished_total{api="http",finish_reason="cancelled"})"),
+      1);
+}
+
 TEST_F(HttpApiTest, ClientThatStopsReadingIsCutAndItsBlocksFreed) {
   ServerOptions options =
       ::openelm::testing::TinyServerOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
