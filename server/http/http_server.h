@@ -47,7 +47,8 @@ struct HttpServerOptions {
 // on the core's work queue; engine output is formatted on the engine thread
 // into the call's pending bytes and written by the connection's strand, one
 // write at a time. A client that disconnects is seen by a wait on its
-// socket and its requests are cancelled at once; one that stops reading is
+// socket (behind unread bytes, by a POLLRDHUP poll every 20 ms) and its
+// requests are cancelled at once; one that stops reading is
 // cut when the pending bytes pass max_stream_backlog_bytes (requests
 // cancelled, blocks freed) and its connection closed if the write stays
 // stuck kStalledWriteGrace later.
