@@ -32,7 +32,8 @@ struct ServerOptions {
   int http_port = 8000;
   int http_threads = 2;
   absl::Duration http_request_timeout = absl::ZeroDuration();  // 0 = none
-  int32_t num_threads = 0;  // oneDNN / OpenMP threads; 0 = all cores
+  int http_send_buffer_bytes = 0;  // HttpServerOptions::socket_send_buffer_bytes
+  int32_t num_threads = 0;         // oneDNN / OpenMP threads; 0 = all cores
   DType weight_dtype = DType::kBF16;
   DType kv_dtype = DType::kBF16;
   // Matmul input precision; unset = the execution plan's choice for this CPU.

@@ -133,6 +133,7 @@ absl::Status Server::Start() {
     http.max_body_bytes = options_.max_message_bytes;
     http.max_stream_backlog_bytes = options_.max_stream_backlog_bytes;
     http.default_request_timeout = options_.http_request_timeout;
+    http.socket_send_buffer_bytes = options_.http_send_buffer_bytes;
     OPENELM_ASSIGN_OR_RETURN(http_,
                              HttpServer::Create(http, core_.get(), access_log_.get()));
     OPENELM_LOG(INFO) << "HTTP (OpenAI-compatible) on "

@@ -103,9 +103,9 @@ absl::StatusOr<RawRequest> ParseRawRequest(absl::string_view bytes,
     if (n == 0 && !ec) break;
     used += n;
   }
-  if (!ec && !parser.is_done()) {
-    parser.put_eof(ec);
-  }
+  // put_eof only after some input (Beast asserts it): with nothing, or only
+  // part of a request, the request is incomplete.
+  if (!ec && !parser.is_done() && parser.got_some()) parser.put_eof(ec);
   if (ec == http::error::body_limit) {
     return absl::ResourceExhaustedError(
         absl::StrCat("request body: larger than ", max_body_bytes, " bytes"));

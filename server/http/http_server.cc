@@ -975,6 +975,11 @@ class HttpServer::Impl {
     }
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
+    if (state_.options.socket_send_buffer_bytes > 0) {
+      socket.set_option(
+          net::socket_base::send_buffer_size(state_.options.socket_send_buffer_bytes),
+          ignored);
+    }
     if (tls_.has_value()) {
       Track(std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
                 &state_, beast::ssl_stream<beast::tcp_stream>(std::move(socket), *tls_)))

@@ -33,6 +33,10 @@ struct HttpServerOptions {
   // is one whose request head or body does not arrive within it.
   absl::Duration idle_timeout = absl::Seconds(60);
   int max_connections = 1024;  // more are closed at accept
+  // SO_SNDBUF of each connection; 0 = the kernel's (autotuned) default. A
+  // small buffer makes a client that stops reading hit the backlog bound
+  // sooner (tests use it; production rarely needs it).
+  int socket_send_buffer_bytes = 0;
 };
 
 // The OpenAI-compatible HTTP/1.1 front (docs/http-api.md): /v1/completions,
