@@ -132,6 +132,9 @@ class HttpApiTest : public ::testing::Test {
   }
 
   void Start(ServerOptions options) {
+    // Metrics are read in-process (Metric()); no exposer, whose stop costs
+    // about 2 s per test.
+    options.metrics_port = -1;
     ASSERT_OK_AND_ASSIGN(server_, Server::Create(options));
     ASSERT_GT(server_->http_port(), 0);
     stub_ = v1::InferenceService::NewStub(grpc::CreateChannel(
@@ -588,6 +591,7 @@ TEST_F(HttpApiTest, TlsUsesTheGrpcCertificateAndRefusesPlaintext) {
       ::openelm::testing::TinyServerOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
   options.tls.cert_path = certs.path() + "/server.pem";
   options.tls.key_path = certs.path() + "/server.key";
+  options.metrics_port = -1;
   ASSERT_OK_AND_ASSIGN(server_, Server::Create(options));
 
   // Plaintext HTTP to the TLS port gets no HTTP answer.
