@@ -1,6 +1,7 @@
 #include "engine/tokenizer/utf8.h"
 
 #include <cstdint>
+#include <string>
 
 namespace openelm::utf8 {
 namespace {
@@ -47,6 +48,22 @@ bool IsIncompletePrefix(absl::string_view text) {
     if (!IsContinuation(static_cast<unsigned char>(text[i]))) return false;
   }
   return true;
+}
+
+std::string ReplaceInvalid(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  while (!text.empty()) {
+    const size_t n = ValidCharLength(text);
+    if (n == 0) {
+      out.append(kReplacementCharacter.data(), kReplacementCharacter.size());
+      text.remove_prefix(1);
+    } else {
+      out.append(text.data(), n);
+      text.remove_prefix(n);
+    }
+  }
+  return out;
 }
 
 absl::string_view Prefix(absl::string_view text, size_t max_bytes) {

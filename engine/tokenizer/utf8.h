@@ -2,6 +2,7 @@
 #define OPENELM_ENGINE_TOKENIZER_UTF8_H_
 
 #include <cstddef>
+#include <string>
 
 #include "absl/strings/string_view.h"
 
@@ -26,6 +27,11 @@ bool IsIncompletePrefix(absl::string_view text);
 
 // True when all of `text` is valid UTF-8.
 bool IsValid(absl::string_view text);
+
+// `text` with every byte that does not begin a valid character replaced by
+// U+FFFD (what JsonDump writes anyway; done early where text is compared or
+// quoted).
+std::string ReplaceInvalid(absl::string_view text);
 
 // The longest prefix of `text` of at most `max_bytes` that does not end
 // inside a multi-byte character (for quoting client strings in messages).

@@ -46,16 +46,7 @@ RouteMatch MatchRoute(absl::string_view method, absl::string_view target) {
 }
 
 std::string QuoteClientText(absl::string_view text, size_t max_bytes) {
-  std::string out;
-  while (!text.empty()) {
-    size_t n = utf8::ValidCharLength(text);
-    absl::string_view piece = n > 0 ? text.substr(0, n) : utf8::kReplacementCharacter;
-    if (n == 0) n = 1;
-    if (out.size() + piece.size() > max_bytes) break;
-    out.append(piece.data(), piece.size());
-    text.remove_prefix(n);
-  }
-  return out;
+  return std::string(utf8::Prefix(utf8::ReplaceInvalid(text), max_bytes));
 }
 
 absl::Status NoRouteError(absl::string_view target) {

@@ -32,6 +32,7 @@
 #include "engine/base/status_macros.h"
 #include "engine/tokenizer/utf8.h"
 #include "server/generate_reactor.h"
+#include "server/http/http_call.h"
 #include "server/http/http_request.h"
 #include "server/http/openai_protocol.h"
 
@@ -55,378 +56,7 @@ std::optional<absl::string_view> HeaderValue(
   return absl::string_view(it->value().data(), it->value().size());
 }
 
-// The request deadline from `x-request-timeout` (seconds) or the default.
-absl::StatusOr<absl::Time> RequestDeadline(std::optional<std::string> header,
-                                           absl::Duration default_timeout,
-                                           absl::Time now) {
-  if (header.has_value()) {
-    double seconds = 0;
-    if (!absl::SimpleAtod(*header, &seconds) || !std::isfinite(seconds) || seconds <= 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("x-request-timeout: expected a positive number of seconds (got \"",
-                       http_front::QuoteClientText(*header, 64), "\")"));
-    }
-    return now + absl::Seconds(std::min(seconds, 86400.0 * 365));
-  }
-  if (default_timeout > absl::ZeroDuration()) return now + default_timeout;
-  return absl::InfiniteFuture();
-}
-
-// One generation request of the HTTP API: 1..kMaxPromptsPerRequest engine
-// requests (one per prompt) whose output becomes one response. The engine
-// thread formats output into `pending_` (SSE events) or the builder (the
-// JSON body); the connection's strand takes it with TakeOutput() and writes
-// it. Kept alive by the connection and, while any engine request runs, by
-// itself (`self_`), so the engine never calls a deleted sink.
-class HttpCall : public std::enable_shared_from_this<HttpCall> {
- public:
-  struct Input {
-    openai::Endpoint endpoint;
-    std::string body;
-    std::optional<std::string> authorization;
-    std::optional<std::string> x_api_key;
-    std::optional<std::string> timeout;
-  };
-  // What the connection writes next.
-  struct Output {
-    bool head = false;                     // the response head (first Output only)
-    int status = 200;                      // with head
-    bool stream = false;                   // with head: SSE (chunked) or a whole body
-    std::optional<int64_t> retry_after_s;  // with head
-    std::string data;                      // body (whole) or the next SSE bytes
-    bool end = false;                      // nothing follows
-    bool close = false;                    // with end: close the connection afterwards
-  };
-
-  HttpCall(ServiceCore* core, AccessLog* access_log, int64_t max_backlog,
-           absl::Duration default_timeout, const char* method, std::string peer)
-      : core_(core),
-        access_log_(access_log),
-        max_backlog_(max_backlog),
-        default_timeout_(default_timeout),
-        id_(core->NextRequestId()) {
-    access_.Start(method, id_, std::move(peer));
-    core_->tracker().Begin();
-  }
-  ~HttpCall() {
-    WriteAccessLine(access_log_, access_);
-    core_->tracker().End();
-  }
-
-  // Called when output is ready to take (any thread). Cleared at the end.
-  void SetNotify(std::function<void()> notify) {
-    absl::MutexLock lock(&mu_);
-    notify_ = std::move(notify);
-  }
-  void ClearNotify() {
-    std::function<void()> old;
-    absl::MutexLock lock(&mu_);
-    old = std::move(notify_);
-    notify_ = nullptr;
-  }
-
-  // Work queue: authenticate, parse, validate, tokenize, admit, submit.
-  void Admit(const Input& input);
-  // The request could not be queued or admitted: an error response.
-  void Fail(const absl::Status& status, std::optional<absl::Duration> retry_after = {});
-  // The client went away: stop every engine request (each still finishes).
-  void Cancel();
-  // Strand: the next bytes to write, false when there are none yet.
-  bool TakeOutput(Output* out);
-  bool overflowed() {
-    absl::MutexLock lock(&mu_);
-    return overflowed_;
-  }
-
- private:
-  // One engine request of the call.
-  class PromptSink final : public TokenSink {
-   public:
-    PromptSink(HttpCall* call, int index) : call_(call), index_(index) {}
-    void OnOutput(const OutputDelta& delta) override { call_->OnOutput(index_, delta); }
-    void OnFinish(const FinishInfo& info) override { call_->OnFinish(index_, info); }
-    RequestId id = 0;
-    QuotaTicket ticket;
-    bool submitted = false;
-    // Engine thread only: when each completion last produced tokens.
-    std::vector<absl::Time> last_output;
-
-   private:
-    HttpCall* const call_;
-    const int index_;
-  };
-
-  void OnOutput(int index, const OutputDelta& delta);
-  void OnFinish(int index, const FinishInfo& info);
-  void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (notify_) notify_();
-  }
-  void FailLocked(const absl::Status& status, std::optional<absl::Duration> retry_after)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  ServiceCore* const core_;
-  AccessLog* const access_log_;
-  const int64_t max_backlog_;
-  const absl::Duration default_timeout_;
-  const RequestId id_;
-
-  absl::Mutex mu_;
-  std::function<void()> notify_ ABSL_GUARDED_BY(mu_);
-  // Written by the admitting thread before any engine request runs, then
-  // read-only; the builder is used under mu_.
-  openai::HttpRequest request_;
-  std::unique_ptr<openai::ResponseBuilder> builder_ ABSL_GUARDED_BY(mu_);
-  LlmEngine* engine_ ABSL_GUARDED_BY(mu_) = nullptr;
-  // Built by the admitting thread before engine_ is set; fixed afterwards.
-  std::vector<std::unique_ptr<PromptSink>> sinks_;
-  std::shared_ptr<HttpCall> self_ ABSL_GUARDED_BY(mu_);
-  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool decided_ ABSL_GUARDED_BY(mu_) = false;  // head known
-  bool head_taken_ ABSL_GUARDED_BY(mu_) = false;
-  bool streaming_ ABSL_GUARDED_BY(mu_) = false;  // head is SSE
-  bool done_ ABSL_GUARDED_BY(mu_) = false;       // no more output
-  bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
-  int status_ ABSL_GUARDED_BY(mu_) = 200;
-  std::optional<int64_t> retry_after_s_ ABSL_GUARDED_BY(mu_);
-  absl::Status engine_error_ ABSL_GUARDED_BY(mu_);
-  std::string pending_ ABSL_GUARDED_BY(mu_);
-  // Access record: the admitting thread, then the engine thread under mu_,
-  // read in the destructor.
-  AccessRecord access_;
-  int32_t prompt_tokens_ = 0, cached_tokens_ = 0, output_tokens_ = 0;
-};
-
-void HttpCall::FailLocked(const absl::Status& status,
-                          std::optional<absl::Duration> retry_after) {
-  status_ = openai::HttpStatusCode(status.code());
-  if (retry_after.has_value()) {
-    retry_after_s_ = std::max<int64_t>(
-        1, static_cast<int64_t>(std::ceil(absl::ToDoubleSeconds(*retry_after))));
-  }
-  pending_ = openai::ErrorBody(status);
-  access_.code = static_cast<grpc::StatusCode>(status.code());
-  decided_ = true;
-  done_ = true;
-  streaming_ = false;
-  NotifyLocked();
-}
-
-void HttpCall::Fail(const absl::Status& status,
-                    std::optional<absl::Duration> retry_after) {
-  core_->CountRejection(status, access_.tenant, ApiLabel::kHttp);
-  absl::MutexLock lock(&mu_);
-  FailLocked(status, retry_after);
-}
-
-void HttpCall::Admit(const Input& input) {
-  absl::StatusOr<const ServingState*> ready = core_->GetReady();
-  if (!ready.ok()) return Fail(ready.status());
-  const ServingState& state = **ready;
-  absl::StatusOr<TenantHandle> tenant =
-      core_->Authenticate(input.authorization, input.x_api_key);
-  if (!tenant.ok()) return Fail(tenant.status());
-  access_.tenant = *tenant != nullptr ? (*tenant)->id : "";
-
-  absl::StatusOr<openai::HttpRequest> parsed =
-      openai::ParseRequestBody(input.endpoint, input.body);
-  if (!parsed.ok()) return Fail(parsed.status());
-  request_ = *std::move(parsed);
-  const absl::Time now = absl::Now();
-  absl::StatusOr<absl::Time> deadline =
-      RequestDeadline(input.timeout, default_timeout_, now);
-  if (!deadline.ok()) return Fail(deadline.status());
-
-  // Validation, limits and messages: the shared parser, under the HTTP names.
-  absl::StatusOr<std::vector<GenerateSpec>> built =
-      http_front::BuildSpecs(request_, *state.tokenizer, state.limits);
-  if (!built.ok()) return Fail(built.status());
-  std::vector<GenerateSpec> specs = *std::move(built);
-  for (size_t i = 0; i < specs.size(); ++i) {
-    auto sink = std::make_unique<PromptSink>(this, static_cast<int>(i));
-    sink->id = i == 0 ? id_ : core_->NextRequestId();
-    specs[i].deadline = *deadline;
-    specs[i].api = ApiName(ApiLabel::kHttp);
-    sink->last_output.assign(static_cast<size_t>(std::max(specs[i].params.n, 1)),
-                             absl::InfinitePast());
-    std::optional<absl::Duration> retry;
-    absl::Status admitted =
-        core_->AdmitQuota(state, *tenant, &specs[i], &sink->ticket, &retry);
-    if (!admitted.ok()) {
-      for (auto& s : sinks_) s->ticket.Abandon();
-      return Fail(admitted, retry);
-    }
-    sinks_.push_back(std::move(sink));
-  }
-
-  const std::string id_text = absl::StrCat(
-      request_.endpoint == openai::Endpoint::kChatCompletions ? "chatcmpl-" : "cmpl-",
-      id_);
-  absl::MutexLock lock(&mu_);
-  engine_ = state.engine;  // from here on Cancel() may walk sinks_
-  builder_ = std::make_unique<openai::ResponseBuilder>(
-      request_, id_text, absl::ToUnixSeconds(now), state.limits.model_id,
-      state.tokenizer);
-  if (cancelled_) {
-    for (auto& s : sinks_) s->ticket.Abandon();
-    core_->CountRejection(absl::CancelledError(""), access_.tenant, ApiLabel::kHttp);
-    FailLocked(absl::CancelledError("the client went away before the request started"),
-               std::nullopt);
-    return;
-  }
-  absl::Status failure;
-  for (size_t i = 0; i < sinks_.size(); ++i) {
-    PromptSink& sink = *sinks_[i];
-    if (!failure.ok()) {
-      sink.ticket.Abandon();
-      continue;
-    }
-    // The engine may call the sink as soon as Submit returns; it waits on
-    // mu_ (held here) until this loop is done.
-    absl::Status s = engine_->Submit(sink.id, std::move(specs[i]), &sink);
-    if (!s.ok()) {
-      sink.ticket.Abandon();
-      failure = s;
-      continue;
-    }
-    sink.submitted = true;
-    ++outstanding_;
-  }
-  if (!failure.ok()) {
-    core_->CountRejection(failure, access_.tenant, ApiLabel::kHttp);
-    if (outstanding_ == 0) {
-      FailLocked(failure, std::nullopt);
-      return;
-    }
-    // Some prompts run: stop them and answer with the failure once they end.
-    engine_error_ = failure;
-    for (auto& s : sinks_) {
-      if (s->submitted) engine_->Cancel(s->id);
-    }
-    self_ = shared_from_this();
-    return;
-  }
-  self_ = shared_from_this();
-  if (request_.stream) {
-    decided_ = true;
-    streaming_ = true;
-    NotifyLocked();
-  }
-}
-
-void HttpCall::Cancel() {
-  absl::MutexLock lock(&mu_);
-  cancelled_ = true;
-  if (engine_ == nullptr) return;
-  for (auto& s : sinks_) {
-    if (s->submitted) engine_->Cancel(s->id);
-  }
-}
-
-void HttpCall::OnOutput(int index, const OutputDelta& delta) {
-  if (delta.tokens.empty() && delta.text.empty()) return;
-  PromptSink& sink = *sinks_[index];
-  sink.ticket.MarkStarted();
-  // Inter-token latency of streamed completions, as the gRPC streams report it.
-  if (request_.stream && !delta.tokens.empty() && core_->metrics() != nullptr &&
-      static_cast<size_t>(delta.index) < sink.last_output.size()) {
-    const absl::Time now = absl::Now();
-    absl::Time& last = sink.last_output[delta.index];
-    if (last != absl::InfinitePast()) {
-      core_->metrics()->ObserveInterTokenLatency(now - last,
-                                                 static_cast<int>(delta.tokens.size()));
-    }
-    last = now;
-  }
-  absl::MutexLock lock(&mu_);
-  if (!request_.stream) {
-    builder_->CollectDelta(index, delta);
-    return;
-  }
-  if (overflowed_) return;
-  builder_->AppendDelta(index, delta, &pending_);
-  if (static_cast<int64_t>(pending_.size()) > max_backlog_) {
-    // The client is not reading: drop what waits and stop every request.
-    overflowed_ = true;
-    pending_.clear();
-    for (auto& s : sinks_) {
-      if (s->submitted) engine_->Cancel(s->id);
-    }
-    OPENELM_LOG(WARNING) << "request " << id_ << ": HTTP stream backlog exceeded "
-                         << max_backlog_ << " bytes; cancelled";
-  }
-  NotifyLocked();
-}
-
-void HttpCall::OnFinish(int index, const FinishInfo& info) {
-  sinks_[index]->ticket.Finish(info.num_output_tokens);
-  std::shared_ptr<HttpCall> keep;
-  absl::MutexLock lock(&mu_);
-  access_.RecordFinish(info);
-  prompt_tokens_ += info.num_prompt_tokens;
-  cached_tokens_ += info.num_cached_tokens;
-  output_tokens_ += info.num_output_tokens;
-  access_.prompt_tokens = prompt_tokens_;
-  access_.cached_tokens = cached_tokens_;
-  access_.output_tokens = output_tokens_;
-  if (!info.status.ok() && engine_error_.ok()) engine_error_ = info.status;
-  if (request_.stream) {
-    if (!overflowed_ && engine_error_.ok())
-      builder_->AppendFinish(index, info, &pending_);
-  } else {
-    builder_->CollectFinish(index, info);
-  }
-  if (--outstanding_ > 0) {
-    NotifyLocked();
-    return;
-  }
-  keep = std::move(self_);  // released after the lock, when the call may go
-  if (overflowed_) {
-    const absl::Status cut = absl::ResourceExhaustedError(
-        absl::StrCat("stream backlog exceeded ", max_backlog_,
-                     " bytes: the client is not reading its stream"));
-    access_.code = static_cast<grpc::StatusCode>(cut.code());
-    builder_->AppendError(cut, &pending_);
-  } else if (streaming_) {
-    if (engine_error_.ok()) {
-      builder_->AppendEnd(&pending_);
-    } else {
-      access_.code = static_cast<grpc::StatusCode>(engine_error_.code());
-      builder_->AppendError(engine_error_, &pending_);
-    }
-  } else if (!engine_error_.ok()) {
-    FailLocked(engine_error_, std::nullopt);
-    return;
-  } else {
-    pending_ = builder_->Body();
-    decided_ = true;
-  }
-  done_ = true;
-  NotifyLocked();
-}
-
-bool HttpCall::TakeOutput(Output* out) {
-  absl::MutexLock lock(&mu_);
-  if (!decided_) return false;
-  *out = Output();
-  if (!head_taken_) {
-    head_taken_ = true;
-    out->head = true;
-    out->status = status_;
-    out->stream = streaming_;
-    out->retry_after_s = retry_after_s_;
-  }
-  out->data = std::move(pending_);
-  pending_.clear();
-  out->end = done_;
-  // A client cut for not reading does not get to keep its connection.
-  out->close = done_ && overflowed_;
-  return out->head || out->end || !out->data.empty();
-}
-
 // ---- Connections ----
-
-class Listener;
 
 // What the server keeps of each connection, to break the connection <-> call
 // reference cycle of connections still open when the I/O threads stop.
@@ -616,18 +246,17 @@ class Connection final : public ConnectionBase,
     const char* method = endpoint == openai::Endpoint::kCompletions
                              ? "http:/v1/completions"
                              : "http:/v1/chat/completions";
-    auto call = std::make_shared<HttpCall>(
+    auto call = std::make_shared<http_front::HttpCall>(
         server_->core, server_->access_log, server_->options.max_stream_backlog_bytes,
         server_->options.default_request_timeout, method,
         server_->access_log != nullptr ? peer_ : std::string());
     call_ = call;
-    head_written_ = false;
     stall_armed_ = false;
     auto self = this->shared_from_this();
     auto executor = stream_.get_executor();
     call->SetNotify([self, executor] { net::post(executor, [self] { self->Pump(); }); });
     WatchForDisconnect();
-    HttpCall::Input input;
+    http_front::HttpCall::Input input;
     input.endpoint = endpoint;
     input.body = std::move(request_.body());
     auto copy = [this](absl::string_view name) -> std::optional<std::string> {
@@ -650,7 +279,7 @@ class Connection final : public ConnectionBase,
     if (call_ == nullptr) return;
     if (!stall_armed_ && call_->overflowed()) ArmStall();
     if (writing_) return;
-    HttpCall::Output out;
+    http_front::HttpCall::Output out;
     if (!call_->TakeOutput(&out)) return;
     if (out.head && !out.stream) {
       // A whole response: the JSON body or an error.
@@ -676,7 +305,6 @@ class Connection final : public ConnectionBase,
                                    beast::error_code ec, size_t) {
                                  self->writing_ = false;
                                  if (ec) return self->StreamBroken();
-                                 self->head_written_ = true;
                                  self->WriteChunk(std::move(self->pending_data_),
                                                   self->pending_end_);
                                });
@@ -853,9 +481,8 @@ class Connection final : public ConnectionBase,
   std::string peer_;
   std::string allow_;
   bool keep_alive_ = true;
-  std::shared_ptr<HttpCall> call_;
+  std::shared_ptr<http_front::HttpCall> call_;
   bool writing_ = false;
-  bool head_written_ = false;
   bool stall_armed_ = false;
   bool client_gone_ = false;
   bool closed_ = false;
