@@ -1,8 +1,10 @@
 #include "engine/kernels/int8_matmul.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -21,17 +23,23 @@ void Int8ActivationScratch::Reserve(int32_t rows, int64_t kp) {
   }
 }
 
-void QuantizeWeightsPerChannel(const float* weight, int64_t n, int64_t k, int64_t kp,
-                               int8_t* q, float* scale, int32_t num_threads) {
-#pragma omp parallel for num_threads(num_threads) schedule(static)
-  for (int64_t j = 0; j < n; ++j) {
-    const float* w = weight + j * k;
-    float amax = 0.0f;
-    for (int64_t c = 0; c < k; ++c) amax = std::fmax(amax, std::fabs(w[c]));
-    scale[j] = amax > 0.0f ? amax / 127.0f : 1.0f;
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int64_t c = 0; c < k; ++c) {
-      q[Int8WeightOffset(j, c, kp)] = static_cast<int8_t>(std::nearbyint(w[c] * inv));
+void QuantizeWeightsPerChannel(const CpuKernels& kernels, const float* weight, int64_t n,
+                               int64_t k, int64_t kp, int8_t* q, float* scale,
+                               int32_t num_threads) {
+  // Each row goes through the same per-row quantizer as the activations
+  // (vectorized; identical rounding), then its chunks move to their places in
+  // the blocked layout.
+  const int64_t chunks = kp / kInt8Chunk;
+#pragma omp parallel num_threads(num_threads)
+  {
+    std::vector<int8_t> row(kp);
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < n; ++j) {
+      kernels.quantize_rows_s8(weight + j * k, 1, k, kp, row.data(), scale + j);
+      for (int64_t c = 0; c < chunks; ++c) {
+        std::memcpy(q + Int8WeightOffset(j, c * kInt8Chunk, kp),
+                    row.data() + c * kInt8Chunk, kInt8Chunk);
+      }
     }
   }
 }
@@ -68,8 +76,8 @@ absl::StatusOr<std::unique_ptr<Int8Matmul>> Int8Matmul::Create(
       kernels, n, k, num_threads > 0 ? num_threads : 1, std::move(scratch)));
   mm->q_ = std::make_unique<int8_t[]>(mm->padded_n_ * mm->kp_);  // zero-filled
   mm->scale_ = std::make_unique<float[]>(mm->padded_n_);         // zero-filled
-  QuantizeWeightsPerChannel(weight, n, k, mm->kp_, mm->q_.get(), mm->scale_.get(),
-                            mm->num_threads_);
+  QuantizeWeightsPerChannel(kernels, weight, n, k, mm->kp_, mm->q_.get(),
+                            mm->scale_.get(), mm->num_threads_);
   OPENELM_RETURN_IF_ERROR(mm->SetMaxM(max_m));
   return mm;
 }

@@ -32,9 +32,10 @@ class Int8ActivationScratch {
 // round(W[j, c] / scale[j]) in [-127, 127], stored at Int8WeightOffset(j, c,
 // kp) (cpu_kernels.h: blocks of 4 rows interleaved 32 bytes at a time, so a
 // GEMV streams each block sequentially). `q` must be zero-filled; padding
-// (c >= k, rows past n) stays zero.
-void QuantizeWeightsPerChannel(const float* weight, int64_t n, int64_t k, int64_t kp,
-                               int8_t* q, float* scale, int32_t num_threads);
+// (c >= k, rows past n) stays zero. Uses `kernels`' row quantizer.
+void QuantizeWeightsPerChannel(const CpuKernels& kernels, const float* weight, int64_t n,
+                               int64_t k, int64_t kp, int8_t* q, float* scale,
+                               int32_t num_threads);
 
 // Matmul with int8 weights (per output channel scales) and fp32 inputs that
 // Run() quantizes per row (token) on the fly; int32 accumulation, scales

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/openelm_config.h"
 #include "engine/model/openelm_model.h"
@@ -30,13 +31,40 @@
 namespace openelm::testing {
 namespace {
 
+// Positions whose reference top-1 leads its runner-up by at least this many
+// logits are "clear"; random weights leave most positions closer than that.
+constexpr double kClearMargin = 0.2;
+
 struct Accuracy {
   int32_t positions = 0;
   int32_t top1_agree = 0;
+  int32_t clear = 0;        // positions with a reference margin >= kClearMargin
+  int32_t clear_agree = 0;  // ... where the top-1 agrees
   double max_dlogprob = 0;
   double mean_dlogprob = 0;
+  double max_missed_margin = 0;  // largest reference margin of a disagreement
   double top1() const { return positions > 0 ? double(top1_agree) / positions : 0; }
+  double clear_top1() const { return clear > 0 ? double(clear_agree) / clear : 1; }
+  void Add(const Accuracy& a) {
+    mean_dlogprob = (mean_dlogprob * positions + a.mean_dlogprob * a.positions) /
+                    std::max(1, positions + a.positions);
+    positions += a.positions;
+    top1_agree += a.top1_agree;
+    clear += a.clear;
+    clear_agree += a.clear_agree;
+    max_dlogprob = std::max(max_dlogprob, a.max_dlogprob);
+    max_missed_margin = std::max(max_missed_margin, a.max_missed_margin);
+  }
 };
+
+// Top-1 logit minus the runner-up's.
+double Margin(const std::vector<float>& v, int32_t top) {
+  float second = -INFINITY;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (static_cast<int32_t>(i) != top) second = std::max(second, v[i]);
+  }
+  return double{v[top]} - second;
+}
 
 std::vector<double> LogSoftmax(const std::vector<float>& v) {
   double mx = -1e300;
@@ -53,8 +81,15 @@ Accuracy Compare(const LogitRows& got, const LogitRows& want) {
   Accuracy a;
   for (size_t r = 0; r < got.size() && r < want.size(); ++r) {
     const int32_t t = ArgMax(want[r]);
+    const double margin = Margin(want[r], t);
+    const bool agree = ArgMax(got[r]) == t;
     ++a.positions;
-    if (ArgMax(got[r]) == t) ++a.top1_agree;
+    if (agree) ++a.top1_agree;
+    if (margin >= kClearMargin) {
+      ++a.clear;
+      if (agree) ++a.clear_agree;
+    }
+    if (!agree) a.max_missed_margin = std::max(a.max_missed_margin, margin);
     const double d = std::fabs(LogSoftmax(got[r])[t] - LogSoftmax(want[r])[t]);
     a.max_dlogprob = std::max(a.max_dlogprob, d);
     a.mean_dlogprob += d;
@@ -66,7 +101,9 @@ Accuracy Compare(const LogitRows& got, const LogitRows& want) {
 void Report(const std::string& what, const Accuracy& a) {
   std::cout << "[int8 accuracy] " << what << ": top-1 agreement " << a.top1_agree << "/"
             << a.positions << " = " << 100.0 * a.top1() << "%, |dlogprob| max "
-            << a.max_dlogprob << " mean " << a.mean_dlogprob << std::endl;
+            << a.max_dlogprob << " mean " << a.mean_dlogprob << "; at clear positions"
+            << " (reference margin >= " << kClearMargin << "): " << a.clear_agree << "/"
+            << a.clear << "; largest margin missed " << a.max_missed_margin << std::endl;
 }
 
 std::vector<TokenId> Prompt(int32_t n, uint32_t seed) {
@@ -100,6 +137,31 @@ absl::StatusOr<LogitRows> Logits(DecoderModel& model,
   return RunSequenceInChunks(model, tokens, one, table, 16);
 }
 
+// The reference with the int8 scheme applied in plain code: every weight row
+// of the matmuls (LM head / embedding included) and every matmul input
+// quantized and dequantized in groups of `group` (kWholeRow: per output
+// channel and per token, the engine's scheme).
+absl::StatusOr<std::unique_ptr<OpenElmReference>> QuantizedReference(
+    const OpenElmReference& exact, int64_t group) {
+  ReferenceWeights w = exact.weights();
+  const OpenElmConfig& c = exact.config();
+  auto rows = [group](std::vector<float>& m, int64_t cols) {
+    for (size_t r = 0; r * cols < m.size(); ++r) {
+      ReferenceQuantize8(absl::MakeSpan(m.data() + r * cols, cols), group);
+    }
+  };
+  rows(w.token_embeddings, c.model_dim);
+  for (int32_t l = 0; l < c.num_layers; ++l) {
+    const LayerShape& s = c.layers[l];
+    ReferenceLayerWeights& lw = w.layers[l];
+    rows(lw.qkv_proj, c.model_dim);
+    rows(lw.out_proj, int64_t{s.num_query_heads} * c.head_dim);
+    rows(lw.proj_1, c.model_dim);
+    rows(lw.proj_2, s.ffn_dim);
+  }
+  return OpenElmReference::FromWeights(c, std::move(w), {.int8_input_group = group});
+}
+
 class ScopedDir {
  public:
   explicit ScopedDir(std::string d) : dir_(std::move(d)) {}
@@ -121,18 +183,20 @@ TEST(Int8AccuracyTest, TinyModelAgainstTheReference) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmReference> ref,
                        OpenElmReference::Create(*ckpt));
 
-  Accuracy total;
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmReference> same_scheme,
+                       QuantizedReference(*ref, kWholeRow));
+
+  Accuracy total, scheme;
   for (uint32_t seed : {1u, 2u, 3u}) {
     const std::vector<TokenId> prompt = Prompt(40, seed);
     ASSERT_OK_AND_ASSIGN(LogitRows got, Logits(*model, prompt));
     ASSERT_OK_AND_ASSIGN(LogitRows want, ref->ForwardAll(prompt));
-    const Accuracy a = Compare(got, want);
-    total.positions += a.positions;
-    total.top1_agree += a.top1_agree;
-    total.max_dlogprob = std::max(total.max_dlogprob, a.max_dlogprob);
-    total.mean_dlogprob += a.mean_dlogprob / 3;
+    ASSERT_OK_AND_ASSIGN(LogitRows want_q, same_scheme->ForwardAll(prompt));
+    total.Add(Compare(got, want));
+    scheme.Add(Compare(got, want_q));
   }
   Report("tiny, 3 x 40 positions, teacher-forced", total);
+  Report("tiny against the reference quantized the same way", scheme);
 
   // Greedy continuation of one prompt, recomputed from scratch each step.
   std::vector<TokenId> seq_int8 = Prompt(8, 9), seq_ref = seq_int8;
@@ -152,6 +216,14 @@ TEST(Int8AccuracyTest, TinyModelAgainstTheReference) {
   EXPECT_GE(total.top1(), 0.95);
   EXPECT_LE(total.mean_dlogprob, 0.02);
   EXPECT_GE(agree, 8);
+  EXPECT_EQ(total.clear_agree, total.clear);
+  // The kernels implement the stated scheme: against a reference quantized the
+  // same way (per channel, per token) the difference is well under the
+  // scheme's own cost (measured 0.41x; what is left is f32-vs-double inputs
+  // rounding to the neighbouring step now and then, which d = 128 feels). A
+  // reference with groups of 16 instead measured 1.0-1.2x.
+  EXPECT_EQ(scheme.clear_agree, scheme.clear);
+  EXPECT_LE(scheme.mean_dlogprob, 0.6 * total.mean_dlogprob);
 }
 
 TEST(Int8AccuracyTest, OpenElm270mAgainstTheReference) {
@@ -160,8 +232,9 @@ TEST(Int8AccuracyTest, OpenElm270mAgainstTheReference) {
   ASSERT_OK(WriteRandomCheckpoint(config, /*seed=*/270, DType::kBF16, 1, dir.path()));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir.path()));
   // CI runs one 32-token prompt (about 15 s; 8 tokens in sanitizer builds);
-  // OPENELM_INT8_ACCURACY_PROMPTS=N
-  // measures N of them (BENCHMARKS.md used 8).
+  // OPENELM_INT8_ACCURACY_PROMPTS=N measures N of them (BENCHMARKS.md used
+  // 8). OPENELM_INT8_SCHEME_STUDY=1 also measures other scale granularities
+  // on the reference itself (QuantizedReference; a few minutes).
   const char* env = std::getenv("OPENELM_INT8_ACCURACY_PROMPTS");
   const int32_t num_prompts = env != nullptr && std::atoi(env) > 0 ? std::atoi(env) : 1;
   std::vector<std::vector<TokenId>> prompts;
@@ -194,8 +267,31 @@ TEST(Int8AccuracyTest, OpenElm270mAgainstTheReference) {
                       " positions, teacher-forced"),
          a);
   // Measured (8 x 32 positions): see BENCHMARKS.md; the bars keep a margin.
+  // Random weights leave the top two logits within 0.2 of each other at most
+  // positions (179 of 256); every disagreement measured was at one of those.
   EXPECT_GE(a.top1(), kPromptLen >= 32 ? 0.90 : 0.75);  // 8 positions: at most 2 misses
+  EXPECT_EQ(a.clear_agree, a.clear);
   EXPECT_LE(a.mean_dlogprob, 0.06);
+
+  const char* study = std::getenv("OPENELM_INT8_SCHEME_STUDY");
+  if (study == nullptr || std::string(study) != "1") return;
+  // Other scale granularities, applied to the reference in plain code (not
+  // the engine): per channel / per token as the engine does, then groups of G
+  // along K for both weights and inputs.
+  for (int64_t group :
+       {kWholeRow, int64_t{32}, int64_t{64}, int64_t{128}, int64_t{256}}) {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmReference> q,
+                         QuantizedReference(*ref, group));
+    LogitRows all_q;
+    for (int32_t i = 0; i < num_prompts; ++i) {
+      ASSERT_OK_AND_ASSIGN(LogitRows rows, q->ForwardAll(prompts[i]));
+      for (std::vector<float>& row : rows) all_q.push_back(std::move(row));
+    }
+    Report(group == kWholeRow
+               ? std::string("scheme study: per channel / per token")
+               : absl::StrCat("scheme study: groups of ", group, " along K"),
+           Compare(all_q, all_want));
+  }
 }
 
 }  // namespace

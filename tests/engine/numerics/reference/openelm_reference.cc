@@ -17,19 +17,6 @@
 namespace openelm::testing {
 namespace {
 
-// y = W x for a row-major W of shape [rows, cols] (the checkpoint's [out, in]).
-std::vector<double> MatVec(const std::vector<float>& w, int64_t rows, int64_t cols,
-                           const std::vector<double>& x) {
-  std::vector<double> y(rows, 0.0);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = w.data() + r * cols;
-    double sum = 0.0;
-    for (int64_t c = 0; c < cols; ++c) sum += static_cast<double>(row[c]) * x[c];
-    y[r] = sum;
-  }
-  return y;
-}
-
 absl::Status CheckSize(const std::string& name, const std::vector<float>& v,
                        int64_t want) {
   if (static_cast<int64_t>(v.size()) != want) {
@@ -138,8 +125,44 @@ absl::StatusOr<std::unique_ptr<OpenElmReference>> OpenElmReference::Create(
   return FromWeights(config, std::move(w));
 }
 
+template <class T>
+void ReferenceQuantize8(absl::Span<T> x, int64_t group) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  const int64_t g = group == kWholeRow ? n : group;
+  for (int64_t begin = 0; begin < n; begin += g) {
+    const int64_t end = std::min(n, begin + g);
+    double amax = 0.0;
+    for (int64_t i = begin; i < end; ++i) amax = std::max(amax, std::fabs(double{x[i]}));
+    if (amax == 0.0) continue;
+    const double scale = amax / 127.0;
+    for (int64_t i = begin; i < end; ++i) {
+      x[i] = static_cast<T>(std::nearbyint(double{x[i]} / scale) * scale);
+    }
+  }
+}
+template void ReferenceQuantize8<float>(absl::Span<float>, int64_t);
+template void ReferenceQuantize8<double>(absl::Span<double>, int64_t);
+
+std::vector<double> OpenElmReference::MatVec(const std::vector<float>& w, int64_t rows,
+                                             int64_t cols, std::vector<double> x) const {
+  if (options_.int8_input_group != 0) {
+    ReferenceQuantize8(absl::MakeSpan(x), options_.int8_input_group);
+  }
+  std::vector<double> y(rows, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = w.data() + r * cols;
+    double sum = 0.0;
+    for (int64_t c = 0; c < cols; ++c) sum += static_cast<double>(row[c]) * x[c];
+    y[r] = sum;
+  }
+  return y;
+}
+
 absl::StatusOr<std::unique_ptr<OpenElmReference>> OpenElmReference::FromWeights(
-    OpenElmConfig config, ReferenceWeights weights) {
+    OpenElmConfig config, ReferenceWeights weights, ReferenceOptions options) {
+  if (options.int8_input_group < kWholeRow) {
+    return absl::InvalidArgumentError("reference: bad int8_input_group");
+  }
   const int64_t d = config.model_dim;
   const int64_t hd = config.head_dim;
   if (d <= 0 || hd <= 0 || hd % 2 != 0 || config.vocab_size <= 0 ||
@@ -172,7 +195,7 @@ absl::StatusOr<std::unique_ptr<OpenElmReference>> OpenElmReference::FromWeights(
     OPENELM_RETURN_IF_ERROR(CheckSize(p + "proj_2", lw.proj_2, d * f));
   }
   return std::unique_ptr<OpenElmReference>(
-      new OpenElmReference(std::move(config), std::move(weights)));
+      new OpenElmReference(std::move(config), std::move(weights), options));
 }
 
 absl::StatusOr<std::vector<std::vector<double>>> OpenElmReference::FinalHidden(

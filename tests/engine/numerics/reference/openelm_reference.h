@@ -34,6 +34,17 @@ struct ReferenceWeights {
   std::vector<float> norm;  // [d]
 };
 
+// What the reference does to every matmul input (the vector multiplied by a
+// weight matrix, LM head included). Off by default: inputs stay exact doubles.
+// For studying int8 schemes only (int8_accuracy_test): the engine's kernels
+// are never compared against a quantized reference.
+struct ReferenceOptions {
+  // 0: exact. > 0: symmetric 8-bit quantize-dequantize in consecutive groups
+  // of that many values (ReferenceQuantize8). kWholeRow: one group per vector.
+  int64_t int8_input_group = 0;
+};
+inline constexpr int64_t kWholeRow = -1;
+
 // A scalar OpenELM forward pass written directly from
 // ../shared/docs/openelm-model.md, used as the oracle for the oneDNN engine.
 // It shares no code with engine/kernels or engine/model/openelm_model*: plain
@@ -54,7 +65,7 @@ class OpenElmReference {
   // For hand-built toy models. `config.layers` gives the per-layer shapes;
   // every weight size is checked against them (kInvalidArgument).
   static absl::StatusOr<std::unique_ptr<OpenElmReference>> FromWeights(
-      OpenElmConfig config, ReferenceWeights weights);
+      OpenElmConfig config, ReferenceWeights weights, ReferenceOptions options = {});
 
   OpenElmReference(const OpenElmReference&) = delete;
   OpenElmReference& operator=(const OpenElmReference&) = delete;
@@ -73,8 +84,13 @@ class OpenElmReference {
   absl::StatusOr<std::vector<float>> ForwardLast(absl::Span<const TokenId> tokens) const;
 
  private:
-  OpenElmReference(OpenElmConfig config, ReferenceWeights weights)
-      : config_(std::move(config)), weights_(std::move(weights)) {}
+  OpenElmReference(OpenElmConfig config, ReferenceWeights weights,
+                   ReferenceOptions options)
+      : config_(std::move(config)), weights_(std::move(weights)), options_(options) {}
+
+  // y = W x for a row-major W [rows, cols], x passed through the options.
+  std::vector<double> MatVec(const std::vector<float>& w, int64_t rows, int64_t cols,
+                             std::vector<double> x) const;
 
   // Final hidden states (after the last RMSNorm), [tokens.size()][d].
   absl::StatusOr<std::vector<std::vector<double>>> FinalHidden(
@@ -84,6 +100,7 @@ class OpenElmReference {
 
   OpenElmConfig config_;
   ReferenceWeights weights_;
+  ReferenceOptions options_;
 };
 
 // Building blocks of the reference, exposed so that its own sanity test can
@@ -92,6 +109,13 @@ class OpenElmReference {
 // (x * 1/sqrt(mean(x^2) + eps)) * w, elementwise; x.size() == w.size().
 std::vector<double> ReferenceRmsNorm(absl::Span<const double> x,
                                      absl::Span<const float> w, double eps);
+
+// Symmetric 8-bit quantize-dequantize of x in place, in consecutive groups of
+// `group` values (kWholeRow: one group): per group s = max|x| / 127 and
+// x = round(x / s) * s (a zero group stays zero). What an int8 scheme with
+// that scale granularity does to a vector; used on weight rows and inputs.
+template <class T>
+void ReferenceQuantize8(absl::Span<T> x, int64_t group);
 
 // Rotate-half (GPT-NeoX) RoPE of one head vector of even length hd at
 // `position`: with inv_freq[j] = theta^(-2j/hd) and a = position * inv_freq[j],

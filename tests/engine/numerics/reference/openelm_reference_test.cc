@@ -139,6 +139,24 @@ absl::StatusOr<std::unique_ptr<OpenElmReference>> MakeHandToy() {
   return OpenElmReference::FromWeights(config, std::move(w));
 }
 
+TEST(ReferenceQuantize8Test, RoundsToTheGroupScale) {
+  // Groups of 2: scales 127/127 = 1 and 2.54/127 = 0.02; the zero group stays.
+  std::vector<double> x = {127.0, -0.4, 2.54, 0.011, 0.0, 0.0};
+  ReferenceQuantize8(absl::MakeSpan(x), 2);
+  EXPECT_DOUBLE_EQ(x[0], 127.0);
+  EXPECT_DOUBLE_EQ(x[1], 0.0);  // -0.4 rounds to step 0
+  EXPECT_NEAR(x[2], 2.54, 1e-12);
+  EXPECT_NEAR(x[3], 0.02, 1e-12);  // 0.55 steps round up to 1
+  EXPECT_EQ(x[4], 0.0);
+  EXPECT_EQ(x[5], 0.0);
+  // One group: the small values lose their resolution.
+  std::vector<float> y = {127.0f, 0.4f, 0.6f};
+  ReferenceQuantize8(absl::MakeSpan(y), kWholeRow);
+  EXPECT_EQ(y[0], 127.0f);
+  EXPECT_EQ(y[1], 0.0f);
+  EXPECT_EQ(y[2], 1.0f);
+}
+
 TEST(OpenElmReferenceTest, HandComputedOneLayerToy) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmReference> ref, MakeHandToy());
   ASSERT_OK_AND_ASSIGN(auto logits, ref->ForwardAll(std::vector<TokenId>{0, 1}));
@@ -203,7 +221,8 @@ TEST(OpenElmReferenceTest, GqaMapsQueryHeadToKvHeadByDivision) {
 
 // A random model built in memory: `num_layers` layers, d = 32, hd = 8, GQA
 // groups of 2, vocab 50. Normal(0, 0.3) weights keep attention non-uniform.
-std::unique_ptr<OpenElmReference> MakeRandomToy(int num_layers, uint32_t seed) {
+std::unique_ptr<OpenElmReference> MakeRandomToy(int num_layers, uint32_t seed,
+                                                ReferenceOptions options = {}) {
   OpenElmConfig config;
   config.num_layers = num_layers;
   config.model_dim = 32;
@@ -234,7 +253,7 @@ std::unique_ptr<OpenElmReference> MakeRandomToy(int num_layers, uint32_t seed) {
     lw.proj_2 = fill(32 * s.ffn_dim, 0.0f);
     w.layers.push_back(std::move(lw));
   }
-  auto ref = OpenElmReference::FromWeights(config, std::move(w));
+  auto ref = OpenElmReference::FromWeights(config, std::move(w), options);
   EXPECT_TRUE(ref.ok()) << ref.status();
   return ref.ok() ? *std::move(ref) : nullptr;
 }
@@ -243,6 +262,32 @@ float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
   float m = 0.0f;
   for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
   return m;
+}
+
+TEST(OpenElmReferenceTest, Int8InputsMoveLogitsByQuantizationSteps) {
+  std::unique_ptr<OpenElmReference> exact = MakeRandomToy(2, 1);
+  std::unique_ptr<OpenElmReference> per_row =
+      MakeRandomToy(2, 1, {.int8_input_group = kWholeRow});
+  std::unique_ptr<OpenElmReference> groups = MakeRandomToy(2, 1, {.int8_input_group = 8});
+  ASSERT_NE(exact, nullptr);
+  ASSERT_NE(per_row, nullptr);
+  ASSERT_NE(groups, nullptr);
+  const std::vector<TokenId> tokens = {1, 7, 3, 3, 9};
+  ASSERT_OK_AND_ASSIGN(auto a, exact->ForwardAll(tokens));
+  ASSERT_OK_AND_ASSIGN(auto b, per_row->ForwardAll(tokens));
+  ASSERT_OK_AND_ASSIGN(auto c, groups->ForwardAll(tokens));
+  float row_err = 0.0f, group_err = 0.0f;
+  for (size_t t = 0; t < a.size(); ++t) {
+    row_err = std::max(row_err, MaxAbsDiff(a[t], b[t]));
+    group_err = std::max(group_err, MaxAbsDiff(a[t], c[t]));
+  }
+  EXPECT_GT(row_err, 0.0f);  // the inputs were rounded...
+  EXPECT_LT(row_err, 0.2f);  // ...by 8-bit steps only
+  EXPECT_GT(group_err, 0.0f);
+  EXPECT_LT(group_err, row_err);  // finer scales, smaller error
+  ReferenceWeights w = exact->weights();
+  EXPECT_FALSE(
+      OpenElmReference::FromWeights(exact->config(), w, {.int8_input_group = -2}).ok());
 }
 
 TEST(OpenElmReferenceTest, LogitsAtPositionDoNotDependOnLaterTokens) {
