@@ -16,30 +16,9 @@
 # check fails.
 set -euo pipefail
 
-if [ $# -lt 1 ]; then
-  echo "usage: $0 BUILD_DIR [--server PATH] [--gen PATH] [--tokenizer PATH]" >&2
-  exit 2
-fi
-repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-build_dir="$(cd "$1" && pwd)"
-shift
-server="$build_dir/bin/openelm_server"
-gen="$build_dir/engine/tools/openelm_gen_checkpoint"
-tokenizer="${OPENELM_TOKENIZER:-$repo_root/../shared/tokenizer/llama2-tokenizer.model}"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --server) server=$2; shift 2 ;;
-    --gen) gen=$2; shift 2 ;;
-    --tokenizer) tokenizer=$2; shift 2 ;;
-    *) echo "$0: unknown argument $1" >&2; exit 2 ;;
-  esac
-done
-for f in "$server" "$gen" "$tokenizer"; do
-  if [ ! -e "$f" ]; then
-    echo "test-http-api: missing $f" >&2
-    exit 1
-  fi
-done
+# shellcheck source=lib/e2e-args.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib/e2e-args.sh"
+e2e_parse_args test-http-api "$@"
 for tool in curl node npm; do
   if ! command -v "$tool" >/dev/null; then
     echo "test-http-api: $tool not found (scripts/install-deps.sh)" >&2

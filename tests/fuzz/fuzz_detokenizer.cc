@@ -25,6 +25,7 @@
 #include "engine/tokenizer/incremental_detokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/utf8.h"
+#include "tests/fuzz/fuzz_tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {
@@ -51,15 +52,7 @@ std::string Escaped(absl::string_view s) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  const std::string path = openelm::testing::FuzzTokenizerPath();
-  absl::StatusOr<std::unique_ptr<openelm::Tokenizer>> tokenizer =
-      openelm::Tokenizer::Load(path);
-  if (!tokenizer.ok()) {
-    std::fprintf(stderr, "cannot load %s: %s\n", path.c_str(),
-                 tokenizer.status().ToString().c_str());
-    std::abort();
-  }
-  g_tokenizer = tokenizer->release();
+  g_tokenizer = openelm::testing::LoadFuzzTokenizerOrDie();
   return 0;
 }
 

@@ -44,6 +44,7 @@
 #include "server/http/http_request.h"
 #include "server/http/openai_protocol.h"
 #include "server/request_parser.h"
+#include "tests/fuzz/fuzz_tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {
@@ -318,15 +319,7 @@ void CheckResponses(const openai::HttpRequest& request,
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  const std::string path = openelm::testing::FuzzTokenizerPath();
-  absl::StatusOr<std::unique_ptr<openelm::Tokenizer>> tokenizer =
-      openelm::Tokenizer::Load(path);
-  if (!tokenizer.ok()) {
-    std::fprintf(stderr, "cannot load %s: %s\n", path.c_str(),
-                 tokenizer.status().ToString().c_str());
-    std::abort();
-  }
-  g_tokenizer = tokenizer->release();
+  g_tokenizer = openelm::testing::LoadFuzzTokenizerOrDie();
   g_limits = new openelm::server::RequestLimits();
   g_limits->model_id = "OpenELM-fuzz";
   g_limits->vocab_size = 32000;

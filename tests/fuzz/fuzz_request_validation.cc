@@ -26,6 +26,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "openelm/v1/inference.pb.h"
 #include "server/request_parser.h"
+#include "tests/fuzz/fuzz_tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {
@@ -75,15 +76,7 @@ void CheckOutcome(const absl::StatusOr<openelm::GenerateSpec>& spec) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  const std::string path = openelm::testing::FuzzTokenizerPath();
-  absl::StatusOr<std::unique_ptr<openelm::Tokenizer>> tokenizer =
-      openelm::Tokenizer::Load(path);
-  if (!tokenizer.ok()) {
-    std::fprintf(stderr, "cannot load %s: %s\n", path.c_str(),
-                 tokenizer.status().ToString().c_str());
-    std::abort();
-  }
-  g_tokenizer = tokenizer->release();
+  g_tokenizer = openelm::testing::LoadFuzzTokenizerOrDie();
   g_limits = new openelm::server::RequestLimits();
   g_limits->model_id = "OpenELM-fuzz";
   g_limits->max_context_length = 256;  // small, so "fits the context" is exercised

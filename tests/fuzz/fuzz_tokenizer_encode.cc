@@ -27,6 +27,7 @@
 #include "engine/base/types.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/utf8.h"
+#include "tests/fuzz/fuzz_tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {
@@ -34,15 +35,7 @@ const openelm::Tokenizer* g_tokenizer = nullptr;
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  const std::string path = openelm::testing::FuzzTokenizerPath();
-  absl::StatusOr<std::unique_ptr<openelm::Tokenizer>> tokenizer =
-      openelm::Tokenizer::Load(path);
-  if (!tokenizer.ok()) {
-    std::fprintf(stderr, "cannot load %s: %s\n", path.c_str(),
-                 tokenizer.status().ToString().c_str());
-    std::abort();
-  }
-  g_tokenizer = tokenizer->release();
+  g_tokenizer = openelm::testing::LoadFuzzTokenizerOrDie();
   return 0;
 }
 

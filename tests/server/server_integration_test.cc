@@ -42,6 +42,7 @@ using ::grpc::health::v1::HealthCheckResponse;
 using ::openelm::testing::HttpGet;
 using ::openelm::testing::MetricValue;
 using ::openelm::testing::TempDir;
+using ::openelm::testing::TinyCheckpointSuite;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -107,19 +108,10 @@ StreamResult ReadStream(grpc::ClientReaderInterface<v1::GenerateResponse>& reade
   return r;
 }
 
-class ServerTest : public ::testing::Test {
+class ServerTest : public TinyCheckpointSuite {
  protected:
-  static void SetUpTestSuite() {
-    model_dir_ = new TempDir();
-    ASSERT_OK(::openelm::testing::WriteTinyCheckpoint(model_dir_->path()));
-  }
-  static void TearDownTestSuite() {
-    delete model_dir_;
-    model_dir_ = nullptr;
-  }
-
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(server_, Server::Create(TinyOptions(model_dir_->path())));
+    ASSERT_OK_AND_ASSIGN(server_, Server::Create(TinyOptions(TinyModelDir())));
     channel_ = Connect(server_->port());
     stub_ = v1::InferenceService::NewStub(channel_);
     health_ = Health::NewStub(channel_);
@@ -137,14 +129,11 @@ class ServerTest : public ::testing::Test {
     return ::openelm::testing::WaitForLoad(*stub_, done);
   }
 
-  static TempDir* model_dir_;
   std::unique_ptr<Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::InferenceService::Stub> stub_;
   std::unique_ptr<Health::Stub> health_;
 };
-
-TempDir* ServerTest::model_dir_ = nullptr;
 
 TEST_F(ServerTest, TokenizeHelloWorld) {
   grpc::ClientContext ctx;

@@ -78,6 +78,21 @@ absl::Status WriteTinyCheckpoint(const std::string& dir) {
                                /*num_shards=*/1, dir);
 }
 
+TempDir* TinyCheckpointSuite::model_dir_ = nullptr;
+
+void TinyCheckpointSuite::SetUpTestSuite() {
+  model_dir_ = new TempDir();
+  const absl::Status written = WriteTinyCheckpoint(model_dir_->path());
+  ASSERT_TRUE(written.ok()) << written;
+}
+
+void TinyCheckpointSuite::TearDownTestSuite() {
+  delete model_dir_;
+  model_dir_ = nullptr;
+}
+
+const std::string& TinyCheckpointSuite::TinyModelDir() { return model_dir_->path(); }
+
 absl::StatusOr<std::string> HttpGet(int port, absl::string_view path) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return absl::InternalError("socket failed");

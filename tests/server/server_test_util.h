@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "gtest/gtest.h"
 
 // Helpers for the server tests: temp dirs, the tiny checkpoint, a child
 // openelm_server process, and a plain-socket HTTP client for /metrics.
@@ -30,6 +31,19 @@ class TempDir {
 
 // Writes the random-weight tiny OpenELM checkpoint (bf16, seed 7) into `dir`.
 absl::Status WriteTinyCheckpoint(const std::string& dir);
+
+// Base of the suites that start servers on the tiny checkpoint: written once
+// per suite (SetUpTestSuite) into a TempDir removed after the suite.
+class TinyCheckpointSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite();
+  static void TearDownTestSuite();
+  // The checkpoint's directory, while the suite runs.
+  static const std::string& TinyModelDir();
+
+ private:
+  static TempDir* model_dir_;
+};
 
 // One HTTP/1.0 GET to 127.0.0.1:`port``path`; returns the body of a 200.
 absl::StatusOr<std::string> HttpGet(int port, absl::string_view path);

@@ -39,6 +39,7 @@ using ::openelm::testing::MetricValue;
 using ::openelm::testing::TempDir;
 using ::openelm::testing::TenantsJson;
 using ::openelm::testing::TestTenant;
+using ::openelm::testing::TinyCheckpointSuite;
 using ::openelm::testing::Trailer;
 using ::openelm::testing::WriteTenantsFile;
 using ::testing::ContainsRegex;
@@ -47,17 +48,8 @@ using ::testing::HasSubstr;
 constexpr char kAcmeKey[] = "acme-secret-key-1";
 constexpr char kBetaKey[] = "beta-secret-key-2";
 
-class TenancyServerTest : public ::testing::Test {
+class TenancyServerTest : public TinyCheckpointSuite {
  protected:
-  static void SetUpTestSuite() {
-    model_dir_ = new TempDir();
-    ASSERT_OK(::openelm::testing::WriteTinyCheckpoint(model_dir_->path()));
-  }
-  static void TearDownTestSuite() {
-    delete model_dir_;
-    model_dir_ = nullptr;
-  }
-
   void TearDown() override {
     if (server_ != nullptr) server_->Drain(absl::Seconds(1));
   }
@@ -70,8 +62,8 @@ class TenancyServerTest : public ::testing::Test {
     tenants_path_ = absl::StrCat(dir_.path(), "/tenants.json");
     WriteTenantsFile(tenants_path_,
                      TenantsJson(tenants, /*auth_enabled=*/true, shared_prefixes_json));
-    ServerOptions options = ::openelm::testing::TinyTenancyOptions(
-        model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+    ServerOptions options =
+        ::openelm::testing::TinyTenancyOptions(TinyModelDir(), OPENELM_TOKENIZER_MODEL);
     options.tenants_config = tenants_path_;
     options.engine.max_num_seqs = max_num_seqs;
     options.engine.num_blocks = num_blocks;
@@ -104,14 +96,11 @@ class TenancyServerTest : public ::testing::Test {
     return MetricValue(*text, series).value_or(0);
   }
 
-  static TempDir* model_dir_;
   TempDir dir_;
   std::string tenants_path_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<v1::InferenceService::Stub> stub_;
 };
-
-TempDir* TenancyServerTest::model_dir_ = nullptr;
 
 // A stream held open by one client: its first message has arrived.
 struct OpenStream {
@@ -513,7 +502,7 @@ TEST_F(TenancyServerTest, AccessLogNamesTheTenant) {
 
 TEST_F(TenancyServerTest, SingleUserModeNeedsNoKey) {
   ServerOptions options =
-      ::openelm::testing::TinyTenancyOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+      ::openelm::testing::TinyTenancyOptions(TinyModelDir(), OPENELM_TOKENIZER_MODEL);
   ASSERT_OK_AND_ASSIGN(server_, Server::Create(options));
   stub_ = v1::InferenceService::NewStub(grpc::CreateChannel(
       absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
@@ -532,7 +521,7 @@ TEST_F(TenancyServerTest, TlsRefusesPlaintextAndServesTlsClients) {
   tenants_path_ = absl::StrCat(dir_.path(), "/tenants.json");
   WriteTenantsFile(tenants_path_, TenantsJson({{"acme", kAcmeKey, 1.0, ""}}));
   ServerOptions options =
-      ::openelm::testing::TinyTenancyOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+      ::openelm::testing::TinyTenancyOptions(TinyModelDir(), OPENELM_TOKENIZER_MODEL);
   options.tenants_config = tenants_path_;
   options.tls.cert_path = certs.path() + "/server.pem";
   options.tls.key_path = certs.path() + "/server.key";
