@@ -293,8 +293,12 @@ class Connection final : public ConnectionBase,
       head->set(http::field::server, kServerHeader);
       head->set(http::field::content_type, "text/event-stream");
       head->set(http::field::cache_control, "no-cache");
+      // HTTP/1.0 has no chunked encoding: its stream is the raw events, and
+      // the closed connection marks the end.
+      chunked_ = request_.version() >= 11;
+      if (!chunked_) keep_alive_ = false;
       head->keep_alive(keep_alive_);
-      head->chunked(true);
+      head->chunked(chunked_);
       auto serializer =
           std::make_shared<http::response_serializer<http::empty_body>>(*head);
       pending_data_ = std::move(out.data);
@@ -328,6 +332,10 @@ class Connection final : public ConnectionBase,
         self->writing_ = false;
         return self->Pump();
       }
+      if (!self->chunked_) {
+        self->writing_ = false;
+        return self->EndCall(/*keep_alive=*/false);
+      }
       net::async_write(self->stream_, http::make_chunk_last(),
                        [self](beast::error_code e, size_t) {
                          self->writing_ = false;
@@ -337,6 +345,10 @@ class Connection final : public ConnectionBase,
     };
     if (chunk_.empty()) {
       done(beast::error_code(), 0);
+      return;
+    }
+    if (!chunked_) {
+      net::async_write(stream_, net::buffer(chunk_), std::move(done));
       return;
     }
     net::async_write(stream_, http::make_chunk(net::buffer(chunk_)), std::move(done));
@@ -481,6 +493,7 @@ class Connection final : public ConnectionBase,
   std::string peer_;
   std::string allow_;
   bool keep_alive_ = true;
+  bool chunked_ = true;  // the current event stream's framing (HTTP/1.1)
   std::shared_ptr<http_front::HttpCall> call_;
   bool writing_ = false;
   bool stall_armed_ = false;

@@ -12,14 +12,17 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "engine/base/json.h"
 #include "gmock/gmock.h"
@@ -39,7 +42,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using ::openelm::testing::TempDir;
+using ::openelm::testing::TinyCheckpointSuite;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct HttpResult {
   int status = 0;
@@ -48,12 +53,38 @@ struct HttpResult {
   std::string content_type;
 };
 
-// One request on a fresh connection (blocking; Beast's sync API).
+// Shuts socket `fd` down after `after` unless destroyed first, so that a
+// blocking client call on it returns (with an error) instead of hanging the
+// test until ctest's timeout; says so on stderr when it fires.
+class SocketWatchdog {
+ public:
+  SocketWatchdog(int fd, absl::Duration after, std::string what)
+      : thread_([this, fd, after, what = std::move(what)] {
+          if (!done_.WaitForNotificationWithTimeout(after)) {
+            std::cerr << "watchdog: " << what << " still blocked after " << after
+                      << "; shutting its socket down" << std::endl;
+            ::shutdown(fd, SHUT_RDWR);
+          }
+        }) {}
+  ~SocketWatchdog() {
+    done_.Notify();
+    thread_.join();
+  }
+
+ private:
+  absl::Notification done_;
+  std::thread thread_;
+};
+
+// One request on a fresh connection (blocking; Beast's sync API), bounded
+// by a 30 s watchdog.
 HttpResult Request(int port, http::verb verb, const std::string& target,
                    const std::string& body = "", const std::string& api_key = "") {
   net::io_context ioc;
   tcp::socket socket(ioc);
   socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  SocketWatchdog watchdog(socket.native_handle(), absl::Seconds(30),
+                          std::string(http::to_string(verb)) + " " + target);
   http::request<http::string_body> req(verb, target, 11);
   req.set(http::field::host, "127.0.0.1");
   if (!body.empty()) {
@@ -89,6 +120,25 @@ HttpResult Request(int port, http::verb verb, const std::string& target,
   return result;
 }
 
+// A connection to the server and a POST of `body` to `target`, prepared but
+// not sent: for the tests that set headers, pipeline, hang up or read raw.
+struct RawPost {
+  net::io_context ioc;
+  tcp::socket socket{ioc};
+  http::request<http::string_body> req;
+};
+
+std::unique_ptr<RawPost> Connect(int port, const std::string& target,
+                                 const std::string& body, unsigned version = 11) {
+  auto raw = std::make_unique<RawPost>();
+  raw->socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
+  raw->req = http::request<http::string_body>(http::verb::post, target, version);
+  raw->req.set(http::field::host, "127.0.0.1");
+  raw->req.body() = body;
+  raw->req.prepare_payload();
+  return raw;
+}
+
 HttpResult Post(int port, const std::string& target, const std::string& body,
                 const std::string& api_key = "") {
   return Request(port, http::verb::post, target, body, api_key);
@@ -116,17 +166,8 @@ std::vector<nlohmann::json> Events(const std::string& body) {
   return events;
 }
 
-class HttpApiTest : public ::testing::Test {
+class HttpApiTest : public TinyCheckpointSuite {
  protected:
-  static void SetUpTestSuite() {
-    model_dir_ = new TempDir();
-    ASSERT_OK(::openelm::testing::WriteTinyCheckpoint(model_dir_->path()));
-  }
-  static void TearDownTestSuite() {
-    delete model_dir_;
-    model_dir_ = nullptr;
-  }
-
   void TearDown() override {
     if (server_ != nullptr) server_->Drain(absl::Seconds(2));
   }
@@ -141,8 +182,7 @@ class HttpApiTest : public ::testing::Test {
         absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
   }
   void Start() {
-    Start(::openelm::testing::TinyServerOptions(model_dir_->path(),
-                                                OPENELM_TOKENIZER_MODEL));
+    Start(::openelm::testing::TinyServerOptions(TinyModelDir(), OPENELM_TOKENIZER_MODEL));
   }
 
   int port() const { return server_->http_port(); }
@@ -165,12 +205,9 @@ class HttpApiTest : public ::testing::Test {
     EXPECT_EQ(load.kv_blocks_free(), load.kv_blocks_total());
   }
 
-  static TempDir* model_dir_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<v1::InferenceService::Stub> stub_;
 };
-
-TempDir* HttpApiTest::model_dir_ = nullptr;
 
 TEST_F(HttpApiTest, HealthAndModels) {
   Start();
@@ -250,6 +287,41 @@ TEST_F(HttpApiTest, StreamingCompletionSendsTheSameTextAsEventsThenDone) {
   EXPECT_EQ(finish, "length");
 }
 
+TEST_F(HttpApiTest, Http10ClientGetsPlainEventsAndAClosedConnectionAsTheEnd) {
+  Start();
+  std::unique_ptr<RawPost> raw =
+      Connect(port(), "/v1/completions",
+              R"({"prompt": "Hi", "max_tokens": 5, "ignore_eos": true, "stream": true})",
+              /*version=*/10);
+  http::write(raw->socket, raw->req);
+  // Everything up to the server's close (bounded, should it never come).
+  struct timeval tv = {10, 0};
+  setsockopt(raw->socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string all;
+  std::vector<char> buf(1 << 14);
+  beast::error_code ec;
+  while (!ec) {
+    const size_t n = raw->socket.read_some(net::buffer(buf), ec);
+    all.append(buf.data(), n);
+  }
+  EXPECT_EQ(ec, net::error::eof) << ec.message();
+  const size_t head_end = all.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << all;
+  const std::string head = absl::AsciiStrToLower(all.substr(0, head_end));
+  EXPECT_TRUE(absl::StartsWith(head, "http/1.0 200")) << head;
+  EXPECT_THAT(head, Not(HasSubstr("chunked")));
+  EXPECT_THAT(head, HasSubstr("text/event-stream"));
+  std::vector<nlohmann::json> events = Events(all.substr(head_end + 4));
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  int tokens = 0;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    EXPECT_EQ(events[i]["object"], "text_completion");
+    tokens += events[i]["choices"].empty() ? 0 : 1;
+  }
+  EXPECT_GE(tokens, 1);
+}
+
 TEST_F(HttpApiTest, ChatCompletionStreamsAndAnswers) {
   Start();
   const std::string messages =
@@ -315,19 +387,15 @@ TEST_F(HttpApiTest, RequestTimeoutHeaderEndsTheRequestWithItsPartialOutput) {
   Start();
   // A long generation with a 300 ms deadline: 200 with what was generated,
   // finish_reason "length" (the engine's deadline), well before the end.
-  net::io_context ioc;
-  tcp::socket socket(ioc);
-  socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
-  http::request<http::string_body> req(http::verb::post, "/v1/completions", 11);
-  req.set(http::field::host, "127.0.0.1");
-  req.set("x-request-timeout", "0.3");
-  req.body() = R"({"prompt": "Hi", "max_tokens": 2000, "ignore_eos": true})";
-  req.prepare_payload();
+  const std::string long_run =
+      R"({"prompt": "Hi", "max_tokens": 2000, "ignore_eos": true})";
+  std::unique_ptr<RawPost> raw = Connect(port(), "/v1/completions", long_run);
+  raw->req.set("x-request-timeout", "0.3");
   const absl::Time start = absl::Now();
-  http::write(socket, req);
+  http::write(raw->socket, raw->req);
   beast::flat_buffer buffer;
   http::response<http::string_body> res;
-  http::read(socket, buffer, res);
+  http::read(raw->socket, buffer, res);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   ASSERT_EQ(res.result_int(), 200) << res.body();
   nlohmann::json body = Json(res.body());
@@ -339,14 +407,12 @@ TEST_F(HttpApiTest, RequestTimeoutHeaderEndsTheRequestWithItsPartialOutput) {
 
   HttpResult bad = Post(port(), "/v1/completions", R"({"prompt": "Hi"})");
   EXPECT_EQ(bad.status, 200);
-  net::io_context ioc2;
-  tcp::socket socket2(ioc2);
-  socket2.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
-  req.set("x-request-timeout", "soon");
-  http::write(socket2, req);
+  std::unique_ptr<RawPost> raw2 = Connect(port(), "/v1/completions", long_run);
+  raw2->req.set("x-request-timeout", "soon");
+  http::write(raw2->socket, raw2->req);
   http::response<http::string_body> refused;
   beast::flat_buffer buffer2;
-  http::read(socket2, buffer2, refused);
+  http::read(raw2->socket, buffer2, refused);
   EXPECT_EQ(refused.result_int(), 400);
   EXPECT_EQ(Json(refused.body())["error"]["param"], "x-request-timeout");
 }
@@ -454,21 +520,17 @@ TEST_F(HttpApiTest, ClientThatDisconnectsHasItsRequestCancelledAndBlocksFreed) {
   const double cancelled_before =
       Metric(R"(openelm_requests_finished_total{api="http",finish_reason="cancelled"})");
   for (bool stream : {true, false}) {
-    net::io_context ioc;
-    tcp::socket socket(ioc);
-    socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
-    http::request<http::string_body> req(http::verb::post, "/v1/completions", 11);
-    req.set(http::field::host, "127.0.0.1");
-    req.body() = absl::StrCat(R"({"prompt": "Hi", "max_tokens": 2000, "ignore_eos": true,
-                                  "stream": )",
-                              stream ? "true" : "false", "}");
-    req.prepare_payload();
-    http::write(socket, req);
+    std::unique_ptr<RawPost> raw =
+        Connect(port(), "/v1/completions",
+                absl::StrCat(R"({"prompt": "Hi", "max_tokens": 2000, "ignore_eos": true,
+                                 "stream": )",
+                             stream ? "true" : "false", "}"));
+    http::write(raw->socket, raw->req);
     // Wait until it runs, then hang up.
     ::openelm::testing::WaitForLoad(
         *stub_, [](const v1::ServerLoad& l) { return l.requests_running() == 1; });
     const absl::Time closed = absl::Now();
-    socket.close();
+    raw->socket.close();
     WaitIdleAndAllBlocksFree();
     EXPECT_LT(absl::Now() - closed, absl::Seconds(2)) << "stream=" << stream;
   }
@@ -479,24 +541,20 @@ TEST_F(HttpApiTest, ClientThatDisconnectsHasItsRequestCancelledAndBlocksFreed) {
 
 TEST_F(HttpApiTest, HangUpIsSeenEvenBehindAPipelinedRequest) {
   Start();
-  net::io_context ioc;
-  tcp::socket socket(ioc);
-  socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
-  http::request<http::string_body> req(http::verb::post, "/v1/completions", 11);
-  req.set(http::field::host, "127.0.0.1");
   // Not streamed: nothing is written before the end, so only the hang-up
   // check (not a failed write) can stop it early.
-  req.body() = R"({"prompt": "Hi", "max_tokens": 2000, "ignore_eos": true})";
-  req.prepare_payload();
-  http::write(socket, req);
+  std::unique_ptr<RawPost> raw =
+      Connect(port(), "/v1/completions",
+              R"({"prompt": "Hi", "max_tokens": 2000, "ignore_eos": true})");
+  http::write(raw->socket, raw->req);
   ::openelm::testing::WaitForLoad(
       *stub_, [](const v1::ServerLoad& l) { return l.requests_running() == 1; });
   // A second request behind the running one: its bytes sit unread in the
   // server's socket, so the socket's readability says nothing any more.
-  http::write(socket, req);
+  http::write(raw->socket, raw->req);
   absl::SleepFor(absl::Milliseconds(50));
   const absl::Time closed = absl::Now();
-  socket.close();
+  raw->socket.close();
   WaitIdleAndAllBlocksFree();
   EXPECT_LT(absl::Now() - closed, absl::Seconds(2));
   EXPECT_EQ(
@@ -506,7 +564,7 @@ TEST_F(HttpApiTest, HangUpIsSeenEvenBehindAPipelinedRequest) {
 
 TEST_F(HttpApiTest, ClientThatStopsReadingIsCutAndItsBlocksFreed) {
   ServerOptions options =
-      ::openelm::testing::TinyServerOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+      ::openelm::testing::TinyServerOptions(TinyModelDir(), OPENELM_TOKENIZER_MODEL);
   options.max_stream_backlog_bytes = 16 << 10;
   // A small server send buffer, so that the kernel holds little of what the
   // client never reads and the cut comes early in every build (sanitizers
@@ -560,7 +618,7 @@ TEST_F(HttpApiTest, TenantsKeysAndQuotasApply) {
       tenants, ::openelm::testing::TenantsJson(
                    {{"acme", "key-acme", 1.0, R"("output_tokens_per_minute": 10)"}}));
   ServerOptions options =
-      ::openelm::testing::TinyTenancyOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+      ::openelm::testing::TinyTenancyOptions(TinyModelDir(), OPENELM_TOKENIZER_MODEL);
   options.tenants_config = tenants;
   Start(options);
   const std::string body = R"({"prompt": "Hi", "max_tokens": 8, "ignore_eos": true})";
@@ -588,15 +646,18 @@ TEST_F(HttpApiTest, TlsUsesTheGrpcCertificateAndRefusesPlaintext) {
                                    absl::Seconds(60)));
   ASSERT_EQ(rc, 0);
   ServerOptions options =
-      ::openelm::testing::TinyServerOptions(model_dir_->path(), OPENELM_TOKENIZER_MODEL);
+      ::openelm::testing::TinyServerOptions(TinyModelDir(), OPENELM_TOKENIZER_MODEL);
   options.tls.cert_path = certs.path() + "/server.pem";
   options.tls.key_path = certs.path() + "/server.key";
   options.metrics_port = -1;
   ASSERT_OK_AND_ASSIGN(server_, Server::Create(options));
 
-  // Plaintext HTTP to the TLS port gets no HTTP answer.
+  // Plaintext HTTP to the TLS port gets no HTTP answer: the failed
+  // handshake closes the connection at once.
+  const absl::Time plain_start = absl::Now();
   HttpResult plain = Request(port(), http::verb::get, "/health");
   EXPECT_NE(plain.status, 200);
+  EXPECT_LT(absl::Now() - plain_start, absl::Seconds(10));
 
   net::io_context ioc;
   net::ssl::context ctx(net::ssl::context::tls_client);
@@ -604,6 +665,8 @@ TEST_F(HttpApiTest, TlsUsesTheGrpcCertificateAndRefusesPlaintext) {
   ctx.set_verify_mode(net::ssl::verify_peer);
   beast::ssl_stream<tcp::socket> stream(ioc, ctx);
   stream.next_layer().connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port()));
+  SocketWatchdog watchdog(stream.next_layer().native_handle(), absl::Seconds(30),
+                          "TLS handshake and streamed completion");
   beast::error_code ec;
   stream.handshake(net::ssl::stream_base::client, ec);
   ASSERT_FALSE(ec) << ec.message();
