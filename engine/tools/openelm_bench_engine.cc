@@ -26,11 +26,13 @@
 #include <utility>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "engine/base/status_macros.h"
 #include "engine/kernels/bf16_matmul.h"
 #include "engine/kernels/cpu_isa.h"
@@ -55,6 +57,9 @@ ABSL_FLAG(int32_t, threads, 0, "OpenMP threads; 0 = all cores");
 ABSL_FLAG(int32_t, repeats, 5,
           "timed repeats per figure (>= 3); min and median are reported");
 ABSL_FLAG(int64_t, bandwidth_mib, 1024, "buffer size of the read-bandwidth test");
+ABSL_FLAG(std::string, figures, "",
+          "comma-separated figures to run (decode_b1_c128, ..., prefill_512); "
+          "empty: all");
 ABSL_FLAG(bool, skip_machine, false, "skip the bandwidth and GEMM-peak measurements");
 
 namespace openelm {
@@ -197,6 +202,13 @@ struct Figure {
   int32_t tokens_per_row = 1;  // 1 = decode
 };
 
+// The name --figures selects a figure by: decode_b<batch>_c<context> or
+// prefill_<tokens>.
+std::string FigureId(const Figure& f) {
+  return f.tokens_per_row == 1 ? absl::StrCat(f.name, "_b", f.batch, "_c", f.context)
+                               : absl::StrCat(f.name, "_", f.tokens_per_row);
+}
+
 int Main() {
   const int32_t repeats = std::max(3, absl::GetFlag(FLAGS_repeats));
   const int32_t threads = absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads)
@@ -303,11 +315,24 @@ int Main() {
   ckpt->reset();
   const double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
 
-  const std::vector<Figure> figures = {
+  const std::vector<Figure> all_figures = {
       {"decode", 1, 128},   {"decode", 4, 128},     {"decode", 16, 128},
       {"decode", 32, 128},  {"decode", 64, 128},    {"decode", 16, 1024},
       {"decode", 32, 1024}, {"prefill", 1, 0, 512},
   };
+  std::vector<Figure> figures;
+  const std::vector<std::string> wanted =
+      absl::StrSplit(absl::GetFlag(FLAGS_figures), ',', absl::SkipEmpty());
+  for (const Figure& f : all_figures) {
+    if (wanted.empty() || absl::c_linear_search(wanted, FigureId(f)))
+      figures.push_back(f);
+  }
+  if (figures.empty()) {
+    std::fprintf(stderr, "--figures matches none of:");
+    for (const Figure& f : all_figures) std::fprintf(stderr, " %s", FigureId(f).c_str());
+    std::fprintf(stderr, "\n");
+    return 2;
+  }
   constexpr int32_t kBlock = 16;
   int32_t blocks_needed = 0;
   for (const Figure& f : figures) {
