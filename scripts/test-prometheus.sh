@@ -71,7 +71,7 @@ case "${mode}" in
     # exposes them (histograms with buckets, _sum, _count).
     mkdir -p "${work}/www"
     python3 - "${repo_root}/deploy/tools/metrics-contract.json" >"${work}/www/metrics" <<'EOF'
-import json, sys
+import itertools, json, sys
 c = json.load(open(sys.argv[1]))
 for g in c["gauges"]:
     print(f"# HELP {g} fake\n# TYPE {g} gauge\n{g} 0")
@@ -84,9 +84,10 @@ for n in c["counters"]:
     print(f"# HELP {n} fake\n# TYPE {n} counter")
     labels = c["labels"].get(n)
     if labels:
-        (key, values), = labels.items()
-        for v in values:
-            print(f'{n}{{{key}="{v}"}} 0')
+        keys = list(labels)
+        for combo in itertools.product(*(labels[k] for k in keys)):
+            pairs = ",".join(f'{k}="{v}"' for k, v in zip(keys, combo))
+            print(f"{n}{{{pairs}}} 0")
     else:
         print(f"{n} 0")
 EOF

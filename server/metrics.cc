@@ -460,4 +460,15 @@ void Metrics::SetBuildInfo(const std::map<std::string, std::string>& labels) {
       .Set(1);
 }
 
+void Metrics::SetModelWeightBytes(int64_t bytes) {
+  prometheus::BuildGauge()
+      .Name("openelm_model_weight_bytes")
+      .Help(
+          "Bytes of model weights held in memory, in the execution plan's weight "
+          "dtype (int8: with the scales).")
+      .Register(*registry_)
+      .Add({})
+      .Set(static_cast<double>(bytes));
+}
+
 }  // namespace openelm::server

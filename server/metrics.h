@@ -67,6 +67,9 @@ class Metrics : public EngineObserver {
   // activation_dtype, kv_dtype, matmul} 1: what this process runs on. Call
   // once the model is loaded.
   void SetBuildInfo(const std::map<std::string, std::string>& labels);
+  // openelm_model_weight_bytes: the loaded weights as held in memory (in the
+  // plan's weight dtype; int8 with its scales). Call once the model is loaded.
+  void SetModelWeightBytes(int64_t bytes);
 
   // The text exposition format of every metric, as /metrics would serve it.
   std::string Serialize() const;

@@ -262,6 +262,7 @@ absl::Status Server::LoadEngine() {
        {"activation_dtype", info.activation_dtype},
        {"kv_dtype", info.kv_dtype},
        {"matmul", plan.matmul == MatmulBackend::kOnednn ? "onednn" : "own"}});
+  metrics_->SetModelWeightBytes(info.weight_bytes);
   OPENELM_ASSIGN_OR_RETURN(engine_, LlmEngine::Create(options_.engine, std::move(model),
                                                       tokenizer_.get(), metrics_.get()));
   const EngineLoad load = engine_->load();

@@ -79,6 +79,7 @@ void ServiceCore::SetReady(LlmEngine* engine, const Tokenizer* tokenizer,
   m.set_max_context_length(info.max_context_length);
   m.set_vocab_size(info.vocab_size);
   m.set_weight_dtype(info.weight_dtype);
+  m.set_weight_bytes(info.weight_bytes);
   m.set_kv_dtype(info.kv_dtype);
   m.set_activation_dtype(info.activation_dtype);
   m.set_cpu_isa(info.cpu_isa);

@@ -63,7 +63,7 @@ struct ModelInfo {
   int32_t max_context_length = 0;
   int32_t num_layers = 0;
   int64_t num_parameters = 0;
-  std::string weight_dtype;      // "bf16" | "f32"
+  std::string weight_dtype;      // "bf16" | "f32" | "int8"
   std::string kv_dtype;          // "bf16" | "f32"
   std::string activation_dtype;  // matmul input precision: "bf16" | "f32"
   std::string cpu_isa;           // ISA level the kernels run at (cpu_isa.h), e.g. "avx2"

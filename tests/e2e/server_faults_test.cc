@@ -327,6 +327,14 @@ TEST_F(ServerFaultsTest, Int8WeightsServeAndReportTheirPlan) {
   ASSERT_EQ(models.models_size(), 1);
   EXPECT_EQ(models.models(0).weight_dtype(), "int8");
   EXPECT_THAT(models.models(0).execution_plan(), HasSubstr("matmul=own-int8"));
+  // One byte per weight plus the scales (and row padding): about half of bf16.
+  const int64_t bytes = models.models(0).weight_bytes();
+  EXPECT_GT(bytes, models.models(0).num_parameters());
+  EXPECT_LT(bytes, models.models(0).num_parameters() * 11 / 10);
+  absl::StatusOr<std::string> text = e2e::HttpGet(server.metrics_port(), "/metrics");
+  ASSERT_OK(text.status());
+  EXPECT_EQ(e2e::ParsePrometheusText(*text)["openelm_model_weight_bytes"],
+            static_cast<double>(bytes));
 
   v1::GenerateRequest req;
   req.mutable_token_ids()->add_ids(1);

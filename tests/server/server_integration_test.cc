@@ -180,6 +180,12 @@ TEST_F(ServerTest, ModelInfoDescribesTheTinyModel) {
   const std::string metrics = server_->metrics().Serialize();
   EXPECT_THAT(metrics, HasSubstr("openelm_build_info{"));
   EXPECT_THAT(metrics, HasSubstr("cpu_isa=\"" + isa + "\""));
+  // The tiny model's bf16 weights: 2 bytes per parameter (the tied LM head
+  // once; the norm vectors are kept in f32, a few KiB more).
+  EXPECT_GE(m.weight_bytes(), 2 * m.num_parameters());
+  EXPECT_LT(m.weight_bytes(), 2 * m.num_parameters() * 1001 / 1000);
+  EXPECT_EQ(MetricValue(metrics, "openelm_model_weight_bytes"),
+            static_cast<double>(m.weight_bytes()));
 
   grpc::ClientContext ctx2;
   v1::GetModelRequest get;
