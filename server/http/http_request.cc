@@ -46,7 +46,12 @@ RouteMatch MatchRoute(absl::string_view method, absl::string_view target) {
 }
 
 std::string QuoteClientText(absl::string_view text, size_t max_bytes) {
-  return std::string(utf8::Prefix(utf8::ReplaceInvalid(text), max_bytes));
+  // Only the input's first max_bytes + 4 bytes can reach the quote: every
+  // input byte gives at least one output byte, and a character that starts
+  // at or before byte max_bytes is at most 4 bytes long, so it is parsed the
+  // same way in the cut input as in the whole. The rest is never scanned.
+  const absl::string_view head = text.substr(0, max_bytes + 4);
+  return std::string(utf8::Prefix(utf8::ReplaceInvalid(head), max_bytes));
 }
 
 absl::Status NoRouteError(absl::string_view target) {

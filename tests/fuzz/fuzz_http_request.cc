@@ -347,6 +347,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     OPENELM_FUZZ_CHECK(match.method_allowed, "no route, yet the method is refused");
     // The connection's 404 quotes the target.
     const absl::Status not_found = http_front::NoRouteError(raw->target);
+    // The quote reads only the target's head; it must equal quoting the
+    // whole target.
+    for (const size_t max_bytes : {size_t{0}, size_t{1}, size_t{7}, size_t{128}}) {
+      const std::string quoted = http_front::QuoteClientText(raw->target, max_bytes);
+      const std::string whole = std::string(
+          openelm::utf8::Prefix(openelm::utf8::ReplaceInvalid(raw->target), max_bytes));
+      OPENELM_FUZZ_CHECK(quoted == whole, "quote of %zu bytes differs from the whole's",
+                         max_bytes);
+    }
     CheckErrorBody(not_found, openai::ErrorBody(not_found));
     return 0;
   }

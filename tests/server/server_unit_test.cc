@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "server/access_log.h"
 #include "server/generate_reactor.h"
+#include "server/http/http_request.h"
 #include "server/metrics.h"
 #include "server/proto_io.h"
 #include "server/request_parser.h"
@@ -593,6 +594,32 @@ TEST(CheckTextCanFitTest, RefusesOnlyWhatCannotFit) {
                      HasSubstr("at least 91 tokens"), HasSubstr("context length 100"))));
   limits.max_bytes_per_token = 0;  // no bound known: never refuses
   EXPECT_OK(CheckTextCanFit("text", int64_t{1} << 40, 1, params, limits));
+}
+
+// The quote of client text in HTTP errors reads only the head of the text; it
+// must give what quoting the whole text gives, for characters of every length
+// cut at the limit and for invalid bytes around it.
+TEST(QuoteClientTextTest, HeadGivesTheWholeTextsQuote) {
+  const std::vector<std::string> pieces = {
+      "a",    "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80",
+      "\xFF", "\x80",     "\xE2\x82",     "\xF0\x9F\x98"};
+  for (size_t max_bytes = 0; max_bytes <= 12; ++max_bytes) {
+    for (const std::string& first : pieces) {
+      for (const std::string& second : pieces) {
+        for (const std::string& third : pieces) {
+          const std::string text = "ab" + first + "c" + second + third + first + "tail";
+          const std::string whole =
+              std::string(utf8::Prefix(utf8::ReplaceInvalid(text), max_bytes));
+          const std::string quoted = http_front::QuoteClientText(text, max_bytes);
+          EXPECT_EQ(quoted, whole) << "max_bytes " << max_bytes;
+          EXPECT_LE(quoted.size(), max_bytes);
+          EXPECT_TRUE(utf8::IsValid(quoted));
+        }
+      }
+    }
+  }
+  // A long target is quoted from its head.
+  EXPECT_EQ(http_front::QuoteClientText(std::string(1 << 20, 'x'), 4), "xxxx");
 }
 
 }  // namespace
