@@ -235,7 +235,9 @@ void HttpCall::OnFinish(int index, const FinishInfo& info) {
     FailLocked(engine_error_, std::nullopt);
     return;
   } else {
-    pending_ = builder_->Body();
+    // The body is formatted by TakeOutput on the connection's strand: with
+    // logprobs it can be megabytes, which must not stall the engine thread.
+    body_due_ = true;
     decided_ = true;
   }
   done_ = true;
@@ -252,6 +254,10 @@ bool HttpCall::TakeOutput(Output* out) {
     out->status = status_;
     out->stream = streaming_;
     out->retry_after_s = retry_after_s_;
+  }
+  if (body_due_) {
+    body_due_ = false;
+    pending_ = builder_->Body();
   }
   out->data = std::move(pending_);
   pending_.clear();

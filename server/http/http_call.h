@@ -22,10 +22,11 @@ namespace openelm::server::http_front {
 
 // One generation request of the HTTP API: 1..kMaxPromptsPerRequest engine
 // requests (one per prompt) whose output becomes one response. The engine
-// thread formats output into `pending_` (SSE events) or the builder (the
-// JSON body); the connection's strand takes it with TakeOutput() and writes
-// it. Kept alive by the connection and, while any engine request runs, by
-// itself (`self_`), so the engine never calls a deleted sink.
+// thread formats output into `pending_` (SSE events) or collects it in the
+// builder; the connection's strand takes it with TakeOutput() and writes it,
+// formatting the JSON body there (never on the engine thread). Kept alive by the
+// connection and, while any engine request runs, by itself (`self_`), so the engine never
+// calls a deleted sink.
 class HttpCall : public std::enable_shared_from_this<HttpCall> {
  public:
   struct Input {
@@ -135,6 +136,7 @@ class HttpCall : public std::enable_shared_from_this<HttpCall> {
   bool streaming_ ABSL_GUARDED_BY(mu_) = false;  // head is SSE
   bool done_ ABSL_GUARDED_BY(mu_) = false;       // no more output
   bool overflowed_ ABSL_GUARDED_BY(mu_) = false;
+  bool body_due_ ABSL_GUARDED_BY(mu_) = false;  // TakeOutput formats the body
   int status_ ABSL_GUARDED_BY(mu_) = 200;
   std::optional<int64_t> retry_after_s_ ABSL_GUARDED_BY(mu_);
   absl::Status engine_error_ ABSL_GUARDED_BY(mu_);
