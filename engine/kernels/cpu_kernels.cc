@@ -10,9 +10,10 @@ const CpuKernels* KernelsFor(CpuIsa isa) {
     case CpuIsa::kAvx2:
       return &kernels_internal::Avx2Kernels();
     case CpuIsa::kAvx512:
+      return &kernels_internal::Avx512Kernels();
     case CpuIsa::kAvx512Bf16:
     case CpuIsa::kAmx:
-      return &kernels_internal::Avx512Kernels();
+      return &kernels_internal::Avx512VnniKernels();
   }
   return &kernels_internal::PortableKernels();
 }

@@ -52,6 +52,8 @@ inline int64_t Int8WeightOffset(int64_t row, int64_t c, int64_t kp) {
 //   engine/kernels/isa/kernels_portable.cc  plain C++ (the readable definition)
 //   engine/kernels/isa/kernels_avx2.cc      built with -mavx2 -mfma -mf16c
 //   engine/kernels/isa/kernels_avx512.cc    built with -mavx512f/bw/vl/dq
+//   engine/kernels/isa/kernels_avx512_vnni.cc  the same plus -mavx512vnni: the
+//                                           int8 dot product on vpdpbusd
 // and share their bodies through the *_impl.h templates. The table is chosen
 // once (ActiveKernels()); nothing on the hot path asks the CPU again.
 struct CpuKernels {
@@ -84,13 +86,15 @@ struct CpuKernels {
 const CpuKernels& ActiveKernels();
 
 // The table built for `isa` if this CPU can run it, else nullptr (tests run
-// every level the host can execute). Levels above AVX-512 share its table.
+// every level the host can execute). avx512_bf16 and amx share one table
+// (AVX-512 plus VNNI); AMX itself is used through oneDNN only.
 const CpuKernels* KernelsFor(CpuIsa isa);
 
 namespace kernels_internal {
 const CpuKernels& PortableKernels();
 const CpuKernels& Avx2Kernels();
 const CpuKernels& Avx512Kernels();
+const CpuKernels& Avx512VnniKernels();
 }  // namespace kernels_internal
 
 }  // namespace openelm

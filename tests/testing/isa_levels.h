@@ -14,7 +14,8 @@
 namespace openelm::testing {
 
 inline std::vector<CpuIsa> KernelIsaLevels() {
-  return {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512};
+  // avx512_bf16 is the AVX-512 + VNNI build (amx shares it).
+  return {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16};
 }
 
 inline std::string IsaTestName(CpuIsa isa) { return CpuIsaName(isa); }

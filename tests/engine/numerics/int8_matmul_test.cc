@@ -121,6 +121,78 @@ INSTANTIATE_TEST_SUITE_P(
              "_k" + std::to_string(s.k);
     });
 
+// Products at the ends of the range, +-127 x +-127 in every position and
+// every sign pattern, over a long K: a 16-bit intermediate that saturated
+// (or a sign that went to the wrong operand) would show here.
+class Int8ExtremesTest : public ::testing::TestWithParam<CpuIsa> {};
+
+TEST_P(Int8ExtremesTest, FullScaleProductsSumExactly) {
+  const CpuKernels& kernels = OPENELM_KERNELS_OR_SKIP(GetParam());
+  constexpr int64_t kN = 8, kK = 1280;
+  constexpr int32_t kM = 3;
+  // Row j of W: +-1 with a sign pattern of its own; row i of A likewise.
+  auto w_sign = [](int64_t j, int64_t c) {
+    return ((c >> (j % 4)) + j) % 2 == 0 ? 1 : -1;
+  };
+  auto a_sign = [](int32_t i, int64_t c) {
+    return i == 0 ? -1 : ((c + i) % 3 == 0 ? -1 : 1);
+  };
+  std::vector<float> w(kN * kK);
+  for (int64_t j = 0; j < kN; ++j) {
+    for (int64_t c = 0; c < kK; ++c) w[j * kK + c] = static_cast<float>(w_sign(j, c));
+  }
+  std::vector<float> src(kM * kK);
+  for (int32_t i = 0; i < kM; ++i) {
+    for (int64_t c = 0; c < kK; ++c)
+      src[i * kK + c] = 2.0f * static_cast<float>(a_sign(i, c));
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Int8Matmul> mm,
+                       Int8Matmul::Create(kernels, kN, kK, kM, w.data(),
+                                          std::make_shared<Int8ActivationScratch>(), 2));
+  std::vector<float> dst(kM * kN);
+  ASSERT_OK(mm->Run(src.data(), kM, dst.data()));
+  for (int32_t i = 0; i < kM; ++i) {
+    for (int64_t j = 0; j < kN; ++j) {
+      // Quantized: every value is +-127, scales 1/127 and 2/127.
+      int64_t dot = 0;
+      for (int64_t c = 0; c < kK; ++c)
+        dot += int64_t{127} * 127 * a_sign(i, c) * w_sign(j, c);
+      const double want = static_cast<double>(dot) * (2.0 / 127) * (1.0 / 127);
+      EXPECT_NEAR(dst[i * kN + j], want, 1e-5 * (1 + std::fabs(want)))
+          << "row " << i << " col " << j;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, Int8ExtremesTest,
+                         ::testing::ValuesIn(testing::KernelIsaLevels()),
+                         [](const ::testing::TestParamInfo<CpuIsa>& info) {
+                           return testing::IsaTestName(info.param);
+                         });
+
+// The VNNI build (avx512_bf16) computes the same integer sums as the AVX2
+// build, so every output is bit-identical on random data of every row count.
+TEST(Int8MatmulTest, VnniBuildIsBitIdenticalToTheAvx2Build) {
+  const CpuKernels& vnni = OPENELM_KERNELS_OR_SKIP(CpuIsa::kAvx512Bf16);
+  const CpuKernels& avx2 = OPENELM_KERNELS_OR_SKIP(CpuIsa::kAvx2);
+  constexpr int64_t kN = 37, kK = 1000;
+  constexpr int32_t kMaxM = 17;
+  const std::vector<float> w = RandomVector(kN * kK, 11, 0.05f);
+  auto scratch = std::make_shared<Int8ActivationScratch>();
+  ASSERT_OK_AND_ASSIGN(auto a,
+                       Int8Matmul::Create(vnni, kN, kK, kMaxM, w.data(), scratch, 2));
+  ASSERT_OK_AND_ASSIGN(auto b,
+                       Int8Matmul::Create(avx2, kN, kK, kMaxM, w.data(), scratch, 2));
+  for (int32_t m = 1; m <= kMaxM; ++m) {
+    const std::vector<float> src = RandomVector(int64_t{m} * kK, 100 + m, 2.0f);
+    std::vector<float> da(m * kN), db(m * kN);
+    ASSERT_OK(a->Run(src.data(), m, da.data()));
+    ASSERT_OK(b->Run(src.data(), m, db.data()));
+    for (int64_t i = 0; i < m * kN; ++i)
+      ASSERT_EQ(da[i], db[i]) << "m=" << m << " at " << i;
+  }
+}
+
 TEST(Int8LayoutTest, BlocksOfFourRowsInterleaveChunkByChunk) {
   // kp = 64: row 5 is row 1 of block 1; its chunk 1 starts after block 0
   // (4 x 64 bytes), chunk 0 of block 1 (4 x 32) and row 0's chunk 1 (32).

@@ -106,8 +106,11 @@ INSTANTIATE_TEST_SUITE_P(AllIsas, IsaKernelsTest,
 
 TEST(CpuIsaTest, EffectiveLevelNeverExceedsTheCpuAndNamesRoundTrip) {
   EXPECT_LE(static_cast<int>(EffectiveCpuIsa()), static_cast<int>(DetectedCpuIsa()));
-  EXPECT_EQ(ActiveKernels().isa == CpuIsa::kAvx512,
-            static_cast<int>(EffectiveCpuIsa()) >= static_cast<int>(CpuIsa::kAvx512));
+  // Each level has its table; amx shares the avx512_bf16 (AVX-512 + VNNI) one.
+  EXPECT_EQ(ActiveKernels().isa,
+            EffectiveCpuIsa() == CpuIsa::kAmx ? CpuIsa::kAvx512Bf16 : EffectiveCpuIsa());
+  EXPECT_TRUE(KernelsFor(CpuIsa::kAmx) == nullptr ||
+              KernelsFor(CpuIsa::kAmx) == KernelsFor(CpuIsa::kAvx512Bf16));
   for (CpuIsa isa : {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512,
                      CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
     ASSERT_OK_AND_ASSIGN(CpuIsa parsed, ParseCpuIsa(CpuIsaName(isa)));
@@ -149,6 +152,15 @@ TEST(ExecutionPlanTest, AutoPicksPerIsa) {
   EXPECT_EQ(
       own.Describe(),
       "isa=avx512_bf16 weights=bf16 activations=f32 kv=bf16 matmul=own-avx512_bf16");
+  // int8 names its kernel: the VNNI one from avx512_bf16 on.
+  for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
+    ASSERT_OK_AND_ASSIGN(ExecutionPlan int8,
+                         ResolvePlan(isa, {.weight_dtype = DType::kI8}));
+    EXPECT_THAT(int8.Describe(),
+                HasSubstr(static_cast<int>(isa) >= static_cast<int>(CpuIsa::kAvx512Bf16)
+                              ? "matmul=own-int8-avx512_vnni"
+                              : std::string("matmul=own-int8-") + CpuIsaName(isa)));
+  }
 }
 
 TEST(ExecutionPlanTest, ImpossibleChoiceNamesFlagIsaAndWhatWorks) {
