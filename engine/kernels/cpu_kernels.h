@@ -77,6 +77,7 @@ struct CpuKernels {
   int32_t matmul_lanes = 8;  // fp32 lanes of one vector: the packing layout
   // int8 weights x dynamically quantized int8 activations, int32 sums.
   void (*int8_matmul)(const Int8MatmulArgs& args);
+  const char* int8_kernel = "portable";  // its name in the plan ("avx512_vnni", ...)
   // Per-row symmetric quantization of x [m, k] into q [m, kp] and scale [m].
   void (*quantize_rows_s8)(const float* x, int32_t m, int64_t k, int64_t kp, int8_t* q,
                            float* scale);
@@ -89,6 +90,10 @@ const CpuKernels& ActiveKernels();
 // every level the host can execute). avx512_bf16 and amx share one table
 // (AVX-512 plus VNNI); AMX itself is used through oneDNN only.
 const CpuKernels* KernelsFor(CpuIsa isa);
+
+// The name of the int8 matmul kernel of `isa`'s table (e.g. "avx2",
+// "avx512_vnni"), whether or not this CPU can run it: for plan descriptions.
+const char* Int8KernelName(CpuIsa isa);
 
 namespace kernels_internal {
 const CpuKernels& PortableKernels();

@@ -2,6 +2,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/kernels/cpu_kernels.h"
 
 namespace openelm {
 
@@ -31,18 +32,13 @@ absl::StatusOr<std::optional<DType>> ParseDTypeChoice(absl::string_view text,
 }
 
 std::string ExecutionPlan::Describe() const {
-  return absl::StrCat(
-      "isa=", CpuIsaName(isa), " weights=", DTypeFlagValue(weight_dtype),
-      " activations=", DTypeFlagValue(activation_dtype), " kv=", DTypeFlagValue(kv_dtype),
-      " matmul=",
-      matmul == MatmulBackend::kOnednn ? std::string("onednn")
-      : matmul == MatmulBackend::kOwnInt8
-          ? absl::StrCat("own-int8-",
-                         // avx512_bf16 and amx: the VNNI table
-                         static_cast<int>(isa) >= static_cast<int>(CpuIsa::kAvx512Bf16)
-                             ? "avx512_vnni"
-                             : CpuIsaName(isa))
-          : absl::StrCat("own-", CpuIsaName(isa)));
+  return absl::StrCat("isa=", CpuIsaName(isa), " weights=", DTypeFlagValue(weight_dtype),
+                      " activations=", DTypeFlagValue(activation_dtype),
+                      " kv=", DTypeFlagValue(kv_dtype), " matmul=",
+                      matmul == MatmulBackend::kOnednn ? std::string("onednn")
+                      : matmul == MatmulBackend::kOwnInt8
+                          ? absl::StrCat("own-int8-", Int8KernelName(isa))
+                          : absl::StrCat("own-", CpuIsaName(isa)));
 }
 
 absl::StatusOr<ExecutionPlan> ResolvePlan(CpuIsa isa, const PlanRequest& request) {

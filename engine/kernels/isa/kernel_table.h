@@ -5,7 +5,8 @@
 // V is the build's fp32 vector type (simd_*.h), I its int8 ops
 // (int8_ops_*.h); attention is passed in because the AVX-512 build keeps its
 // own hand-tuned paged-attention Ops (paged_attention_avx512.cc). Included
-// by isa/kernels_<isa>.cc only, after their vector headers.
+// by isa/kernels_<isa>.cc only, after their vector headers. `int8_kernel`
+// names the int8 matmul in the plan (cpu_kernels.h Int8KernelName).
 #include "engine/kernels/cpu_kernels.h"
 #include "engine/kernels/isa/bf16_matmul_impl.h"
 #include "engine/kernels/isa/elementwise_impl.h"
@@ -16,7 +17,7 @@ namespace openelm::kernels_internal {
 template <class V, class I>
 CpuKernels MakeCpuKernels(CpuIsa isa,
                           void (*attention)(const attention_internal::KernelArgs&),
-                          int32_t attention_head_dim_multiple) {
+                          int32_t attention_head_dim_multiple, const char* int8_kernel) {
   return CpuKernels{
       .isa = isa,
       .rms_norm_row = &RmsNormRow<V>,
@@ -30,6 +31,7 @@ CpuKernels MakeCpuKernels(CpuIsa isa,
       .bf16_matmul = &Bf16Gemm<V>::Run,
       .matmul_lanes = V::kLanes,
       .int8_matmul = &Int8Gemm<I>::Run,
+      .int8_kernel = int8_kernel,
       .quantize_rows_s8 = &Int8Gemm<I>::QuantizeRows,
   };
 }

@@ -17,7 +17,7 @@ void Attention(const attention_internal::KernelArgs& args) {
 
 const CpuKernels& Avx2Kernels() {
   static const CpuKernels kernels =
-      MakeCpuKernels<VecAvx2, I8Avx2>(CpuIsa::kAvx2, &Attention, VecAvx2::kLanes);
+      MakeCpuKernels<VecAvx2, I8Avx2>(CpuIsa::kAvx2, &Attention, VecAvx2::kLanes, "avx2");
   return kernels;
 }
 

@@ -11,7 +11,7 @@ namespace openelm::kernels_internal {
 
 const CpuKernels& Avx512Kernels() {
   static const CpuKernels kernels = MakeCpuKernels<VecAvx512, I8Avx2>(
-      CpuIsa::kAvx512, &attention_internal::RunAvx512, VecAvx512::kLanes);
+      CpuIsa::kAvx512, &attention_internal::RunAvx512, VecAvx512::kLanes, "avx512");
   return kernels;
 }
 

@@ -11,7 +11,8 @@ namespace openelm::kernels_internal {
 
 const CpuKernels& Avx512VnniKernels() {
   static const CpuKernels kernels = MakeCpuKernels<VecAvx512, I8Avx512Vnni>(
-      CpuIsa::kAvx512Bf16, &attention_internal::RunAvx512, VecAvx512::kLanes);
+      CpuIsa::kAvx512Bf16, &attention_internal::RunAvx512, VecAvx512::kLanes,
+      "avx512_vnni");
   return kernels;
 }
 

@@ -10,7 +10,7 @@ namespace openelm::kernels_internal {
 const CpuKernels& PortableKernels() {
   // Attention: the scalar Ops in paged_attention.cc, for any head_dim.
   static const CpuKernels kernels = MakeCpuKernels<VecPortable, I8Portable>(
-      CpuIsa::kPortable, &attention_internal::RunScalar, 1);
+      CpuIsa::kPortable, &attention_internal::RunScalar, 1, "portable");
   return kernels;
 }
 
