@@ -17,6 +17,7 @@ PACKAGES=(
   libsentencepiece-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev googletest
+  libsimde-dev  # tests only: runs the AVX-512 kernel tables on any host (tests/emulated_isa)
   # Python client package (client/python; scripts/test-python-client.sh): its
   # stubs come from protobuf-compiler + protobuf-compiler-grpc above, not
   # python3-grpc-tools (whose protoc 3.5 rejects proto3 `optional`).

@@ -152,7 +152,7 @@ TEST_P(PagedAttentionTest, MatchesDenseAttention) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    All, PagedAttentionTest,
+    AllIsas, PagedAttentionTest,
     ::testing::Combine(::testing::ValuesIn(Cases()),
                        ::testing::ValuesIn(testing::KernelIsaLevels())),
     [](const ::testing::TestParamInfo<std::tuple<AttentionCase, CpuIsa>>& info) {
