@@ -48,16 +48,18 @@ inline int64_t Int8WeightOffset(int64_t row, int64_t c, int64_t kp) {
          r * kInt8Chunk + c % kInt8Chunk;
 }
 
-// One ISA level's build of every own kernel. The variants live side by side:
+// One ISA build of every own kernel. The variants live side by side:
 //   engine/kernels/isa/kernels_portable.cc  plain C++ (the readable definition)
 //   engine/kernels/isa/kernels_avx2.cc      built with -mavx2 -mfma -mf16c
+//   engine/kernels/isa/kernels_avx2_vnni.cc the same plus -mavxvnni: the int8
+//                                           dot product on (VEX) vpdpbusd
 //   engine/kernels/isa/kernels_avx512.cc    built with -mavx512f/bw/vl/dq
 //   engine/kernels/isa/kernels_avx512_vnni.cc  the same plus -mavx512vnni: the
 //                                           int8 dot product on vpdpbusd
 // and share their bodies through the *_impl.h templates. The table is chosen
 // once (ActiveKernels()); nothing on the hot path asks the CPU again.
 struct CpuKernels {
-  CpuIsa isa = CpuIsa::kPortable;  // the build level of this table
+  CpuIsa isa = CpuIsa::kPortable;  // the vector width level of this table
   // out = x * rsqrt(mean(x^2) + eps) * w, n values.
   void (*rms_norm_row)(const float* x, const float* w, int32_t n, float eps, float* out);
   // v[j], v[j + half] rotated by (c[j], s[j]) for j < half.
@@ -83,21 +85,39 @@ struct CpuKernels {
                            float* scale);
 };
 
+// The kernel tables this binary has, one per ISA build (above).
+enum class KernelBuild : int { kPortable, kAvx2, kAvx2Vnni, kAvx512, kAvx512Vnni };
+// "portable", "avx2", "avx2_vnni", "avx512", "avx512_vnni".
+const char* KernelBuildName(KernelBuild build);
+// The instructions a build needs, e.g. "AVX2+FMA+F16C+AVX-VNNI" (messages).
+const char* KernelBuildNeeds(KernelBuild build);
+// The build's table if this CPU can run it (whatever the cap), else nullptr:
+// tests run every build the host can execute.
+const CpuKernels* KernelsForBuild(KernelBuild build);
+
+// The build the plan runs at level `isa` on this CPU. avx512_bf16 and amx
+// (which all have AVX512_VNNI) run avx512_vnni; AMX itself is used through
+// oneDNN only. At avx2 and avx512 the VNNI build runs where the CPU has
+// AVX-VNNI / AVX512_VNNI and `isa` is the CPU's own level: a cap
+// (--max_cpu_isa) gives the level's base instructions, as on the oldest CPU
+// of that level (a capped Zen 5 runs what a Zen 3 runs).
+KernelBuild KernelBuildFor(CpuIsa isa);
+
+// The table the plan runs at level `isa` (KernelBuildFor), or nullptr if
+// `isa` is above this CPU's level.
+const CpuKernels* KernelsFor(CpuIsa isa);
+
 // The table for EffectiveCpuIsa(), fixed at the first call.
 const CpuKernels& ActiveKernels();
 
-// The table built for `isa` if this CPU can run it, else nullptr (tests run
-// every level the host can execute). avx512_bf16 and amx share one table
-// (AVX-512 plus VNNI); AMX itself is used through oneDNN only.
-const CpuKernels* KernelsFor(CpuIsa isa);
-
-// The name of the int8 matmul kernel of `isa`'s table (e.g. "avx2",
-// "avx512_vnni"), whether or not this CPU can run it: for plan descriptions.
+// The name of the int8 matmul kernel the plan runs at level `isa` on this
+// CPU (e.g. "avx2", "avx_vnni", "avx512_vnni"): for plan descriptions.
 const char* Int8KernelName(CpuIsa isa);
 
 namespace kernels_internal {
 const CpuKernels& PortableKernels();
 const CpuKernels& Avx2Kernels();
+const CpuKernels& Avx2VnniKernels();
 const CpuKernels& Avx512Kernels();
 const CpuKernels& Avx512VnniKernels();
 }  // namespace kernels_internal

@@ -1,9 +1,10 @@
 #ifndef OPENELM_TESTS_TESTING_ISA_LEVELS_H_
 #define OPENELM_TESTS_TESTING_ISA_LEVELS_H_
 
-// Every ISA level that has its own build of the kernels, for tests that run
-// each variant against a plain reference. A level the host cannot execute is
-// skipped with a message naming it (never silently).
+// Every ISA build of the kernels (cpu_kernels.h KernelBuild), for tests that
+// run each variant against a plain reference. A build the host cannot
+// execute is skipped with a message naming the instructions it needs (never
+// silently).
 #include <string>
 #include <vector>
 
@@ -12,9 +13,10 @@
 #include "gtest/gtest.h"
 
 #ifdef OPENELM_TEST_EMULATED_ISA
-// tests/emulated_isa: the AVX-512 tables' sources rebuilt on SIMDe, so they
-// run on any x86-64 host.
+// tests/emulated_isa: the sources of the builds above AVX2 rebuilt on
+// SIMDe, so they run on any x86-64 host.
 namespace openelm::kernels_internal {
+const CpuKernels& EmulatedAvx2VnniKernels();
 const CpuKernels& EmulatedAvx512Kernels();
 const CpuKernels& EmulatedAvx512VnniKernels();
 }  // namespace openelm::kernels_internal
@@ -22,43 +24,56 @@ const CpuKernels& EmulatedAvx512VnniKernels();
 
 namespace openelm::testing {
 
-inline std::vector<CpuIsa> KernelIsaLevels() {
+inline std::vector<KernelBuild> KernelIsaLevels() {
 #ifdef OPENELM_TEST_EMULATED_ISA
-  return {CpuIsa::kAvx512, CpuIsa::kAvx512Bf16};
+  return {KernelBuild::kAvx2Vnni, KernelBuild::kAvx512, KernelBuild::kAvx512Vnni};
 #else
-  // avx512_bf16 is the AVX-512 + VNNI build (amx shares it).
-  return {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16};
+  return {KernelBuild::kPortable, KernelBuild::kAvx2, KernelBuild::kAvx2Vnni,
+          KernelBuild::kAvx512, KernelBuild::kAvx512Vnni};
 #endif
 }
 
-// The table a kernel test runs for `isa`: KernelsFor(isa) (nullptr where the
-// CPU lacks the ISA), or in the emulated build the SIMDe-built table of the
-// AVX-512 levels, which runs everywhere.
-inline const CpuKernels* TestKernelsFor(CpuIsa isa) {
+// The builds whose int8 dot product is vpdpbusd (their output must equal
+// the AVX2 build's bit for bit).
+inline std::vector<KernelBuild> VnniKernelBuilds() {
+  return {KernelBuild::kAvx2Vnni, KernelBuild::kAvx512Vnni};
+}
+
+inline std::string IsaTestName(KernelBuild build) { return KernelBuildName(build); }
+
+// The table a kernel test runs for `build`: KernelsForBuild(build) (nullptr
+// where the CPU lacks its instructions), or in the emulated build the
+// SIMDe-built table, which runs everywhere.
+inline const CpuKernels* TestKernelsFor(KernelBuild build) {
 #ifdef OPENELM_TEST_EMULATED_ISA
-  if (isa == CpuIsa::kAvx512) return &kernels_internal::EmulatedAvx512Kernels();
-  if (isa == CpuIsa::kAvx512Bf16 || isa == CpuIsa::kAmx) {
-    return &kernels_internal::EmulatedAvx512VnniKernels();
+  switch (build) {
+    case KernelBuild::kAvx2Vnni:
+      return &kernels_internal::EmulatedAvx2VnniKernels();
+    case KernelBuild::kAvx512:
+      return &kernels_internal::EmulatedAvx512Kernels();
+    case KernelBuild::kAvx512Vnni:
+      return &kernels_internal::EmulatedAvx512VnniKernels();
+    default:
+      break;
   }
 #endif
-  return KernelsFor(isa);
+  return KernelsForBuild(build);
 }
-
-inline std::string IsaTestName(CpuIsa isa) { return CpuIsaName(isa); }
 
 }  // namespace openelm::testing
 
-// In a test body: `const CpuKernels& k = OPENELM_KERNELS_OR_SKIP(isa);`
-#define OPENELM_KERNELS_OR_SKIP(isa)                                             \
-  ({                                                                             \
-    const ::openelm::CpuKernels* kernels_or_null =                               \
-        ::openelm::testing::TestKernelsFor(isa);                                 \
-    if (kernels_or_null == nullptr) {                                            \
-      GTEST_SKIP() << "this CPU cannot run the " << ::openelm::CpuIsaName(isa)   \
-                   << " kernels (it has "                                        \
-                   << ::openelm::CpuIsaName(::openelm::DetectedCpuIsa()) << ")"; \
-    }                                                                            \
-    *kernels_or_null;                                                            \
+// In a test body: `const CpuKernels& k = OPENELM_KERNELS_OR_SKIP(build);`
+#define OPENELM_KERNELS_OR_SKIP(build)                                                  \
+  ({                                                                                    \
+    const ::openelm::CpuKernels* kernels_or_null =                                      \
+        ::openelm::testing::TestKernelsFor(build);                                      \
+    if (kernels_or_null == nullptr) {                                                   \
+      GTEST_SKIP() << "this CPU cannot run the " << ::openelm::KernelBuildName(build)   \
+                   << " kernels (they need " << ::openelm::KernelBuildNeeds(build)      \
+                   << "; it has " << ::openelm::CpuIsaName(::openelm::DetectedCpuIsa()) \
+                   << ")";                                                              \
+    }                                                                                   \
+    *kernels_or_null;                                                                   \
   })
 
 #endif  // OPENELM_TESTS_TESTING_ISA_LEVELS_H_

@@ -6,9 +6,10 @@
 // include path of the kernel sources it recompiles). Every _mm*/_mm256*/
 // _mm512* intrinsic and __m* type then comes from SIMDe (Debian's
 // libsimde-dev), which implements them in plain C++ from Intel's
-// definitions, so the AVX-512 and AVX-512 VNNI kernel tables run, lane for
-// lane, on a CPU without those instructions. Those sources are built with
-// the baseline flags (SSE2), so SIMDe never includes the real header.
+// definitions, so the AVX-VNNI, AVX-512 and AVX-512 VNNI kernel tables run,
+// lane for lane, on a CPU without those instructions. Those sources are
+// built with the baseline flags (SSE2), so SIMDe never includes the real
+// header.
 //
 // Not a speed path and not used by any shipped binary.
 
@@ -123,6 +124,10 @@ inline simde__m512 Mm512ShuffleF32x4(simde__m512 a, simde__m512 b, int imm) {
 
 }  // namespace openelm_emulated_isa
 
+// AVX-VNNI's vpdpbusd is the VEX encoding of AVX512_VNNI's: same operation.
+#ifndef _mm256_dpbusd_avx_epi32
+#define _mm256_dpbusd_avx_epi32(src, a, b) simde_mm256_dpbusd_epi32(src, a, b)
+#endif
 #ifndef _mm512_cvtepi32_epi16
 #define _mm512_cvtepi32_epi16(a) ::openelm_emulated_isa::Mm512CvtEpi32Epi16(a)
 #endif

@@ -37,7 +37,7 @@ struct Shape {
   int64_t k;
 };
 
-class Bf16MatmulTest : public ::testing::TestWithParam<std::tuple<CpuIsa, Shape>> {};
+class Bf16MatmulTest : public ::testing::TestWithParam<std::tuple<KernelBuild, Shape>> {};
 
 // Row counts cover every tile shape (1-6 rows, 1-4 panels) and their tails;
 // n covers partial panels; k covers partial and several 256-wide K slices.
@@ -86,7 +86,7 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(Shape{1, 1}, Shape{17, 7}, Shape{48, 64},
                                          Shape{100, 300}, Shape{130, 600},
                                          Shape{64, 513})),
-    [](const ::testing::TestParamInfo<std::tuple<CpuIsa, Shape>>& info) {
+    [](const ::testing::TestParamInfo<std::tuple<KernelBuild, Shape>>& info) {
       const Shape s = std::get<1>(info.param);
       return testing::IsaTestName(std::get<0>(info.param)) + "_n" + std::to_string(s.n) +
              "_k" + std::to_string(s.k);

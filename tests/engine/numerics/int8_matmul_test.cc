@@ -44,7 +44,7 @@ struct Shape {
   int64_t k;
 };
 
-class Int8MatmulTest : public ::testing::TestWithParam<std::tuple<CpuIsa, Shape>> {};
+class Int8MatmulTest : public ::testing::TestWithParam<std::tuple<KernelBuild, Shape>> {};
 
 TEST_P(Int8MatmulTest, MatchesIntegerSumsOfTheQuantizedValues) {
   const CpuKernels& kernels = OPENELM_KERNELS_OR_SKIP(std::get<0>(GetParam()));
@@ -115,7 +115,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::ValuesIn(testing::KernelIsaLevels()),
                        ::testing::Values(Shape{1, 1}, Shape{9, 31}, Shape{13, 64},
                                          Shape{40, 100}, Shape{17, 1280}, Shape{6, 96})),
-    [](const ::testing::TestParamInfo<std::tuple<CpuIsa, Shape>>& info) {
+    [](const ::testing::TestParamInfo<std::tuple<KernelBuild, Shape>>& info) {
       const Shape s = std::get<1>(info.param);
       return testing::IsaTestName(std::get<0>(info.param)) + "_n" + std::to_string(s.n) +
              "_k" + std::to_string(s.k);
@@ -124,7 +124,7 @@ INSTANTIATE_TEST_SUITE_P(
 // Products at the ends of the range, +-127 x +-127 in every position and
 // every sign pattern, over a long K: a 16-bit intermediate that saturated
 // (or a sign that went to the wrong operand) would show here.
-class Int8ExtremesTest : public ::testing::TestWithParam<CpuIsa> {};
+class Int8ExtremesTest : public ::testing::TestWithParam<KernelBuild> {};
 
 TEST_P(Int8ExtremesTest, FullScaleProductsSumExactly) {
   const CpuKernels& kernels = OPENELM_KERNELS_OR_SKIP(GetParam());
@@ -166,15 +166,18 @@ TEST_P(Int8ExtremesTest, FullScaleProductsSumExactly) {
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, Int8ExtremesTest,
                          ::testing::ValuesIn(testing::KernelIsaLevels()),
-                         [](const ::testing::TestParamInfo<CpuIsa>& info) {
+                         [](const ::testing::TestParamInfo<KernelBuild>& info) {
                            return testing::IsaTestName(info.param);
                          });
 
-// The VNNI build (avx512_bf16) computes the same integer sums as the AVX2
-// build, so every output is bit-identical on random data of every row count.
-TEST(Int8MatmulTest, VnniBuildIsBitIdenticalToTheAvx2Build) {
-  const CpuKernels& vnni = OPENELM_KERNELS_OR_SKIP(CpuIsa::kAvx512Bf16);
-  const CpuKernels& avx2 = OPENELM_KERNELS_OR_SKIP(CpuIsa::kAvx2);
+// The VNNI builds (vpdpbusd: AVX-VNNI and AVX512_VNNI) compute the same
+// integer sums as the AVX2 build, so every output is bit-identical on random
+// data of every row count.
+class VnniInt8Test : public ::testing::TestWithParam<KernelBuild> {};
+
+TEST_P(VnniInt8Test, BitIdenticalToTheAvx2Build) {
+  const CpuKernels& vnni = OPENELM_KERNELS_OR_SKIP(GetParam());
+  const CpuKernels& avx2 = OPENELM_KERNELS_OR_SKIP(KernelBuild::kAvx2);
   constexpr int64_t kN = 37, kK = 1000;
   constexpr int32_t kMaxM = 17;
   const std::vector<float> w = RandomVector(kN * kK, 11, 0.05f);
@@ -192,6 +195,12 @@ TEST(Int8MatmulTest, VnniBuildIsBitIdenticalToTheAvx2Build) {
       ASSERT_EQ(da[i], db[i]) << "m=" << m << " at " << i;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, VnniInt8Test,
+                         ::testing::ValuesIn(testing::VnniKernelBuilds()),
+                         [](const ::testing::TestParamInfo<KernelBuild>& info) {
+                           return testing::IsaTestName(info.param);
+                         });
 
 TEST(Int8LayoutTest, BlocksOfFourRowsInterleaveChunkByChunk) {
   // kp = 64: row 5 is row 1 of block 1; its chunk 1 starts after block 0

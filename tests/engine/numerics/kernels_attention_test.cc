@@ -144,7 +144,7 @@ std::vector<AttentionCase> Cases() {
 // Every case on every ISA build of the kernel (skipped, by name, where the
 // host cannot run that ISA).
 class PagedAttentionTest
-    : public ::testing::TestWithParam<std::tuple<AttentionCase, CpuIsa>> {};
+    : public ::testing::TestWithParam<std::tuple<AttentionCase, KernelBuild>> {};
 
 TEST_P(PagedAttentionTest, MatchesDenseAttention) {
   const CpuKernels& kernels = OPENELM_KERNELS_OR_SKIP(std::get<1>(GetParam()));
@@ -155,7 +155,7 @@ INSTANTIATE_TEST_SUITE_P(
     AllIsas, PagedAttentionTest,
     ::testing::Combine(::testing::ValuesIn(Cases()),
                        ::testing::ValuesIn(testing::KernelIsaLevels())),
-    [](const ::testing::TestParamInfo<std::tuple<AttentionCase, CpuIsa>>& info) {
+    [](const ::testing::TestParamInfo<std::tuple<AttentionCase, KernelBuild>>& info) {
       return std::get<0>(info.param).name + "_" +
              testing::IsaTestName(std::get<1>(info.param));
     });

@@ -24,7 +24,7 @@ using ::openelm::testing::RandomVector;
 using ::openelm::testing::StatusIs;
 using ::testing::HasSubstr;
 
-class IsaKernelsTest : public ::testing::TestWithParam<CpuIsa> {};
+class IsaKernelsTest : public ::testing::TestWithParam<KernelBuild> {};
 
 // Lengths cover whole vectors, tails, and less than one vector.
 constexpr int32_t kLengths[] = {1, 5, 8, 16, 31, 64, 100, 1280};
@@ -100,17 +100,20 @@ TEST_P(IsaKernelsTest, Bf16ConversionsRoundToNearestEvenAndKeepNan) {
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, IsaKernelsTest,
                          ::testing::ValuesIn(testing::KernelIsaLevels()),
-                         [](const ::testing::TestParamInfo<CpuIsa>& info) {
+                         [](const ::testing::TestParamInfo<KernelBuild>& info) {
                            return testing::IsaTestName(info.param);
                          });
 
 TEST(CpuIsaTest, EffectiveLevelNeverExceedsTheCpuAndNamesRoundTrip) {
   EXPECT_LE(static_cast<int>(EffectiveCpuIsa()), static_cast<int>(DetectedCpuIsa()));
-  // Each level has its table; amx shares the avx512_bf16 (AVX-512 + VNNI) one.
-  EXPECT_EQ(ActiveKernels().isa,
-            EffectiveCpuIsa() == CpuIsa::kAmx ? CpuIsa::kAvx512Bf16 : EffectiveCpuIsa());
+  // The active table is the effective level's build; avx512_bf16 and amx
+  // share the AVX-512 + VNNI one.
+  EXPECT_EQ(&ActiveKernels(), KernelsFor(EffectiveCpuIsa()));
+  EXPECT_EQ(&ActiveKernels(), KernelsForBuild(KernelBuildFor(EffectiveCpuIsa())));
   EXPECT_TRUE(KernelsFor(CpuIsa::kAmx) == nullptr ||
               KernelsFor(CpuIsa::kAmx) == KernelsFor(CpuIsa::kAvx512Bf16));
+  EXPECT_EQ(KernelBuildFor(CpuIsa::kAmx), KernelBuild::kAvx512Vnni);
+  EXPECT_EQ(KernelBuildFor(CpuIsa::kPortable), KernelBuild::kPortable);
   for (CpuIsa isa : {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512,
                      CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
     ASSERT_OK_AND_ASSIGN(CpuIsa parsed, ParseCpuIsa(CpuIsaName(isa)));
@@ -152,15 +155,48 @@ TEST(ExecutionPlanTest, AutoPicksPerIsa) {
   EXPECT_EQ(
       own.Describe(),
       "isa=avx512_bf16 weights=bf16 activations=f32 kv=bf16 matmul=own-avx512_bf16");
-  // int8 names its kernel: the VNNI one from avx512_bf16 on.
+  // int8 names its kernel: the VNNI one from avx512_bf16 on; below, the
+  // VNNI one only where this CPU has it at its own level (see the next test).
   for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
     ASSERT_OK_AND_ASSIGN(ExecutionPlan int8,
                          ResolvePlan(isa, {.weight_dtype = DType::kI8}));
-    EXPECT_THAT(int8.Describe(),
-                HasSubstr(static_cast<int>(isa) >= static_cast<int>(CpuIsa::kAvx512Bf16)
-                              ? "matmul=own-int8-avx512_vnni"
-                              : std::string("matmul=own-int8-") + CpuIsaName(isa)));
+    const KernelBuild build = KernelBuildFor(isa);
+    const char* want = build == KernelBuild::kAvx512Vnni ? "avx512_vnni"
+                       : build == KernelBuild::kAvx2Vnni ? "avx_vnni"
+                                                         : CpuIsaName(isa);
+    EXPECT_THAT(int8.Describe(), HasSubstr(std::string("matmul=own-int8-") + want));
   }
+}
+
+// Which build each level runs on this CPU: VNNI from avx512_bf16 up; at
+// avx2 and avx512 only when that is the CPU's own level and it has the VNNI
+// extension (a cap gives the base instructions), and never a build the CPU
+// cannot run.
+TEST(KernelBuildTest, VnniBuildsOnlyWhereTheCpuHasThemAtItsOwnLevel) {
+  const CpuFeatures& f = DetectedCpuFeatures();
+  const CpuIsa own = DetectedCpuIsa();
+  EXPECT_EQ(KernelBuildFor(CpuIsa::kAvx2), own == CpuIsa::kAvx2 && f.avx_vnni
+                                               ? KernelBuild::kAvx2Vnni
+                                               : KernelBuild::kAvx2);
+  EXPECT_EQ(KernelBuildFor(CpuIsa::kAvx512), own == CpuIsa::kAvx512 && f.avx512_vnni
+                                                 ? KernelBuild::kAvx512Vnni
+                                                 : KernelBuild::kAvx512);
+  EXPECT_EQ(KernelBuildFor(CpuIsa::kAvx512Bf16), KernelBuild::kAvx512Vnni);
+  for (CpuIsa isa : {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512,
+                     CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
+    if (static_cast<int>(isa) > static_cast<int>(own)) {
+      EXPECT_EQ(KernelsFor(isa), nullptr) << CpuIsaName(isa);
+    } else {
+      EXPECT_NE(KernelsForBuild(KernelBuildFor(isa)), nullptr) << CpuIsaName(isa);
+      EXPECT_STREQ(Int8KernelName(isa), KernelsFor(isa)->int8_kernel);
+    }
+  }
+  EXPECT_EQ(KernelsForBuild(KernelBuild::kAvx2Vnni) != nullptr,
+            static_cast<int>(own) >= static_cast<int>(CpuIsa::kAvx2) && f.avx_vnni);
+  EXPECT_EQ(KernelsForBuild(KernelBuild::kAvx512Vnni) != nullptr,
+            static_cast<int>(own) >= static_cast<int>(CpuIsa::kAvx512) && f.avx512_vnni);
+  EXPECT_STREQ(KernelBuildName(KernelBuild::kAvx2Vnni), "avx2_vnni");
+  EXPECT_THAT(KernelBuildNeeds(KernelBuild::kAvx2Vnni), HasSubstr("AVX-VNNI"));
 }
 
 TEST(ExecutionPlanTest, ImpossibleChoiceNamesFlagIsaAndWhatWorks) {
