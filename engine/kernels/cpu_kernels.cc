@@ -1,5 +1,7 @@
 #include "engine/kernels/cpu_kernels.h"
 
+#include <atomic>
+
 namespace openelm {
 
 namespace {
@@ -107,9 +109,24 @@ const char* Int8KernelName(CpuIsa isa) {
   return TableOf(KernelBuildFor(isa)).int8_kernel;
 }
 
+namespace {
+std::atomic<const CpuKernels*> g_test_table{nullptr};
+std::atomic<bool> g_active_fixed{false};
+}  // namespace
+
 const CpuKernels& ActiveKernels() {
-  static const CpuKernels* active = KernelsFor(EffectiveCpuIsa());
+  static const CpuKernels* active = [] {
+    g_active_fixed.store(true);
+    const CpuKernels* test_table = g_test_table.load();
+    return test_table != nullptr ? test_table : KernelsFor(EffectiveCpuIsa());
+  }();
   return *active;
+}
+
+bool kernels_internal::SetActiveKernelsForTest(const CpuKernels* table) {
+  if (g_active_fixed.load()) return false;
+  g_test_table.store(table);
+  return true;
 }
 
 }  // namespace openelm

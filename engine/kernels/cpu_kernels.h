@@ -120,6 +120,10 @@ const CpuKernels& Avx2Kernels();
 const CpuKernels& Avx2VnniKernels();
 const CpuKernels& Avx512Kernels();
 const CpuKernels& Avx512VnniKernels();
+// Tests only (tests/emulated_isa): makes ActiveKernels() return `table`
+// instead of the plan's. False, and no effect, once ActiveKernels() has
+// been called.
+bool SetActiveKernelsForTest(const CpuKernels* table);
 }  // namespace kernels_internal
 
 }  // namespace openelm

@@ -56,7 +56,9 @@ constexpr double kSelfTol = 1e-5;
 // count of the matmuls before the cache, so their fp32 sums round differently
 // (~1e-7 relative), which may flip the bf16 rounding of a stored K or V value
 // by one bf16 step (2^-8 relative). Seen: 2.6e-4 with oneDNN's f32 matmul on
-// AVX2. Still 40x tighter than kBf16KvTol, and the argmax must not move.
+// AVX2; 2.4e-4 for a sequence in a mixed batch against it alone, with the
+// emulated AVX-512 kernels (tests/emulated_isa). Still 10x tighter than
+// kBf16KvTol, and the argmax must not move.
 constexpr double kSelfBf16KvTol = 1e-3;
 
 constexpr int32_t kBlockSize = 16;
@@ -434,7 +436,10 @@ TEST_F(OpenElmParityTest, MixedBatchMatchesEachSequenceAlone) {
       ReportDiff(absl::StrCat("mixed batch vs alone, seq ", i, " (", got.size(),
                               " rows), KV ", DTypeName(kv)),
                  d);
-      EXPECT_LE(d.max_abs, kSelfTol) << "sequence " << i;
+      // Other batches change the matmuls' row counts, as other chunkings do
+      // (see kSelfBf16KvTol).
+      EXPECT_LE(d.max_abs, kv == DType::kF32 ? kSelfTol : kSelfBf16KvTol)
+          << "sequence " << i;
       EXPECT_EQ(d.argmax_mismatches, 0) << "sequence " << i;
       if (kv == DType::kF32) {
         ASSERT_OK_AND_ASSIGN(LogitRows ref, f32_->reference->ForwardAll(done));
