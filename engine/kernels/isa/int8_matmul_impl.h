@@ -64,27 +64,50 @@ struct Int8Gemm {
     }
   }
 
+  // Cache blocking for large M: a pass keeps kRowsPerPass rows of A (80 KiB
+  // at K = 1280) in L2 while it runs them against kBlocksPerPass weight
+  // blocks (160 KiB), each block staying in L1 across the rows. Without it a
+  // 512-row prefill streamed all of A (640 KiB, more than a Zen 3 core's L2)
+  // from L3 once per weight block: 136-147 GOP/s against 183-242 at 64 rows.
+  // For M <= kRowsPerPass the order is the plain one (one sequential stream
+  // of blocks per thread).
+  static constexpr int32_t kRowsPerPass = 64;
+  static constexpr int64_t kBlocksPerPass = 32;
+
   static void Run(const Int8MatmulArgs& a) {
     if (a.m <= 0) return;
     // Scales and blocks cover n rounded up to whole blocks (zero padding).
-    const int64_t nr_max = kInt8BlockRows;  // one block per tile
-    const int64_t groups = (a.n + nr_max - 1) / nr_max;
-#pragma omp parallel for num_threads(a.num_threads) \
-    schedule(static) if (groups > 1 && a.num_threads > 1)
-    for (int64_t g = 0; g < groups; ++g) {
-      const int64_t n0 = g * nr_max;
-      const int ncols = static_cast<int>(a.n - n0 < nr_max ? a.n - n0 : nr_max);
-      const int8_t* w = a.w_q + n0 * a.kp;  // blocks are contiguous: row n0's block
-      for (int32_t m0 = 0; m0 < a.m; m0 += 2) {
-        const int8_t* aq = a.a_q + m0 * a.kp;
-        float* c = a.dst + m0 * a.n + n0;
-        if (a.m - m0 >= 2) {
-          Tile<2, kInt8BlockRows>(aq, a.a_scale + m0, a.kp, w, a.w_scale + n0, c, a.n,
-                                  ncols);
-        } else {
-          Tile<1, kInt8BlockRows>(aq, a.a_scale + m0, a.kp, w, a.w_scale + n0, c, a.n,
-                                  ncols);
+    const int64_t groups = (a.n + kInt8BlockRows - 1) / kInt8BlockRows;
+    // Each thread takes one contiguous range of blocks.
+    const int64_t nt = a.num_threads < groups ? a.num_threads : groups;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t t = 0; t < nt; ++t) {
+      const int64_t g_end = groups * (t + 1) / nt;
+      for (int64_t g0 = groups * t / nt; g0 < g_end; g0 += kBlocksPerPass) {
+        const int64_t g1 = g0 + kBlocksPerPass < g_end ? g0 + kBlocksPerPass : g_end;
+        for (int32_t m0 = 0; m0 < a.m; m0 += kRowsPerPass) {
+          const int32_t m1 = a.m - m0 > kRowsPerPass ? m0 + kRowsPerPass : a.m;
+          for (int64_t g = g0; g < g1; ++g) RowsTimesBlock(a, g, m0, m1);
         }
+      }
+    }
+  }
+
+  // Rows [m0, m1) of A times weight block g, two rows per tile.
+  static void RowsTimesBlock(const Int8MatmulArgs& a, int64_t g, int32_t m0, int32_t m1) {
+    const int64_t n0 = g * kInt8BlockRows;
+    const int ncols =
+        static_cast<int>(a.n - n0 < kInt8BlockRows ? a.n - n0 : kInt8BlockRows);
+    const int8_t* w = a.w_q + n0 * a.kp;  // blocks are contiguous: row n0's block
+    for (int32_t m = m0; m < m1; m += 2) {
+      const int8_t* aq = a.a_q + m * a.kp;
+      float* c = a.dst + m * a.n + n0;
+      if (m1 - m >= 2) {
+        Tile<2, kInt8BlockRows>(aq, a.a_scale + m, a.kp, w, a.w_scale + n0, c, a.n,
+                                ncols);
+      } else {
+        Tile<1, kInt8BlockRows>(aq, a.a_scale + m, a.kp, w, a.w_scale + n0, c, a.n,
+                                ncols);
       }
     }
   }

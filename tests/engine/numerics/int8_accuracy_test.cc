@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -140,14 +141,16 @@ absl::StatusOr<LogitRows> Logits(DecoderModel& model,
 // The reference with the int8 scheme applied in plain code: every weight row
 // of the matmuls (LM head / embedding included) and every matmul input
 // quantized and dequantized in groups of `group` (kWholeRow: per output
-// channel and per token, the engine's scheme).
+// channel and per token, the engine's scheme), to at most `weight_levels` /
+// `input_levels` in magnitude (127: 8 bits; 63: 7 bits).
 absl::StatusOr<std::unique_ptr<OpenElmReference>> QuantizedReference(
-    const OpenElmReference& exact, int64_t group) {
+    const OpenElmReference& exact, int64_t group, int32_t weight_levels = 127,
+    int32_t input_levels = 127) {
   ReferenceWeights w = exact.weights();
   const OpenElmConfig& c = exact.config();
-  auto rows = [group](std::vector<float>& m, int64_t cols) {
+  auto rows = [group, weight_levels](std::vector<float>& m, int64_t cols) {
     for (size_t r = 0; r * cols < m.size(); ++r) {
-      ReferenceQuantize8(absl::MakeSpan(m.data() + r * cols, cols), group);
+      ReferenceQuantize8(absl::MakeSpan(m.data() + r * cols, cols), group, weight_levels);
     }
   };
   rows(w.token_embeddings, c.model_dim);
@@ -159,7 +162,8 @@ absl::StatusOr<std::unique_ptr<OpenElmReference>> QuantizedReference(
     rows(lw.proj_1, c.model_dim);
     rows(lw.proj_2, s.ffn_dim);
   }
-  return OpenElmReference::FromWeights(c, std::move(w), {.int8_input_group = group});
+  return OpenElmReference::FromWeights(
+      c, std::move(w), {.int8_input_group = group, .int8_input_levels = input_levels});
 }
 
 class ScopedDir {
@@ -290,6 +294,24 @@ TEST(Int8AccuracyTest, OpenElm270mAgainstTheReference) {
     Report(group == kWholeRow
                ? std::string("scheme study: per channel / per token")
                : absl::StrCat("scheme study: groups of ", group, " along K"),
+           Compare(all_q, all_want));
+  }
+  // 7-bit variants of the engine's scheme: what an AVX2 kernel needs to drop
+  // the sign step of its dot product (unsigned activations + 128 times weights
+  // within +-63, or activations within +-63, never overflow maddubs' 16-bit
+  // pairs; oneDNN 2.6's AVX2 u8s8 matmul is exact only then).
+  for (const auto& [name, weight_levels, input_levels] :
+       {std::tuple<const char*, int32_t, int32_t>{"7-bit weights", 63, 127},
+        {"7-bit activations", 127, 63}}) {
+    ASSERT_OK_AND_ASSIGN(
+        std::unique_ptr<OpenElmReference> q,
+        QuantizedReference(*ref, kWholeRow, weight_levels, input_levels));
+    LogitRows all_q;
+    for (int32_t i = 0; i < num_prompts; ++i) {
+      ASSERT_OK_AND_ASSIGN(LogitRows rows, q->ForwardAll(prompts[i]));
+      for (std::vector<float>& row : rows) all_q.push_back(std::move(row));
+    }
+    Report(absl::StrCat("scheme study: per channel / per token, ", name),
            Compare(all_q, all_want));
   }
 }

@@ -49,7 +49,9 @@ class Int8MatmulTest : public ::testing::TestWithParam<std::tuple<KernelBuild, S
 TEST_P(Int8MatmulTest, MatchesIntegerSumsOfTheQuantizedValues) {
   const CpuKernels& kernels = OPENELM_KERNELS_OR_SKIP(std::get<0>(GetParam()));
   const auto [n, k] = std::get<1>(GetParam());
-  constexpr int32_t kMaxM = 9;
+  // Up to 150 rows: more than one cache-blocking pass over the rows
+  // (Int8Gemm::kRowsPerPass = 64), with an odd tail.
+  constexpr int32_t kMaxM = 150;
   std::vector<float> w = RandomVector(n * k, 5, 0.02f);
   w[0] = 0.0f;  // one row with a zero
   auto scratch = std::make_shared<Int8ActivationScratch>();
@@ -78,7 +80,7 @@ TEST_P(Int8MatmulTest, MatchesIntegerSumsOfTheQuantizedValues) {
   for (int64_t c = 0; c < k; ++c)
     ASSERT_FLOAT_EQ(row[c], wq[n - 1][c] * static_cast<float>(ws[n - 1]));
 
-  for (int32_t m : {1, 2, 3, 4, 5, 9}) {
+  for (int32_t m : {1, 2, 3, 4, 5, 9, 65, 150}) {
     std::vector<float> src = RandomVector(int64_t{m} * k, 50 + m, 3.0f);
     constexpr int kGuard = 3;
     std::vector<float> dst((m + kGuard) * n, 777.0f);
@@ -114,7 +116,9 @@ INSTANTIATE_TEST_SUITE_P(
     AllIsas, Int8MatmulTest,
     ::testing::Combine(::testing::ValuesIn(testing::KernelIsaLevels()),
                        ::testing::Values(Shape{1, 1}, Shape{9, 31}, Shape{13, 64},
-                                         Shape{40, 100}, Shape{17, 1280}, Shape{6, 96})),
+                                         Shape{40, 100}, Shape{17, 1280}, Shape{6, 96},
+                                         // 75 blocks: several passes of 32 blocks
+                                         Shape{300, 100})),
     [](const ::testing::TestParamInfo<std::tuple<KernelBuild, Shape>>& info) {
       const Shape s = std::get<1>(info.param);
       return testing::IsaTestName(std::get<0>(info.param)) + "_n" + std::to_string(s.n) +

@@ -126,7 +126,7 @@ absl::StatusOr<std::unique_ptr<OpenElmReference>> OpenElmReference::Create(
 }
 
 template <class T>
-void ReferenceQuantize8(absl::Span<T> x, int64_t group) {
+void ReferenceQuantize8(absl::Span<T> x, int64_t group, int32_t levels) {
   const int64_t n = static_cast<int64_t>(x.size());
   const int64_t g = group == kWholeRow ? n : group;
   for (int64_t begin = 0; begin < n; begin += g) {
@@ -134,19 +134,20 @@ void ReferenceQuantize8(absl::Span<T> x, int64_t group) {
     double amax = 0.0;
     for (int64_t i = begin; i < end; ++i) amax = std::max(amax, std::fabs(double{x[i]}));
     if (amax == 0.0) continue;
-    const double scale = amax / 127.0;
+    const double scale = amax / levels;
     for (int64_t i = begin; i < end; ++i) {
       x[i] = static_cast<T>(std::nearbyint(double{x[i]} / scale) * scale);
     }
   }
 }
-template void ReferenceQuantize8<float>(absl::Span<float>, int64_t);
-template void ReferenceQuantize8<double>(absl::Span<double>, int64_t);
+template void ReferenceQuantize8<float>(absl::Span<float>, int64_t, int32_t);
+template void ReferenceQuantize8<double>(absl::Span<double>, int64_t, int32_t);
 
 std::vector<double> OpenElmReference::MatVec(const std::vector<float>& w, int64_t rows,
                                              int64_t cols, std::vector<double> x) const {
   if (options_.int8_input_group != 0) {
-    ReferenceQuantize8(absl::MakeSpan(x), options_.int8_input_group);
+    ReferenceQuantize8(absl::MakeSpan(x), options_.int8_input_group,
+                       options_.int8_input_levels);
   }
   std::vector<double> y(rows, 0.0);
   for (int64_t r = 0; r < rows; ++r) {

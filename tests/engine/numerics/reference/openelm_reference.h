@@ -42,6 +42,9 @@ struct ReferenceOptions {
   // 0: exact. > 0: symmetric 8-bit quantize-dequantize in consecutive groups
   // of that many values (ReferenceQuantize8). kWholeRow: one group per vector.
   int64_t int8_input_group = 0;
+  // The largest quantized magnitude of the inputs: 127 (8 bits) or, to study
+  // 7-bit schemes, 63.
+  int32_t int8_input_levels = 127;
 };
 inline constexpr int64_t kWholeRow = -1;
 
@@ -111,11 +114,12 @@ std::vector<double> ReferenceRmsNorm(absl::Span<const double> x,
                                      absl::Span<const float> w, double eps);
 
 // Symmetric 8-bit quantize-dequantize of x in place, in consecutive groups of
-// `group` values (kWholeRow: one group): per group s = max|x| / 127 and
+// `group` values (kWholeRow: one group): per group s = max|x| / levels and
 // x = round(x / s) * s (a zero group stays zero). What an int8 scheme with
 // that scale granularity does to a vector; used on weight rows and inputs.
+// levels = 63 models a 7-bit scheme.
 template <class T>
-void ReferenceQuantize8(absl::Span<T> x, int64_t group);
+void ReferenceQuantize8(absl::Span<T> x, int64_t group, int32_t levels = 127);
 
 // Rotate-half (GPT-NeoX) RoPE of one head vector of even length hd at
 // `position`: with inv_freq[j] = theta^(-2j/hd) and a = position * inv_freq[j],
