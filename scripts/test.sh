@@ -33,7 +33,7 @@ if [ "${detected_isa}" != portable ]; then
   OPENELM_MAX_CPU_ISA=portable ctest --test-dir build --output-on-failure -j 2 --timeout 600 -L model
   plans_run="${plans_run} portable"
 fi
-echo "== ISA plans tested: ${plans_run} (kernel unit tests ran every level this CPU has, and the avx512 and avx512_bf16 (VNNI) kernel tables emulated on SIMDe: emulated.* tests)"
+echo "== ISA plans tested: ${plans_run} (kernel unit tests ran every kernel build this CPU can run, and the avx2_vnni, avx512 and avx512_vnni builds emulated on SIMDe: emulated.* tests)"
 echo "== clang -Wthread-safety"
 bash scripts/check-thread-safety.sh build
 echo "== deployment manifests and image runtime dependencies"
