@@ -6,22 +6,24 @@ namespace openelm {
 
 namespace {
 
-// Only takes the table's address and fields: nothing of its ISA runs here.
-const CpuKernels& TableOf(KernelBuild build) {
-  switch (build) {
-    case KernelBuild::kPortable:
-      return kernels_internal::PortableKernels();
-    case KernelBuild::kAvx2:
-      return kernels_internal::Avx2Kernels();
-    case KernelBuild::kAvx2Vnni:
-      return kernels_internal::Avx2VnniKernels();
-    case KernelBuild::kAvx512:
-      return kernels_internal::Avx512Kernels();
-    case KernelBuild::kAvx512Vnni:
-      return kernels_internal::Avx512VnniKernels();
-  }
-  return kernels_internal::PortableKernels();
-}
+// One row per KernelBuild, in enum order. Only the table's address and
+// fields are taken here: nothing of its ISA runs.
+struct BuildInfo {
+  const char* name;
+  const char* needs;
+  const CpuKernels& (*table)();
+};
+constexpr BuildInfo kBuilds[] = {
+    {"portable", "x86-64", &kernels_internal::PortableKernels},
+    {"avx2", "AVX2+FMA+F16C", &kernels_internal::Avx2Kernels},
+    {"avx2_vnni", "AVX2+FMA+F16C+AVX-VNNI", &kernels_internal::Avx2VnniKernels},
+    {"avx512", "AVX-512 F/BW/VL/DQ", &kernels_internal::Avx512Kernels},
+    {"avx512_vnni", "AVX-512 F/BW/VL/DQ+AVX512_VNNI",
+     &kernels_internal::Avx512VnniKernels},
+};
+
+const BuildInfo& Info(KernelBuild build) { return kBuilds[static_cast<int>(build)]; }
+const CpuKernels& TableOf(KernelBuild build) { return Info(build).table(); }
 
 bool AtLeast(CpuIsa isa) {
   return static_cast<int>(DetectedCpuIsa()) >= static_cast<int>(isa);
@@ -46,37 +48,9 @@ bool CpuCanRun(KernelBuild build) {
 
 }  // namespace
 
-const char* KernelBuildName(KernelBuild build) {
-  switch (build) {
-    case KernelBuild::kPortable:
-      return "portable";
-    case KernelBuild::kAvx2:
-      return "avx2";
-    case KernelBuild::kAvx2Vnni:
-      return "avx2_vnni";
-    case KernelBuild::kAvx512:
-      return "avx512";
-    case KernelBuild::kAvx512Vnni:
-      return "avx512_vnni";
-  }
-  return "?";
-}
+const char* KernelBuildName(KernelBuild build) { return Info(build).name; }
 
-const char* KernelBuildNeeds(KernelBuild build) {
-  switch (build) {
-    case KernelBuild::kPortable:
-      return "x86-64";
-    case KernelBuild::kAvx2:
-      return "AVX2+FMA+F16C";
-    case KernelBuild::kAvx2Vnni:
-      return "AVX2+FMA+F16C+AVX-VNNI";
-    case KernelBuild::kAvx512:
-      return "AVX-512 F/BW/VL/DQ";
-    case KernelBuild::kAvx512Vnni:
-      return "AVX-512 F/BW/VL/DQ+AVX512_VNNI";
-  }
-  return "?";
-}
+const char* KernelBuildNeeds(KernelBuild build) { return Info(build).needs; }
 
 const CpuKernels* KernelsForBuild(KernelBuild build) {
   return CpuCanRun(build) ? &TableOf(build) : nullptr;

@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -279,41 +278,30 @@ TEST(Int8AccuracyTest, OpenElm270mAgainstTheReference) {
 
   const char* study = std::getenv("OPENELM_INT8_SCHEME_STUDY");
   if (study == nullptr || std::string(study) != "1") return;
-  // Other scale granularities, applied to the reference in plain code (not
-  // the engine): per channel / per token as the engine does, then groups of G
-  // along K for both weights and inputs.
-  for (int64_t group :
-       {kWholeRow, int64_t{32}, int64_t{64}, int64_t{128}, int64_t{256}}) {
+  // Other schemes, applied to the reference in plain code (not the engine).
+  auto run_scheme = [&](const std::string& name, int64_t group, int32_t weight_levels,
+                        int32_t input_levels) {
     ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmReference> q,
-                         QuantizedReference(*ref, group));
+                         QuantizedReference(*ref, group, weight_levels, input_levels));
     LogitRows all_q;
     for (int32_t i = 0; i < num_prompts; ++i) {
       ASSERT_OK_AND_ASSIGN(LogitRows rows, q->ForwardAll(prompts[i]));
       for (std::vector<float>& row : rows) all_q.push_back(std::move(row));
     }
-    Report(group == kWholeRow
-               ? std::string("scheme study: per channel / per token")
-               : absl::StrCat("scheme study: groups of ", group, " along K"),
-           Compare(all_q, all_want));
+    Report(absl::StrCat("scheme study: ", name), Compare(all_q, all_want));
+  };
+  // Per channel / per token as the engine does, then groups of G along K for
+  // both weights and inputs.
+  run_scheme("per channel / per token", kWholeRow, 127, 127);
+  for (int64_t group : {int64_t{32}, int64_t{64}, int64_t{128}, int64_t{256}}) {
+    run_scheme(absl::StrCat("groups of ", group, " along K"), group, 127, 127);
   }
   // 7-bit variants of the engine's scheme: what an AVX2 kernel needs to drop
   // the sign step of its dot product (unsigned activations + 128 times weights
   // within +-63, or activations within +-63, never overflow maddubs' 16-bit
   // pairs; oneDNN 2.6's AVX2 u8s8 matmul is exact only then).
-  for (const auto& [name, weight_levels, input_levels] :
-       {std::tuple<const char*, int32_t, int32_t>{"7-bit weights", 63, 127},
-        {"7-bit activations", 127, 63}}) {
-    ASSERT_OK_AND_ASSIGN(
-        std::unique_ptr<OpenElmReference> q,
-        QuantizedReference(*ref, kWholeRow, weight_levels, input_levels));
-    LogitRows all_q;
-    for (int32_t i = 0; i < num_prompts; ++i) {
-      ASSERT_OK_AND_ASSIGN(LogitRows rows, q->ForwardAll(prompts[i]));
-      for (std::vector<float>& row : rows) all_q.push_back(std::move(row));
-    }
-    Report(absl::StrCat("scheme study: per channel / per token, ", name),
-           Compare(all_q, all_want));
-  }
+  run_scheme("per channel / per token, 7-bit weights", kWholeRow, 63, 127);
+  run_scheme("per channel / per token, 7-bit activations", kWholeRow, 127, 63);
 }
 
 }  // namespace
