@@ -67,7 +67,34 @@ struct PackedMatmul::Impl {
     dnnl_exec_arg_t args[4] = {};
   };
   std::vector<Bucket> buckets;  // ascending m
+  // PrepareRowGather(): where element (k, 0) of the packed {k, n} weights
+  // lies, for every k; row n adds GatherDimOffset(md, 1, n).
+  std::vector<int64_t> gather_k_offsets;
 };
+
+namespace {
+
+// The part of an element's offset in a blocked layout that comes from index
+// `idx` of dimension `dim`: each inner block of that dimension contributes
+// (index within the block) times the product of the blocks after it, and the
+// outer index its stride. Offsets of a blocked layout are sums of such
+// per-dimension parts (plus offset0), so a row's offsets are one part per
+// column plus one for the row.
+int64_t GatherDimOffset(const dnnl_memory_desc_t& md, int dim, int64_t idx) {
+  const dnnl_blocking_desc_t& b = md.format_desc.blocking;
+  int64_t offset = 0;
+  int64_t block_stride = 1;
+  for (int i = b.inner_nblks - 1; i >= 0; --i) {
+    if (b.inner_idxs[i] == dim) {
+      offset += idx % b.inner_blks[i] * block_stride;
+      idx /= b.inner_blks[i];
+    }
+    block_stride *= b.inner_blks[i];
+  }
+  return offset + idx * b.strides[dim];
+}
+
+}  // namespace
 
 PackedMatmul::PackedMatmul(OnednnContext* ctx, const MatmulSpec& spec)
     : ctx_(ctx), spec_(spec) {}
@@ -119,6 +146,31 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(OnednnContext
   }
   OPENELM_RETURN_IF_ERROR(mm->SetMaxM(spec.max_m));
   return mm;
+}
+
+bool PackedMatmul::PrepareRowGather() {
+  const dnnl_memory_desc_t& md = impl_->packed_md.data;
+  if (md.format_kind != dnnl_blocked || md.ndims != 2 || md.extra.flags != 0)
+    return false;
+  std::vector<int64_t> offsets(spec_.k);
+  for (int64_t c = 0; c < spec_.k; ++c) {
+    offsets[c] = md.offset0 + GatherDimOffset(md, 0, c);
+  }
+  impl_->gather_k_offsets = std::move(offsets);
+  return true;
+}
+
+void PackedMatmul::GatherRow(int64_t row, float* out) const {
+  const int64_t base = GatherDimOffset(impl_->packed_md.data, 1, row);
+  const int64_t* offsets = impl_->gather_k_offsets.data();
+  const void* data = impl_->packed_weights.get_data_handle();
+  if (spec_.compute == MatmulDType::kBF16) {
+    const auto* w = static_cast<const uint16_t*>(data) + base;
+    for (int64_t c = 0; c < spec_.k; ++c) out[c] = Bf16ToF32(w[offsets[c]]);
+  } else {
+    const auto* w = static_cast<const float*>(data) + base;
+    for (int64_t c = 0; c < spec_.k; ++c) out[c] = w[offsets[c]];
+  }
 }
 
 absl::Status PackedMatmul::SetMaxM(int32_t max_m) {

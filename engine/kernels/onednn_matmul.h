@@ -81,6 +81,16 @@ class PackedMatmul final : public Matmul {
 
   const MatmulSpec& spec() const { return spec_; }
   int64_t packed_weight_bytes() const override;
+
+  // Row gather from the packed weights (the tied embedding reads its rows
+  // here, so the table is held once). PrepareRowGather() works out where
+  // each element of a row lies in oneDNN's blocked layout; it returns false,
+  // and GatherRow() must not be called, when the layout is not a blocked one
+  // (oneDNN 2.6 always picks a blocked layout for matmul weights).
+  // GatherRow() writes W[row, 0..k) as f32: the packed values, so bf16
+  // compute gives the bf16-rounded weights.
+  bool PrepareRowGather();
+  void GatherRow(int64_t row, float* out) const;
   int64_t num_runs() const override { return num_runs_; }
 
  private:

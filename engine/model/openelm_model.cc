@@ -131,13 +131,15 @@ class OpenElmModelImpl final : public OpenElmModel {
   std::unique_ptr<OnednnContext> ctx_;
   std::vector<LayerWeights> layers_;
   std::vector<float> final_norm_;  // [d]
-  // The embedding gather reads the LM head's own packed copy when it is a
-  // Bf16Matmul (one copy of the table); otherwise one of these holds it.
+  // The embedding gather reads the LM head's packed copy (one copy of the
+  // table); only where that copy holds other values than the stored weights
+  // (f32 weights packed as bf16) does one of these hold it.
   std::vector<uint16_t> embed_bf16_;  // [vocab, d] bf16 weights, oneDNN LM head
   std::vector<float> embed_f32_;      // [vocab, d] f32 weights
   std::unique_ptr<Matmul> lm_head_;   // token_embeddings as [vocab, d]
   const Bf16Matmul* own_lm_head_ = nullptr;
   const Int8Matmul* int8_lm_head_ = nullptr;
+  const PackedMatmul* onednn_lm_head_ = nullptr;
   std::shared_ptr<Int8ActivationScratch> int8_scratch_;  // int8 plan only
   const RopeTable rope_;
 
@@ -231,6 +233,13 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
     std::vector<uint16_t>().swap(bf16);
   } else if (int8) {
     int8_lm_head_ = static_cast<const Int8Matmul*>(lm_head_.get());
+    std::vector<float>().swap(f32);
+  } else if ((bf16_weights || compute == MatmulDType::kF32) &&
+             static_cast<PackedMatmul*>(lm_head_.get())->PrepareRowGather()) {
+    // oneDNN's packed copy holds exactly the stored values (bf16 weights
+    // packed as bf16 or widened to f32; f32 weights packed as f32).
+    onednn_lm_head_ = static_cast<const PackedMatmul*>(lm_head_.get());
+    std::vector<uint16_t>().swap(bf16);
     std::vector<float>().swap(f32);
   } else if (bf16_weights) {
     embed_bf16_ = std::move(bf16);
@@ -389,6 +398,8 @@ absl::StatusOr<LogitsView> OpenElmModelImpl::Forward(const ForwardBatch& batch) 
       own_lm_head_->GatherRow(tok, x + t * d);
     } else if (int8_lm_head_ != nullptr) {
       int8_lm_head_->GatherRow(tok, x + t * d);
+    } else if (onednn_lm_head_ != nullptr) {
+      onednn_lm_head_->GatherRow(tok, x + t * d);
     } else if (!embed_bf16_.empty()) {
       ConvertBf16ToF32(&embed_bf16_[tok * d], d, x + t * d);
     } else {

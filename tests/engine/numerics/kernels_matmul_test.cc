@@ -132,6 +132,53 @@ TEST_P(PackedMatmulTest, MatchesNaiveLoopsForBucketAndNonBucketRowCounts) {
   EXPECT_EQ(mm->num_runs(), 13);
 }
 
+// The tied embedding reads its rows out of the LM head's packed weights:
+// every row must come back exactly as stored (bf16-rounded for bf16 compute),
+// whatever blocked layout oneDNN chose for the shape and row count.
+TEST_P(PackedMatmulTest, GatherRowReturnsTheStoredWeights) {
+  const MatmulCase c = GetParam();
+  if (c.compute == MatmulDType::kBF16 &&
+      static_cast<int>(EffectiveCpuIsa()) < static_cast<int>(CpuIsa::kAvx512Bf16)) {
+    GTEST_SKIP()
+        << "oneDNN 2.6 has bf16 matmuls only with avx512_bf16 or amx; this CPU runs "
+        << CpuIsaName(EffectiveCpuIsa());
+  }
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OnednnContext> ctx, OnednnContext::Create(2));
+  struct Shape {
+    int64_t n, k;
+    int32_t layout_m;
+  };
+  for (const Shape& s : {Shape{96, 80, 1}, Shape{1001, 67, 64}, Shape{333, 128, 256},
+                         Shape{50, 1280, 8}}) {
+    std::vector<float> w = RandomVector(s.n * s.k, 7 + s.n);
+    std::vector<uint16_t> w_bf16(w.size());
+    for (size_t i = 0; i < w.size(); ++i) w_bf16[i] = F32ToBf16(w[i]);
+    const bool bf16 = c.compute == MatmulDType::kBF16;
+    const std::vector<float> want = (bf16 || c.weight_is_bf16) ? RoundToBf16(w) : w;
+    ASSERT_OK_AND_ASSIGN(
+        std::unique_ptr<PackedMatmul> mm,
+        PackedMatmul::Create(
+            ctx.get(),
+            {.n = s.n,
+             .k = s.k,
+             .max_m = 1,
+             .layout_m = s.layout_m,
+             .compute = c.compute},
+            c.weight_is_bf16 ? static_cast<const void*>(w_bf16.data()) : w.data(),
+            c.weight_is_bf16));
+    ASSERT_TRUE(mm->PrepareRowGather()) << "n=" << s.n << " k=" << s.k;
+    std::vector<float> row(s.k);
+    for (int64_t r = 0; r < s.n; ++r) {
+      mm->GatherRow(r, row.data());
+      for (int64_t i = 0; i < s.k; ++i) {
+        ASSERT_EQ(row[i], want[r * s.k + i])
+            << "n=" << s.n << " k=" << s.k << " layout_m=" << s.layout_m << " row " << r
+            << " column " << i;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, PackedMatmulTest,
                          ::testing::Values(MatmulCase{MatmulDType::kF32, false},
                                            MatmulCase{MatmulDType::kF32, true},
