@@ -254,14 +254,16 @@ absl::Status Server::LoadEngine() {
   const ModelInfo info = model->info();
   const ExecutionPlan& plan = model->plan();
   OPENELM_LOG(INFO) << "execution plan: " << info.plan;
-  metrics_->SetBuildInfo(
-      {{"cpu", DetectedCpuFeatures().brand},
-       {"cpu_isa", CpuIsaName(plan.isa)},
-       {"onednn_isa", OnednnEffectiveIsa()},
-       {"weight_dtype", info.weight_dtype},
-       {"activation_dtype", info.activation_dtype},
-       {"kv_dtype", info.kv_dtype},
-       {"matmul", plan.matmul == MatmulBackend::kOnednn ? "onednn" : "own"}});
+  metrics_->SetBuildInfo({{"cpu", DetectedCpuFeatures().brand},
+                          {"cpu_isa", CpuIsaName(plan.isa)},
+                          {"onednn_isa", OnednnEffectiveIsa()},
+                          {"weight_dtype", info.weight_dtype},
+                          {"activation_dtype", info.activation_dtype},
+                          {"kv_dtype", info.kv_dtype},
+                          {"matmul", plan.matmul == MatmulBackend::kOnednn ||
+                                             plan.matmul == MatmulBackend::kOnednnInt8
+                                         ? "onednn"
+                                         : "own"}});
   metrics_->SetModelWeightBytes(info.weight_bytes);
   OPENELM_ASSIGN_OR_RETURN(engine_, LlmEngine::Create(options_.engine, std::move(model),
                                                       tokenizer_.get(), metrics_.get()));

@@ -23,25 +23,61 @@ void Int8ActivationScratch::Reserve(int32_t rows, int64_t kp) {
   }
 }
 
-void QuantizeWeightsPerChannel(const CpuKernels& kernels, const float* weight, int64_t n,
-                               int64_t k, int64_t kp, int8_t* q, float* scale,
-                               int32_t num_threads) {
-  // Each row goes through the same per-row quantizer as the activations
-  // (vectorized; identical rounding), then its chunks move to their places in
-  // the blocked layout.
-  const int64_t chunks = kp / kInt8Chunk;
+namespace {
+
+// Quantizes each row of weight [n, k] through the kernels' per-row quantizer
+// (vectorized; the activations' rounding) into kp values (zero-padded past
+// k) and hands it to place(j, row).
+template <class Place>
+void QuantizeWeightRows(const CpuKernels& kernels, const float* weight, int64_t n,
+                        int64_t k, int64_t kp, float* scale, int32_t num_threads,
+                        Place place) {
 #pragma omp parallel num_threads(num_threads)
   {
     std::vector<int8_t> row(kp);
 #pragma omp for schedule(static)
     for (int64_t j = 0; j < n; ++j) {
       kernels.quantize_rows_s8(weight + j * k, 1, k, kp, row.data(), scale + j);
-      for (int64_t c = 0; c < chunks; ++c) {
-        std::memcpy(q + Int8WeightOffset(j, c * kInt8Chunk, kp),
-                    row.data() + c * kInt8Chunk, kInt8Chunk);
-      }
+      place(j, row.data());
     }
   }
+}
+
+}  // namespace
+
+void QuantizeWeightsPerChannel(const CpuKernels& kernels, const float* weight, int64_t n,
+                               int64_t k, int64_t kp, int8_t* q, float* scale,
+                               int32_t num_threads) {
+  // Each row's chunks move to their places in the blocked layout.
+  const int64_t chunks = kp / kInt8Chunk;
+  QuantizeWeightRows(kernels, weight, n, k, kp, scale, num_threads,
+                     [&](int64_t j, const int8_t* row) {
+                       for (int64_t c = 0; c < chunks; ++c) {
+                         std::memcpy(q + Int8WeightOffset(j, c * kInt8Chunk, kp),
+                                     row + c * kInt8Chunk, kInt8Chunk);
+                       }
+                     });
+}
+
+void QuantizeWeightsPerChannelPlain(const CpuKernels& kernels, const float* weight,
+                                    int64_t n, int64_t k, int8_t* q, float* scale,
+                                    int32_t num_threads) {
+  const int64_t kp = (k + kInt8Chunk - 1) / kInt8Chunk * kInt8Chunk;
+  QuantizeWeightRows(
+      kernels, weight, n, k, kp, scale, num_threads,
+      [&](int64_t j, const int8_t* row) { std::memcpy(q + j * k, row, k); });
+}
+
+absl::Status CheckInt8Quantizable(const float* weight, int64_t count,
+                                  const std::string& name) {
+  for (int64_t i = 0; i < count; ++i) {
+    if (!std::isfinite(weight[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", name.empty() ? "(unnamed)" : name,
+                       " cannot be quantized to int8: element ", i, " is ", weight[i]));
+    }
+  }
+  return absl::OkStatus();
 }
 
 Int8Matmul::Int8Matmul(const CpuKernels& kernels, int64_t n, int64_t k,
@@ -65,13 +101,7 @@ absl::StatusOr<std::unique_ptr<Int8Matmul>> Int8Matmul::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("bad int8 matmul: n=", n, " k=", k, " max_m=", max_m));
   }
-  for (int64_t i = 0; i < n * k; ++i) {
-    if (!std::isfinite(weight[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", name.empty() ? "(unnamed)" : name,
-                       " cannot be quantized to int8: element ", i, " is ", weight[i]));
-    }
-  }
+  OPENELM_RETURN_IF_ERROR(CheckInt8Quantizable(weight, n * k, name));
   std::unique_ptr<Int8Matmul> mm(new Int8Matmul(
       kernels, n, k, num_threads > 0 ? num_threads : 1, std::move(scratch)));
   mm->q_ = std::make_unique<int8_t[]>(mm->padded_n_ * mm->kp_);  // zero-filled

@@ -37,6 +37,17 @@ void QuantizeWeightsPerChannel(const CpuKernels& kernels, const float* weight, i
                                int64_t k, int64_t kp, int8_t* q, float* scale,
                                int32_t num_threads);
 
+// The same quantization into a plain row-major q[n, k] (oneDNN's int8
+// matmul packs from it).
+void QuantizeWeightsPerChannelPlain(const CpuKernels& kernels, const float* weight,
+                                    int64_t n, int64_t k, int8_t* q, float* scale,
+                                    int32_t num_threads);
+
+// kInvalidArgument naming tensor `name` and the element when `weight` holds
+// a value that has no int8 quantization (NaN or infinity).
+absl::Status CheckInt8Quantizable(const float* weight, int64_t count,
+                                  const std::string& name);
+
 // Matmul with int8 weights (per output channel scales) and fp32 inputs that
 // Run() quantizes per row (token) on the fly; int32 accumulation, scales
 // applied in fp32. Memory holds the int8 weights and their scales only.

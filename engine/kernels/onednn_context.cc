@@ -63,4 +63,18 @@ void OnednnContext::ReserveActivationScratch(int64_t bf16_elements) {
   activation_scratch_elements_ = bf16_elements;
 }
 
+void OnednnContext::ReserveInt8Scratch(int32_t rows, int64_t bytes_per_row) {
+  const int64_t bytes = int64_t{rows} * bytes_per_row;
+  if (bytes > int8_scratch_bytes_) {
+    int8_scratch_.reset(static_cast<int8_t*>(AlignedZeroedAlloc(bytes)));
+    OPENELM_CHECK(int8_scratch_ != nullptr);
+    int8_scratch_bytes_ = bytes;
+  }
+  if (rows > int8_rows_) {
+    int8_row_scales_.reset(static_cast<float*>(AlignedZeroedAlloc(int64_t{rows} * 4)));
+    OPENELM_CHECK(int8_row_scales_ != nullptr);
+    int8_rows_ = rows;
+  }
+}
+
 }  // namespace openelm

@@ -10,7 +10,8 @@ namespace openelm {
 
 // The oneDNN CPU engine and stream shared by every primitive of one model,
 // plus the buffers all matmuls share: the oneDNN scratchpad (user-managed, so
-// execution never allocates one) and a bf16 staging buffer for activations.
+// execution never allocates one) and staging buffers for activations (bf16,
+// or int8 with row scales).
 // Created once; primitives keep a pointer to it, so it must outlive them.
 //
 // Thread-compatible: oneDNN is entered only from the thread that owns the
@@ -30,8 +31,13 @@ class OnednnContext {
   // only; invalidates earlier pointers, so call before the first Run()).
   void ReserveScratchpad(int64_t bytes);
   void ReserveActivationScratch(int64_t bf16_elements);
+  // int8 matmuls: `rows` quantized activation rows of `bytes_per_row` and
+  // their scales.
+  void ReserveInt8Scratch(int32_t rows, int64_t bytes_per_row);
   void* scratchpad() { return scratchpad_.get(); }
   uint16_t* activation_scratch() { return activation_scratch_.get(); }
+  int8_t* int8_scratch() { return int8_scratch_.get(); }
+  float* int8_row_scales() { return int8_row_scales_.get(); }
 
   // Number of oneDNN primitives created through this context (tests check
   // that Forward() creates none).
@@ -54,6 +60,10 @@ class OnednnContext {
   int64_t scratchpad_bytes_ = 0;
   std::unique_ptr<uint16_t[], FreeDeleter> activation_scratch_;
   int64_t activation_scratch_elements_ = 0;
+  std::unique_ptr<int8_t[], FreeDeleter> int8_scratch_;
+  int64_t int8_scratch_bytes_ = 0;
+  std::unique_ptr<float[], FreeDeleter> int8_row_scales_;
+  int32_t int8_rows_ = 0;
   int64_t num_primitives_created_ = 0;
 };
 

@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "engine/base/status_macros.h"
 #include "engine/kernels/bf16.h"
+#include "engine/kernels/cpu_kernels.h"
+#include "engine/kernels/int8_matmul.h"
 #include "engine/kernels/onednn_handles.h"
 
 namespace openelm {
@@ -49,7 +51,39 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Dt = memory::data_type;
 
-Dt ToDnnl(MatmulDType t) { return t == MatmulDType::kBF16 ? Dt::bf16 : Dt::f32; }
+Dt ToDnnl(MatmulDType t) {
+  switch (t) {
+    case MatmulDType::kBF16:
+      return Dt::bf16;
+    case MatmulDType::kS8:
+      return Dt::s8;
+    case MatmulDType::kF32:
+      break;
+  }
+  return Dt::f32;
+}
+
+// int8 activation rows are kInt8Chunk-aligned (the row quantizer's padding).
+int64_t Int8RowBytes(int64_t k) { return (k + kInt8Chunk - 1) / kInt8Chunk * kInt8Chunk; }
+
+// What every primitive of one PackedMatmul shares: a user scratchpad and, for
+// kS8, the weights' per-channel scales as output scales (the activations'
+// per-row scales are applied after the primitive: oneDNN 2.6's matmul takes
+// output scales per column only, and a per-row binary post-op falls back to
+// its reference kernel).
+dnnl::primitive_attr MakeAttr(const std::vector<float>& weight_scales) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (!weight_scales.empty()) attr.set_output_scales(1 << 1, weight_scales);
+  return attr;
+}
+
+// The src of a bucket: kS8 rows are Int8RowBytes(k) apart.
+memory::desc SrcDesc(MatmulDType compute, memory::dim m, memory::dim k) {
+  if (compute == MatmulDType::kS8)
+    return memory::desc({m, k}, Dt::s8, {Int8RowBytes(k), 1});
+  return memory::desc({m, k}, ToDnnl(compute), Tag::ab);
+}
 
 }  // namespace
 
@@ -70,6 +104,9 @@ struct PackedMatmul::Impl {
   // PrepareRowGather(): where element (k, 0) of the packed {k, n} weights
   // lies, for every k; row n adds GatherDimOffset(md, 1, n).
   std::vector<int64_t> gather_k_offsets;
+  // kS8 only: the weights' per-channel scales and the row quantizer.
+  std::vector<float> weight_scales;
+  const CpuKernels* kernels = nullptr;
 };
 
 namespace {
@@ -101,7 +138,8 @@ PackedMatmul::PackedMatmul(OnednnContext* ctx, const MatmulSpec& spec)
 PackedMatmul::~PackedMatmul() = default;
 
 int64_t PackedMatmul::packed_weight_bytes() const {
-  return static_cast<int64_t>(impl_->packed_weights.get_desc().get_size());
+  return static_cast<int64_t>(impl_->packed_weights.get_desc().get_size()) +
+         static_cast<int64_t>(impl_->weight_scales.size()) * 4;
 }
 
 absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(OnednnContext* ctx,
@@ -119,22 +157,41 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(OnednnContext
   dnnl::stream& strm = ctx->handles().stream;
   const Dt dt = ToDnnl(spec.compute);
   const memory::dim n = spec.n, k = spec.k;
+  // kS8: quantize [n, k] per output channel first; oneDNN packs the int8s.
+  std::vector<int8_t> quantized;
+  if (spec.compute == MatmulDType::kS8) {
+    std::vector<float> widened;
+    const float* w = static_cast<const float*>(weight);
+    if (weight_is_bf16) {
+      widened.resize(n * k);
+      ConvertBf16ToF32(static_cast<const uint16_t*>(weight), n * k, widened.data());
+      w = widened.data();
+    }
+    OPENELM_RETURN_IF_ERROR(CheckInt8Quantizable(w, n * k, spec.name));
+    impl.kernels = &ActiveKernels();
+    impl.weight_scales.resize(n);
+    quantized.resize(n * k);
+    QuantizeWeightsPerChannelPlain(*impl.kernels, w, n, k, quantized.data(),
+                                   impl.weight_scales.data(), ctx->num_threads());
+  }
   try {
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const dnnl::primitive_attr attr = MakeAttr(impl.weight_scales);
 
     // Let the largest bucket choose the packed layout; every bucket is then
     // created against exactly that layout (it does not depend on M).
     const memory::desc any_wei({k, n}, dt, Tag::any);
     const memory::dim layout_m = spec.layout_m > 0 ? spec.layout_m : spec.max_m;
-    dnnl::matmul::desc layout_desc(memory::desc({layout_m, k}, dt, Tag::ab), any_wei,
+    dnnl::matmul::desc layout_desc(SrcDesc(spec.compute, layout_m, k), any_wei,
                                    memory::desc({layout_m, n}, Dt::f32, Tag::ab));
     const memory::desc packed_md =
         dnnl::matmul::primitive_desc(layout_desc, attr, eng).weights_desc();
 
     // Pack: [n, k] row-major is the {k, n} matrix with format "ba".
-    const Dt user_dt = weight_is_bf16 ? Dt::bf16 : Dt::f32;
-    memory user({{k, n}, user_dt, Tag::ba}, eng, const_cast<void*>(weight));
+    const Dt user_dt = spec.compute == MatmulDType::kS8 ? Dt::s8
+                       : weight_is_bf16                 ? Dt::bf16
+                                                        : Dt::f32;
+    const void* user_data = spec.compute == MatmulDType::kS8 ? quantized.data() : weight;
+    memory user({{k, n}, user_dt, Tag::ba}, eng, const_cast<void*>(user_data));
     impl.packed_weights = memory(packed_md, eng);
     dnnl::reorder(user, impl.packed_weights).execute(strm, user, impl.packed_weights);
     strm.wait();
@@ -150,8 +207,12 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(OnednnContext
 
 bool PackedMatmul::PrepareRowGather() {
   const dnnl_memory_desc_t& md = impl_->packed_md.data;
-  if (md.format_kind != dnnl_blocked || md.ndims != 2 || md.extra.flags != 0)
+  // kS8 weights carry extra data after the packed values (compensation
+  // sums); the values' offsets are those of the blocked layout all the same.
+  if (md.format_kind != dnnl_blocked || md.ndims != 2 ||
+      (md.extra.flags != 0 && spec_.compute != MatmulDType::kS8)) {
     return false;
+  }
   std::vector<int64_t> offsets(spec_.k);
   for (int64_t c = 0; c < spec_.k; ++c) {
     offsets[c] = md.offset0 + GatherDimOffset(md, 0, c);
@@ -167,6 +228,10 @@ void PackedMatmul::GatherRow(int64_t row, float* out) const {
   if (spec_.compute == MatmulDType::kBF16) {
     const auto* w = static_cast<const uint16_t*>(data) + base;
     for (int64_t c = 0; c < spec_.k; ++c) out[c] = Bf16ToF32(w[offsets[c]]);
+  } else if (spec_.compute == MatmulDType::kS8) {
+    const auto* w = static_cast<const int8_t*>(data) + base;
+    const float s = impl_->weight_scales[row];
+    for (int64_t c = 0; c < spec_.k; ++c) out[c] = static_cast<float>(w[offsets[c]]) * s;
   } else {
     const auto* w = static_cast<const float*>(data) + base;
     for (int64_t c = 0; c < spec_.k; ++c) out[c] = w[offsets[c]];
@@ -177,17 +242,15 @@ absl::Status PackedMatmul::SetMaxM(int32_t max_m) {
   OPENELM_RETURN_IF_ERROR(CheckMatmulMaxM(max_m));
   Impl& impl = *impl_;
   const dnnl::engine& eng = ctx_->handles().engine;
-  const Dt dt = ToDnnl(spec_.compute);
   const memory::dim n = spec_.n, k = spec_.k;
   try {
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const dnnl::primitive_attr attr = MakeAttr(impl.weight_scales);
     const std::vector<int32_t> ms = MatmulBuckets(max_m);
     std::vector<Impl::Bucket> buckets;
     for (int32_t m : ms) {
       Impl::Bucket b;
       b.m = m;
-      memory::desc src_md({m, k}, dt, Tag::ab);
+      const memory::desc src_md = SrcDesc(spec_.compute, m, k);
       memory::desc dst_md({m, n}, Dt::f32, Tag::ab);
       dnnl::matmul::desc d(src_md, impl.packed_md, dst_md);
       dnnl::matmul::primitive_desc pd(d, attr, eng);
@@ -201,6 +264,9 @@ absl::Status PackedMatmul::SetMaxM(int32_t max_m) {
     }
     if (spec_.compute == MatmulDType::kBF16) {
       ctx_->ReserveActivationScratch(static_cast<int64_t>(max_m) * k);
+    }
+    if (spec_.compute == MatmulDType::kS8) {
+      ctx_->ReserveInt8Scratch(max_m, Int8RowBytes(k));
     }
     for (Impl::Bucket& b : buckets) {
       b.args[0] = {DNNL_ARG_SRC, b.src.get()};
@@ -231,6 +297,10 @@ absl::Status PackedMatmul::Run(const float* src, int32_t m, float* dst) {
     uint16_t* staged = ctx_->activation_scratch();
     ConvertF32ToBf16(src, static_cast<int64_t>(m) * spec_.k, staged);
     src_handle = staged;
+  } else if (spec_.compute == MatmulDType::kS8) {
+    impl_->kernels->quantize_rows_s8(src, m, spec_.k, Int8RowBytes(spec_.k),
+                                     ctx_->int8_scratch(), ctx_->int8_row_scales());
+    src_handle = ctx_->int8_scratch();
   }
   // The C API is used for execution: the C++ wrapper copies the argument map
   // into a fresh std::vector on every call.
@@ -253,8 +323,22 @@ absl::Status PackedMatmul::Run(const float* src, int32_t m, float* dst) {
                                             ", k=", spec_.k, ") failed with status ",
                                             static_cast<int>(st)));
   }
+  if (spec_.compute == MatmulDType::kS8) ScaleRows(m, dst);
   ++num_runs_;
   return absl::OkStatus();
+}
+
+void PackedMatmul::ScaleRows(int32_t m, float* dst) const {
+  const float* scales = ctx_->int8_row_scales();
+  const int64_t n = spec_.n;
+  // The rows were just written: they are in cache, and the pass is about
+  // 1/k of the matmul's work. Split over the threads for prefill-sized m.
+#pragma omp parallel for num_threads(ctx_->num_threads()) schedule(static) if (m >= 16)
+  for (int32_t r = 0; r < m; ++r) {
+    float* row = dst + r * n;
+    const float s = scales[r];
+    for (int64_t c = 0; c < n; ++c) row[c] *= s;
+  }
 }
 
 }  // namespace openelm

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -19,7 +20,12 @@ std::vector<int32_t> MatmulBuckets(int32_t max_m);
 // The bucket used for `m` rows (m <= max_m).
 int32_t MatmulBucketFor(int32_t m, int32_t max_m);
 
-enum class MatmulDType { kF32, kBF16 };
+// kS8: int8 weights, quantized at Create() symmetrically per output channel
+// (the own int8 kernels' scheme and rounding, int8_matmul.h), times int8
+// activations quantized per row at Run(); int32 sums, scales applied in f32.
+// oneDNN's int8 sums are exact only with VNNI or AMX (below that, 16-bit
+// intermediate sums saturate): the execution plan uses kS8 only there.
+enum class MatmulDType { kF32, kBF16, kS8 };
 
 // True while the calling thread is inside oneDNN's execution of a
 // PackedMatmul::Run(). oneDNN 2.6 allocates a few small objects per
@@ -38,6 +44,8 @@ struct MatmulSpec {
   // f32 x bf16 matmul, so kBF16 also rounds the f32 src to bf16 (into the
   // context's staging buffer). Accumulation and dst are f32 either way.
   MatmulDType compute = MatmulDType::kF32;
+  // The tensor's name, for errors (kS8: a weight that cannot be quantized).
+  std::string name = "";
 };
 
 // dst[m, n] = src[m, k] * W^T for a fixed weight W[n, k], on oneDNN.
@@ -55,8 +63,9 @@ struct MatmulSpec {
 class PackedMatmul final : public Matmul {
  public:
   // `weight` is [n, k] row-major: float* when `weight_is_bf16` is false,
-  // otherwise bf16 bit patterns (uint16_t*). It is converted to spec.compute.
-  // kInvalidArgument on bad sizes, kInternal when oneDNN fails.
+  // otherwise bf16 bit patterns (uint16_t*). It is converted to spec.compute
+  // (kS8: quantized). kInvalidArgument on bad sizes (and, for kS8, a weight
+  // that is not finite), kInternal when oneDNN fails.
   static absl::StatusOr<std::unique_ptr<PackedMatmul>> Create(OnednnContext* ctx,
                                                               const MatmulSpec& spec,
                                                               const void* weight,
@@ -88,7 +97,7 @@ class PackedMatmul final : public Matmul {
   // and GatherRow() must not be called, when the layout is not a blocked one
   // (oneDNN 2.6 always picks a blocked layout for matmul weights).
   // GatherRow() writes W[row, 0..k) as f32: the packed values, so bf16
-  // compute gives the bf16-rounded weights.
+  // compute gives the bf16-rounded weights and kS8 the dequantized ones.
   bool PrepareRowGather();
   void GatherRow(int64_t row, float* out) const;
   int64_t num_runs() const override { return num_runs_; }
@@ -96,6 +105,8 @@ class PackedMatmul final : public Matmul {
  private:
   struct Impl;
   explicit PackedMatmul(OnednnContext* ctx, const MatmulSpec& spec);
+  // kS8: dst row r *= the activations' scale of row r.
+  void ScaleRows(int32_t m, float* dst) const;
   OnednnContext* ctx_;
   MatmulSpec spec_;
   std::unique_ptr<Impl> impl_;

@@ -35,7 +35,8 @@ std::string ExecutionPlan::Describe() const {
   return absl::StrCat("isa=", CpuIsaName(isa), " weights=", DTypeFlagValue(weight_dtype),
                       " activations=", DTypeFlagValue(activation_dtype),
                       " kv=", DTypeFlagValue(kv_dtype), " matmul=",
-                      matmul == MatmulBackend::kOnednn ? std::string("onednn")
+                      matmul == MatmulBackend::kOnednn       ? std::string("onednn")
+                      : matmul == MatmulBackend::kOnednnInt8 ? std::string("onednn-int8")
                       : matmul == MatmulBackend::kOwnInt8
                           ? absl::StrCat("own-int8-", Int8KernelName(isa))
                           : absl::StrCat("own-", CpuIsaName(isa)));
@@ -56,7 +57,10 @@ absl::StatusOr<ExecutionPlan> ResolvePlan(CpuIsa isa, const PlanRequest& request
           "f32");
     }
     plan.activation_dtype = DType::kF32;
-    plan.matmul = MatmulBackend::kOwnInt8;
+    plan.matmul =
+        KernelBuildFor(isa) == KernelBuild::kAvx512Vnni && !request.own_int8_kernels
+            ? MatmulBackend::kOnednnInt8
+            : MatmulBackend::kOwnInt8;
     if (plan.kv_dtype != DType::kBF16 && plan.kv_dtype != DType::kF32) {
       return absl::InvalidArgumentError("--kv_dtype: expected auto, bf16 or f32");
     }

@@ -13,9 +13,10 @@ namespace openelm {
 
 // Which code runs the matmuls of a model.
 enum class MatmulBackend {
-  kOnednn,   // oneDNN primitives per row bucket (bf16 x bf16 or f32 x f32)
-  kOwnBf16,  // own kernels: bf16 weights widened in registers x f32 inputs
-  kOwnInt8,  // own kernels: int8 weights x per-row int8 activations, int32 sums
+  kOnednn,      // oneDNN primitives per row bucket (bf16 x bf16 or f32 x f32)
+  kOwnBf16,     // own kernels: bf16 weights widened in registers x f32 inputs
+  kOwnInt8,     // own kernels: int8 weights x per-row int8 activations, int32 sums
+  kOnednnInt8,  // the same int8 scheme on oneDNN (VNNI / AMX CPUs only)
 };
 
 // The dtypes a user asked for; nullopt = "auto" (the plan decides).
@@ -23,6 +24,9 @@ struct PlanRequest {
   std::optional<DType> weight_dtype = std::nullopt;
   std::optional<DType> activation_dtype = std::nullopt;  // matmul input precision
   std::optional<DType> kv_dtype = std::nullopt;
+  // int8 weights: the own kernels even where oneDNN's int8 would run (so
+  // tests and benchmarks can run both on a VNNI CPU).
+  bool own_int8_kernels = false;
 };
 
 // How the model runs on this CPU, decided once at start-up (ResolvePlan) and
@@ -42,9 +46,14 @@ struct PlanRequest {
 //
 // Weights stay bf16 (as published) everywhere: no f32 copy is made.
 // --weight_dtype=int8 (never auto) quantizes the weights at load, symmetric
-// per output channel, and runs the own int8 kernel on every ISA; the
-// activations are then quantized per row inside each matmul (the plan
-// reports them as f32, the precision the kernel is fed).
+// per output channel; the activations are quantized per row inside each
+// matmul (the plan reports them as f32, the precision the matmul is fed).
+// Where the level's kernel build is avx512_vnni (AVX512_VNNI, so also
+// avx512_bf16 and amx) the matmuls run on oneDNN's int8 primitives (exact
+// int32 sums there, 4-5x the own kernel from 16 rows up, BENCHMARKS.md
+// section 1b); elsewhere the own int8 kernels (oneDNN's AVX2 int8 saturates
+// 16-bit sums).
+
 struct ExecutionPlan {
   CpuIsa isa = CpuIsa::kPortable;
   DType weight_dtype = DType::kBF16;

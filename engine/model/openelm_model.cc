@@ -160,7 +160,9 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
   const int64_t d = config_.model_dim;
   const int64_t hd = config_.head_dim;
   const MatmulDType compute =
-      plan_.activation_dtype == DType::kBF16 ? MatmulDType::kBF16 : MatmulDType::kF32;
+      plan_.matmul == MatmulBackend::kOnednnInt8 ? MatmulDType::kS8
+      : plan_.activation_dtype == DType::kBF16   ? MatmulDType::kBF16
+                                                 : MatmulDType::kF32;
   const bool bf16_weights = plan_.weight_dtype == DType::kBF16;
   const bool own = plan_.matmul == MatmulBackend::kOwnBf16;
   const bool int8 = plan_.matmul == MatmulBackend::kOwnInt8;
@@ -178,8 +180,12 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
       return absl::InvalidArgumentError(absl::StrCat(
           "tensor ", name, " has the wrong shape; expected [", n, ", ", k, "]"));
     }
-    const MatmulSpec spec{
-        .n = n, .k = k, .max_m = 1, .layout_m = kLayoutRows, .compute = compute};
+    const MatmulSpec spec{.n = n,
+                          .k = k,
+                          .max_m = 1,
+                          .layout_m = kLayoutRows,
+                          .compute = compute,
+                          .name = name};
     if (own) {
       TensorToBF16(*t, &bf16);
       return Bf16Matmul::Create(kernels, n, k, 1, bf16.data(), ctx_->num_threads());
@@ -188,6 +194,10 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
       TensorToF32(*t, &f32);
       return Int8Matmul::Create(kernels, n, k, 1, f32.data(), int8_scratch_,
                                 ctx_->num_threads(), name);
+    }
+    if (compute == MatmulDType::kS8) {
+      TensorToF32(*t, &f32);
+      return PackedMatmul::Create(ctx_.get(), spec, f32.data(), /*weight_is_bf16=*/false);
     }
     if (bf16_weights) {
       TensorToBF16(*t, &bf16);
@@ -234,10 +244,11 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
   } else if (int8) {
     int8_lm_head_ = static_cast<const Int8Matmul*>(lm_head_.get());
     std::vector<float>().swap(f32);
-  } else if ((bf16_weights || compute == MatmulDType::kF32) &&
+  } else if ((bf16_weights || compute != MatmulDType::kBF16) &&
              static_cast<PackedMatmul*>(lm_head_.get())->PrepareRowGather()) {
     // oneDNN's packed copy holds exactly the stored values (bf16 weights
-    // packed as bf16 or widened to f32; f32 weights packed as f32).
+    // packed as bf16 or widened to f32; f32 weights packed as f32; int8
+    // weights, dequantized by the gather as the own int8 head does).
     onednn_lm_head_ = static_cast<const PackedMatmul*>(lm_head_.get());
     std::vector<uint16_t>().swap(bf16);
     std::vector<float>().swap(f32);
@@ -550,6 +561,7 @@ absl::StatusOr<std::unique_ptr<OpenElmModel>> OpenElmModel::Create(
   PlanRequest request;
   request.weight_dtype = options.weight_dtype;
   request.kv_dtype = options.kv_dtype;
+  request.own_int8_kernels = options.own_int8_kernels;
   if (options.bf16_activations.has_value()) {
     request.activation_dtype = *options.bf16_activations ? DType::kBF16 : DType::kF32;
   }

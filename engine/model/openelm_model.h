@@ -24,6 +24,9 @@ struct OpenElmModelOptions {
   // Create() with a message naming the flag and what works.
   std::optional<bool> bf16_activations = std::nullopt;
   int32_t num_threads = 0;  // OpenMP threads for oneDNN and kernels; 0 = all cores
+  // kI8 only: the own int8 kernels even where the plan picks oneDNN's
+  // (tests and comparisons; PlanRequest::own_int8_kernels).
+  bool own_int8_kernels = false;
 };
 
 // The OpenELM decoder: weights copied once from the checkpoint into the

@@ -60,6 +60,8 @@ ABSL_FLAG(int64_t, bandwidth_mib, 1024, "buffer size of the read-bandwidth test"
 ABSL_FLAG(std::string, figures, "",
           "comma-separated figures to run (decode_b1_c128, ..., prefill_512); "
           "empty: all");
+ABSL_FLAG(bool, own_int8_kernels, false,
+          "--weight_dtype=int8: the own int8 kernels even where the plan picks oneDNN's");
 ABSL_FLAG(bool, skip_machine, false, "skip the bandwidth and GEMM-peak measurements");
 
 namespace openelm {
@@ -232,9 +234,11 @@ int Main() {
   options.kv_dtype = kv_choice->value_or(DType::kBF16);
   if (act_choice->has_value()) options.bf16_activations = **act_choice == DType::kBF16;
   options.num_threads = threads;
+  options.own_int8_kernels = absl::GetFlag(FLAGS_own_int8_kernels);
   PlanRequest request{.weight_dtype = options.weight_dtype,
                       .activation_dtype = *act_choice,
-                      .kv_dtype = options.kv_dtype};
+                      .kv_dtype = options.kv_dtype,
+                      .own_int8_kernels = options.own_int8_kernels};
   auto plan = ResolvePlan(EffectiveCpuIsa(), request);
   if (!plan.ok()) {
     std::fprintf(stderr, "%s\n", plan.status().ToString().c_str());
@@ -267,8 +271,9 @@ int Main() {
   // own-kernel peak only matters for the plans that use it.
   const bool bf16_native =
       static_cast<int>(EffectiveCpuIsa()) >= static_cast<int>(CpuIsa::kAvx512Bf16);
-  const bool own_plan = plan->matmul != MatmulBackend::kOnednn;
-  const bool int8_plan = plan->matmul == MatmulBackend::kOwnInt8;
+  const bool onednn_int8_plan = plan->matmul == MatmulBackend::kOnednnInt8;
+  const bool own_plan = plan->matmul != MatmulBackend::kOnednn && !onednn_int8_plan;
+  const bool int8_plan = plan->matmul == MatmulBackend::kOwnInt8 || onednn_int8_plan;
   double bandwidth[2] = {0, 0}, peak_bf16[2] = {0, 0}, peak_f32[2] = {0, 0},
          peak_own[2] = {0, 0};
   if (!absl::GetFlag(FLAGS_skip_machine)) {
@@ -289,8 +294,10 @@ int Main() {
       }
       std::tie(peak_bf16[0], peak_bf16[1]) = *b;
     }
-    if (own_plan) {
-      auto o = MeasureGemmPeak(ctx->get(), MatmulDType::kF32, true, int8_plan, repeats);
+    if (own_plan || onednn_int8_plan) {
+      auto o = MeasureGemmPeak(ctx->get(),
+                               onednn_int8_plan ? MatmulDType::kS8 : MatmulDType::kF32,
+                               own_plan, int8_plan, repeats);
       if (!o.ok()) {
         std::fprintf(stderr, "own GEMM failed: %s\n", o.status().ToString().c_str());
         return 1;
@@ -346,10 +353,12 @@ int Main() {
   }
   const ModelInfo& info = model->info();
   const int64_t d = config.model_dim;
-  // With a oneDNN LM head the gather table is a second copy, not streamed.
-  const int64_t embed_bytes =
-      own_plan ? 0
-               : int64_t{config.vocab_size} * d * (weight_dtype == DType::kBF16 ? 2 : 4);
+  // The embedding gather reads the LM head's packed weights, except with f32
+  // weights packed as bf16 for oneDNN: then the f32 table is a second copy,
+  // held but not streamed (openelm_model.cc).
+  const bool separate_embedding =
+      !own_plan && weight_dtype == DType::kF32 && plan->activation_dtype == DType::kBF16;
+  const int64_t embed_bytes = separate_embedding ? int64_t{config.vocab_size} * d * 4 : 0;
   const int64_t streamed_weight_bytes = info.weight_bytes - embed_bytes;
   // The FLOP limit: the GEMM peak of the matmul type the plan computes in
   // (the own bf16-weight kernel computes in f32 FMAs: its limit is the f32 peak).
@@ -387,8 +396,9 @@ int Main() {
                 peak_f32[0] / 1e9, peak_f32[1] / 1e9);
     if (bf16_native)
       std::printf(", oneDNN bf16 %.0f / %.0f", peak_bf16[0] / 1e9, peak_bf16[1] / 1e9);
-    if (own_plan) {
-      std::printf(", own %s %.0f / %.0f (%.2fx the f32 peak)",
+    if (own_plan || onednn_int8_plan) {
+      std::printf(", %s %s %.0f / %.0f (%.2fx the f32 peak)",
+                  onednn_int8_plan ? "oneDNN" : "own",
                   int8_plan ? "int8 (GOP/s)" : "bf16-weight", peak_own[0] / 1e9,
                   peak_own[1] / 1e9, peak_own[0] / peak_f32[0]);
     }

@@ -5,9 +5,9 @@
 //     kernel's exact form (sign, maddubs, madd, add) and the form without
 //     the sign step (what a u8 x s8 kernel runs; exact only when no pair of
 //     products overflows 16 bits), per core;
-//  2. gemm: the plan's own int8 matmul (activation quantization included)
-//     against oneDNN 2.6's u8s8 matmul (f32 output scales) at OpenELM-270M
-//     shapes, M = 64 and 512;
+//  2. gemm: every own int8 kernel build this CPU runs (activation
+//     quantization included) against oneDNN 2.6's u8s8 matmul (f32 output
+//     scales) at OpenELM-270M shapes, M = 1, 16, 64 and 512;
 //  3. exact: whether oneDNN's u8s8 matmul returns the exact integer sums here,
 //     with 8-bit (|w| <= 127) and 7-bit (|w| <= 63) weights.
 // Usage: openelm_bench_int8 [--threads=2] [--repeats=20]
@@ -144,8 +144,24 @@ int main(int argc, char** argv) {
       "without the sign step %.1f GMAC/s (%.2fx)\n",
       with_sign, without_sign, without_sign / with_sign);
 
-  const Shape shapes[] = {{64, 1152, 1280},  {64, 5120, 1280},  {64, 1280, 2560},
-                          {512, 1152, 1280}, {512, 5120, 1280}, {512, 1280, 2560}};
+  // Every int8 kernel build this CPU can run (the plan picks one of them per
+  // level), against oneDNN's u8s8 matmul at the same shape.
+  struct OwnBuild {
+    const char* name;
+    const openelm::CpuKernels* kernels;
+  };
+  std::vector<OwnBuild> builds;
+  for (openelm::KernelBuild b :
+       {openelm::KernelBuild::kAvx2, openelm::KernelBuild::kAvx2Vnni,
+        openelm::KernelBuild::kAvx512, openelm::KernelBuild::kAvx512Vnni}) {
+    if (const openelm::CpuKernels* k = openelm::KernelsForBuild(b); k != nullptr) {
+      builds.push_back({openelm::KernelBuildName(b), k});
+    }
+  }
+  const Shape shapes[] = {{1, 1152, 1280},  {1, 5120, 1280},   {16, 1152, 1280},
+                          {16, 5120, 1280}, {64, 1152, 1280},  {64, 5120, 1280},
+                          {64, 1280, 2560}, {512, 1152, 1280}, {512, 5120, 1280},
+                          {512, 1280, 2560}};
   for (const Shape& s : shapes) {
     OnednnInt8 onednn(s, 63, /*s32_out=*/false, 1);
     double best = 1e30;
@@ -159,26 +175,28 @@ int main(int argc, char** argv) {
     std::vector<float> w(s.n * s.k), a(s.m * s.k), d(s.m * s.n);
     for (float& x : w) x = static_cast<float>(int(rng() % 255) - 127) * 0.01f;
     for (float& x : a) x = static_cast<float>(rng() % 2001) / 1000.0f - 1.0f;
-    auto scratch = std::make_shared<openelm::Int8ActivationScratch>();
-    auto own = openelm::Int8Matmul::Create(openelm::ActiveKernels(), s.n, s.k, s.m,
-                                           w.data(), scratch, threads);
-    if (!own.ok()) {
-      std::printf("own int8 matmul: %s\n", own.status().ToString().c_str());
-      return 1;
+    std::printf("gemm m=%lld n=%lld k=%lld: oneDNN u8s8 (%s) %.0f GOP/s",
+                static_cast<long long>(s.m), static_cast<long long>(s.n),
+                static_cast<long long>(s.k), onednn.pd.impl_info_str(), onednn_gops);
+    for (const OwnBuild& b : builds) {
+      auto scratch = std::make_shared<openelm::Int8ActivationScratch>();
+      auto own = openelm::Int8Matmul::Create(
+          *b.kernels, s.n, s.k, static_cast<int32_t>(s.m), w.data(), scratch, threads);
+      if (!own.ok()) {
+        std::printf("\nown int8 matmul: %s\n", own.status().ToString().c_str());
+        return 1;
+      }
+      best = 1e30;
+      for (int32_t r = 0; r < repeats; ++r) {
+        const double t = Now();
+        if (!(*own)->Run(a.data(), static_cast<int32_t>(s.m), d.data()).ok()) return 1;
+        best = std::min(best, Now() - t);
+      }
+      const double own_gops = 2.0 * s.m * s.n * s.k / best / 1e9;
+      std::printf("; own %s %.0f (oneDNN/own %.2f)", b.name, own_gops,
+                  onednn_gops / own_gops);
     }
-    best = 1e30;
-    for (int32_t r = 0; r < repeats; ++r) {
-      const double t = Now();
-      if (!(*own)->Run(a.data(), static_cast<int32_t>(s.m), d.data()).ok()) return 1;
-      best = std::min(best, Now() - t);
-    }
-    const double own_gops = 2.0 * s.m * s.n * s.k / best / 1e9;
-    std::printf(
-        "gemm m=%lld n=%lld k=%lld: own %.0f GOP/s, oneDNN u8s8 (%s) %.0f GOP/s, "
-        "oneDNN/own %.2f\n",
-        static_cast<long long>(s.m), static_cast<long long>(s.n),
-        static_cast<long long>(s.k), own_gops, onednn.pd.impl_info_str(), onednn_gops,
-        onednn_gops / own_gops);
+    std::printf("\n");
   }
 
   for (int wmax : {127, 63}) {

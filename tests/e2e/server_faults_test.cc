@@ -326,11 +326,16 @@ TEST_F(ServerFaultsTest, Int8WeightsServeAndReportTheirPlan) {
   ASSERT_TRUE(stub->ListModels(&list_ctx, v1::ListModelsRequest(), &models).ok());
   ASSERT_EQ(models.models_size(), 1);
   EXPECT_EQ(models.models(0).weight_dtype(), "int8");
-  EXPECT_THAT(models.models(0).execution_plan(), HasSubstr("matmul=own-int8"));
-  // One byte per weight plus the scales (and row padding): about half of bf16.
+  // The own int8 kernels, or oneDNN's int8 on a CPU with AVX512_VNNI.
+  EXPECT_THAT(
+      models.models(0).execution_plan(),
+      ::testing::AnyOf(HasSubstr("matmul=own-int8"), HasSubstr("matmul=onednn-int8")));
+  // One byte per weight plus the scales and padding: about half of bf16.
+  // oneDNN's int8 layout pads rows and columns to blocks of 64, which the
+  // tiny model's small matrices feel (1.12x here; 1.009x on 270M).
   const int64_t bytes = models.models(0).weight_bytes();
   EXPECT_GT(bytes, models.models(0).num_parameters());
-  EXPECT_LT(bytes, models.models(0).num_parameters() * 11 / 10);
+  EXPECT_LT(bytes, models.models(0).num_parameters() * 115 / 100);
   absl::StatusOr<std::string> text = e2e::HttpGet(server.metrics_port(), "/metrics");
   ASSERT_OK(text.status());
   EXPECT_EQ(e2e::ParsePrometheusText(*text)["openelm_model_weight_bytes"],

@@ -20,9 +20,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
+#include "engine/kernels/cpu_isa.h"
+#include "engine/kernels/cpu_kernels.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/openelm_config.h"
 #include "engine/model/openelm_model.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/numerics/reference/openelm_reference.h"
 #include "tests/engine/numerics/reference/parity_harness.h"
@@ -117,9 +120,11 @@ std::vector<TokenId> Prompt(int32_t n, uint32_t seed) {
 }
 
 absl::StatusOr<std::unique_ptr<OpenElmModel>> Int8Model(const Checkpoint& ckpt,
-                                                        int32_t max_tokens) {
+                                                        int32_t max_tokens,
+                                                        bool own_int8_kernels = false) {
   OpenElmModelOptions options;
   options.weight_dtype = DType::kI8;
+  options.own_int8_kernels = own_int8_kernels;
   options.kv_dtype = DType::kF32;
   options.num_threads = 2;
   OPENELM_ASSIGN_OR_RETURN(std::unique_ptr<OpenElmModel> model,
@@ -175,14 +180,27 @@ class ScopedDir {
   std::string dir_;
 };
 
-TEST(Int8AccuracyTest, TinyModelAgainstTheReference) {
+// Both int8 backends: the own kernels (OwnKernels, every host) and the plan's
+// choice where that is oneDNN's int8 (Plan: VNNI hosts only).
+class Int8AccuracyTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(Int8AccuracyTest, TinyModelAgainstTheReference) {
+  const bool own_kernels = GetParam();
+  if (!own_kernels && KernelBuildFor(EffectiveCpuIsa()) != KernelBuild::kAvx512Vnni) {
+    GTEST_SKIP() << "the plan runs the own int8 kernels here (OwnKernels covers them); "
+                    "oneDNN int8 needs AVX512_VNNI at the effective level, this CPU runs "
+                 << CpuIsaName(EffectiveCpuIsa());
+  }
   ASSERT_OK_AND_ASSIGN(OpenElmConfig config, MakeOpenElmConfig("tiny"));
   ScopedDir dir(absl::StrCat(::testing::TempDir(), "/openelm_int8_tiny_", getpid()));
   ASSERT_OK(WriteRandomCheckpoint(config, /*seed=*/42, DType::kF32, 1, dir.path()));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Checkpoint> ckpt, Checkpoint::Open(dir.path()));
-  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmModel> model, Int8Model(*ckpt, 128));
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmModel> model,
+                       Int8Model(*ckpt, 128, own_kernels));
   EXPECT_EQ(model->info().weight_dtype, "int8");
-  EXPECT_NE(model->plan().Describe().find("own-int8"), std::string::npos);
+  EXPECT_THAT(
+      model->plan().Describe(),
+      ::testing::HasSubstr(own_kernels ? "matmul=own-int8" : "matmul=onednn-int8"));
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<OpenElmReference> ref,
                        OpenElmReference::Create(*ckpt));
 
@@ -229,7 +247,12 @@ TEST(Int8AccuracyTest, TinyModelAgainstTheReference) {
   EXPECT_LE(scheme.mean_dlogprob, 0.6 * total.mean_dlogprob);
 }
 
-TEST(Int8AccuracyTest, OpenElm270mAgainstTheReference) {
+INSTANTIATE_TEST_SUITE_P(Backends, Int8AccuracyTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return std::string(info.param ? "OwnKernels" : "Plan");
+                         });
+
+TEST(Int8AccuracyTest270m, OpenElm270mAgainstTheReference) {
   ASSERT_OK_AND_ASSIGN(OpenElmConfig config, MakeOpenElmConfig("270M"));
   ScopedDir dir(absl::StrCat(::testing::TempDir(), "/openelm_int8_270m_", getpid()));
   ASSERT_OK(WriteRandomCheckpoint(config, /*seed=*/270, DType::kBF16, 1, dir.path()));

@@ -15,6 +15,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/int8_reference.h"
 #include "tests/testing/isa_levels.h"
 #include "tests/testing/random_vectors.h"
 #include "tests/testing/status_matchers.h"
@@ -22,22 +23,11 @@
 namespace openelm {
 namespace {
 
+using ::openelm::testing::QuantizeRowRef;
 using ::openelm::testing::RandomVector;
 
 using ::openelm::testing::StatusIs;
 using ::testing::HasSubstr;
-
-// Symmetric per-row quantization, written from the definition.
-void QuantizeRowRef(const float* x, int64_t k, std::vector<int32_t>* q, double* scale) {
-  double amax = 0;
-  for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(double{x[i]}));
-  const float famax = static_cast<float>(amax);
-  *scale = famax > 0 ? famax / 127.0f : 1.0f;
-  const float inv = famax > 0 ? 127.0f / famax : 0.0f;
-  q->resize(k);
-  for (int64_t i = 0; i < k; ++i)
-    (*q)[i] = static_cast<int32_t>(std::nearbyint(x[i] * inv));
-}
 
 struct Shape {
   int64_t n;

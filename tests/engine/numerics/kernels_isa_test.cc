@@ -155,16 +155,28 @@ TEST(ExecutionPlanTest, AutoPicksPerIsa) {
   EXPECT_EQ(
       own.Describe(),
       "isa=avx512_bf16 weights=bf16 activations=f32 kv=bf16 matmul=own-avx512_bf16");
-  // int8 names its kernel: the VNNI one from avx512_bf16 on; below, the
-  // VNNI one only where this CPU has it at its own level (see the next test).
+  // int8 runs on oneDNN where the level's build is avx512_vnni (from
+  // avx512_bf16 on; at avx512 where this CPU has AVX512_VNNI at its own
+  // level, see the next test), else on the own kernel, which the plan names.
+  // own_int8_kernels forces the own kernel everywhere.
   for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16, CpuIsa::kAmx}) {
     ASSERT_OK_AND_ASSIGN(ExecutionPlan int8,
                          ResolvePlan(isa, {.weight_dtype = DType::kI8}));
+    ASSERT_OK_AND_ASSIGN(
+        ExecutionPlan own_int8,
+        ResolvePlan(isa, {.weight_dtype = DType::kI8, .own_int8_kernels = true}));
     const KernelBuild build = KernelBuildFor(isa);
     const char* want = build == KernelBuild::kAvx512Vnni ? "avx512_vnni"
                        : build == KernelBuild::kAvx2Vnni ? "avx_vnni"
                                                          : CpuIsaName(isa);
-    EXPECT_THAT(int8.Describe(), HasSubstr(std::string("matmul=own-int8-") + want));
+    EXPECT_THAT(own_int8.Describe(), HasSubstr(std::string("matmul=own-int8-") + want));
+    EXPECT_EQ(own_int8.matmul, MatmulBackend::kOwnInt8);
+    if (build == KernelBuild::kAvx512Vnni) {
+      EXPECT_EQ(int8.matmul, MatmulBackend::kOnednnInt8) << CpuIsaName(isa);
+      EXPECT_THAT(int8.Describe(), HasSubstr("matmul=onednn-int8"));
+    } else {
+      EXPECT_EQ(int8.Describe(), own_int8.Describe()) << CpuIsaName(isa);
+    }
   }
 }
 

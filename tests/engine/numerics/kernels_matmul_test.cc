@@ -8,17 +8,21 @@
 
 #include "engine/kernels/bf16.h"
 #include "engine/kernels/cpu_isa.h"
+#include "engine/kernels/cpu_kernels.h"
 #include "engine/kernels/onednn_context.h"
 #include "engine/kernels/onednn_matmul.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/int8_reference.h"
 #include "tests/testing/random_vectors.h"
 #include "tests/testing/status_matchers.h"
 
 namespace openelm {
 namespace {
 
+using ::openelm::testing::QuantizeRowRef;
 using ::openelm::testing::RandomVector;
+using ::testing::HasSubstr;
 
 using ::openelm::testing::StatusIs;
 
@@ -243,6 +247,133 @@ TEST(PackedMatmulTest, SetMaxMAddsBucketsOverTheSamePackedWeights) {
   const std::vector<double> want = NaiveMatmul(src, w, 37, kN, kK);
   for (int64_t i = 0; i < 37 * kN; ++i)
     ASSERT_NEAR(dst[i], want[i], 1e-4 * (1 + std::abs(want[i])));
+}
+
+// oneDNN's int8 matmul (MatmulDType::kS8): the plan runs it only where its
+// int32 sums are exact, at the avx512_vnni kernel build (AVX512_VNNI, AMX).
+#define OPENELM_SKIP_UNLESS_ONEDNN_INT8()                                            \
+  if (KernelBuildFor(EffectiveCpuIsa()) != KernelBuild::kAvx512Vnni) {               \
+    GTEST_SKIP() << "oneDNN int8 runs only with AVX512_VNNI at the effective level " \
+                    "(exact sums); this CPU runs "                                   \
+                 << CpuIsaName(EffectiveCpuIsa());                                   \
+  }
+
+// Every output equals the exact integer sum of the reference-quantized
+// activations and weights times both scales, for bucket and non-bucket row
+// counts; the packed weights are the reference quantization (row gather).
+TEST(OnednnInt8Test, MatchesIntegerSumsOfTheQuantizedValues) {
+  OPENELM_SKIP_UNLESS_ONEDNN_INT8();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OnednnContext> ctx, OnednnContext::Create(2));
+  struct Shape {
+    int64_t n, k;
+  };
+  for (const Shape& s : {Shape{40, 100}, Shape{300, 1280}, Shape{17, 31}}) {
+    constexpr int32_t kMaxM = 150;
+    std::vector<float> w = RandomVector(s.n * s.k, 5, 0.02f);
+    w[0] = 0.0f;
+    for (bool bf16_weights : {false, true}) {
+      // bf16 input weights are widened, then quantized like f32 ones.
+      const std::vector<float> w_in = bf16_weights ? RoundToBf16(w) : w;
+      std::vector<uint16_t> w_bf16(w.size());
+      for (size_t i = 0; i < w.size(); ++i) w_bf16[i] = F32ToBf16(w[i]);
+      ASSERT_OK_AND_ASSIGN(
+          std::unique_ptr<PackedMatmul> mm,
+          PackedMatmul::Create(
+              ctx.get(),
+              {.n = s.n, .k = s.k, .max_m = kMaxM, .compute = MatmulDType::kS8},
+              bf16_weights ? static_cast<const void*>(w_bf16.data()) : w.data(),
+              bf16_weights));
+      std::vector<std::vector<int32_t>> wq(s.n);
+      std::vector<double> ws(s.n);
+      for (int64_t j = 0; j < s.n; ++j)
+        QuantizeRowRef(&w_in[j * s.k], s.k, &wq[j], &ws[j]);
+      ASSERT_TRUE(mm->PrepareRowGather());
+      std::vector<float> row(s.k);
+      for (int64_t j = 0; j < s.n; ++j) {
+        mm->GatherRow(j, row.data());
+        for (int64_t c = 0; c < s.k; ++c) {
+          ASSERT_EQ(row[c], static_cast<float>(wq[j][c]) * static_cast<float>(ws[j]))
+              << "row " << j << " column " << c;
+        }
+      }
+      for (int32_t m : {1, 2, 3, 5, 17, 64, 65, 150}) {
+        const int32_t bucket = MatmulBucketFor(m, kMaxM);
+        std::vector<float> src = RandomVector(int64_t{m} * s.k, 50 + m, 3.0f);
+        std::vector<float> dst(int64_t{bucket} * s.n);
+        ASSERT_OK(mm->Run(src.data(), m, dst.data()));
+        for (int32_t i = 0; i < m; ++i) {
+          std::vector<int32_t> aq;
+          double as = 0;
+          QuantizeRowRef(&src[int64_t{i} * s.k], s.k, &aq, &as);
+          for (int64_t j = 0; j < s.n; ++j) {
+            int64_t dot = 0;
+            for (int64_t c = 0; c < s.k; ++c) dot += int64_t{aq[c]} * wq[j][c];
+            const double want = static_cast<double>(dot) * as * ws[j];
+            ASSERT_NEAR(dst[int64_t{i} * s.n + j], want, 1e-5 * (1 + std::fabs(want)))
+                << "n=" << s.n << " k=" << s.k << " m=" << m << " row " << i << " col "
+                << j;
+          }
+        }
+      }
+    }
+  }
+}
+
+// +-127 x +-127 in every sign pattern over K = 1280: where oneDNN's int8
+// kernel adds pairs of products in 16 bits (AVX2, AVX-512 without VNNI) these
+// sums saturate; the plan must only use it where they do not.
+TEST(OnednnInt8Test, FullScaleProductsSumExactly) {
+  OPENELM_SKIP_UNLESS_ONEDNN_INT8();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OnednnContext> ctx, OnednnContext::Create(2));
+  constexpr int64_t kN = 64, kK = 1280;
+  constexpr int32_t kM = 3;
+  auto w_sign = [](int64_t j, int64_t c) {
+    return ((c >> (j % 4)) + j) % 2 == 0 ? 1 : -1;
+  };
+  auto a_sign = [](int32_t i, int64_t c) {
+    return i == 0 ? -1 : ((c + i) % 3 == 0 ? -1 : 1);
+  };
+  std::vector<float> w(kN * kK), src(kM * kK);
+  for (int64_t j = 0; j < kN; ++j) {
+    for (int64_t c = 0; c < kK; ++c) w[j * kK + c] = static_cast<float>(w_sign(j, c));
+  }
+  for (int32_t i = 0; i < kM; ++i) {
+    for (int64_t c = 0; c < kK; ++c)
+      src[i * kK + c] = 2.0f * static_cast<float>(a_sign(i, c));
+  }
+  ASSERT_OK_AND_ASSIGN(
+      std::unique_ptr<PackedMatmul> mm,
+      PackedMatmul::Create(ctx.get(),
+                           {.n = kN, .k = kK, .max_m = kM, .compute = MatmulDType::kS8},
+                           w.data(), false));
+  std::vector<float> dst(MatmulBucketFor(kM, kM) * kN);
+  ASSERT_OK(mm->Run(src.data(), kM, dst.data()));
+  for (int32_t i = 0; i < kM; ++i) {
+    for (int64_t j = 0; j < kN; ++j) {
+      int64_t dot = 0;
+      for (int64_t c = 0; c < kK; ++c)
+        dot += int64_t{127} * 127 * a_sign(i, c) * w_sign(j, c);
+      const double want = static_cast<double>(dot) * (2.0 / 127) * (1.0 / 127);
+      EXPECT_NEAR(dst[i * kN + j], want, 1e-5 * (1 + std::fabs(want)))
+          << "row " << i << " col " << j;
+    }
+  }
+}
+
+TEST(OnednnInt8Test, NonFiniteWeightIsRefusedNamingTheTensor) {
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<OnednnContext> ctx, OnednnContext::Create(1));
+  std::vector<float> w(16, 0.5f);
+  w[5] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THAT(PackedMatmul::Create(ctx.get(),
+                                   {.n = 4,
+                                    .k = 4,
+                                    .max_m = 1,
+                                    .compute = MatmulDType::kS8,
+                                    .name = "layers.0.attn.qkv_proj.weight"},
+                                   w.data(), false),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       ::testing::AllOf(HasSubstr("layers.0.attn.qkv_proj.weight"),
+                                        HasSubstr("int8"))));
 }
 
 }  // namespace
