@@ -122,40 +122,13 @@ class Int8ExtremesTest : public ::testing::TestWithParam<KernelBuild> {};
 
 TEST_P(Int8ExtremesTest, FullScaleProductsSumExactly) {
   const CpuKernels& kernels = OPENELM_KERNELS_OR_SKIP(GetParam());
-  constexpr int64_t kN = 8, kK = 1280;
-  constexpr int32_t kM = 3;
-  // Row j of W: +-1 with a sign pattern of its own; row i of A likewise.
-  auto w_sign = [](int64_t j, int64_t c) {
-    return ((c >> (j % 4)) + j) % 2 == 0 ? 1 : -1;
-  };
-  auto a_sign = [](int32_t i, int64_t c) {
-    return i == 0 ? -1 : ((c + i) % 3 == 0 ? -1 : 1);
-  };
-  std::vector<float> w(kN * kK);
-  for (int64_t j = 0; j < kN; ++j) {
-    for (int64_t c = 0; c < kK; ++c) w[j * kK + c] = static_cast<float>(w_sign(j, c));
-  }
-  std::vector<float> src(kM * kK);
-  for (int32_t i = 0; i < kM; ++i) {
-    for (int64_t c = 0; c < kK; ++c)
-      src[i * kK + c] = 2.0f * static_cast<float>(a_sign(i, c));
-  }
+  const testing::FullScaleCase f(8, 1280, 3);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<Int8Matmul> mm,
-                       Int8Matmul::Create(kernels, kN, kK, kM, w.data(),
+                       Int8Matmul::Create(kernels, f.n, f.k, f.m, f.w.data(),
                                           std::make_shared<Int8ActivationScratch>(), 2));
-  std::vector<float> dst(kM * kN);
-  ASSERT_OK(mm->Run(src.data(), kM, dst.data()));
-  for (int32_t i = 0; i < kM; ++i) {
-    for (int64_t j = 0; j < kN; ++j) {
-      // Quantized: every value is +-127, scales 1/127 and 2/127.
-      int64_t dot = 0;
-      for (int64_t c = 0; c < kK; ++c)
-        dot += int64_t{127} * 127 * a_sign(i, c) * w_sign(j, c);
-      const double want = static_cast<double>(dot) * (2.0 / 127) * (1.0 / 127);
-      EXPECT_NEAR(dst[i * kN + j], want, 1e-5 * (1 + std::fabs(want)))
-          << "row " << i << " col " << j;
-    }
-  }
+  std::vector<float> dst(f.m * f.n);
+  ASSERT_OK(mm->Run(f.a.data(), f.m, dst.data()));
+  f.ExpectOutput(dst.data());
 }
 
 INSTANTIATE_TEST_SUITE_P(AllIsas, Int8ExtremesTest,

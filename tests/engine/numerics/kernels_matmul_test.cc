@@ -73,6 +73,14 @@ TEST(MatmulBucketsTest, BucketsAscendEndAtMaxAndCoverEveryM) {
   }
 }
 
+#define OPENELM_SKIP_BF16_WITHOUT_AVX512_BF16(compute)                                \
+  if ((compute) == MatmulDType::kBF16 &&                                              \
+      static_cast<int>(EffectiveCpuIsa()) < static_cast<int>(CpuIsa::kAvx512Bf16)) {  \
+    GTEST_SKIP()                                                                      \
+        << "oneDNN 2.6 has bf16 matmuls only with avx512_bf16 or amx; this CPU runs " \
+        << CpuIsaName(EffectiveCpuIsa());                                             \
+  }
+
 struct MatmulCase {
   MatmulDType compute;
   bool weight_is_bf16;
@@ -82,12 +90,7 @@ class PackedMatmulTest : public ::testing::TestWithParam<MatmulCase> {};
 
 TEST_P(PackedMatmulTest, MatchesNaiveLoopsForBucketAndNonBucketRowCounts) {
   const MatmulCase c = GetParam();
-  if (c.compute == MatmulDType::kBF16 &&
-      static_cast<int>(EffectiveCpuIsa()) < static_cast<int>(CpuIsa::kAvx512Bf16)) {
-    GTEST_SKIP()
-        << "oneDNN 2.6 has bf16 matmuls only with avx512_bf16 or amx; this CPU runs "
-        << CpuIsaName(EffectiveCpuIsa());
-  }
+  OPENELM_SKIP_BF16_WITHOUT_AVX512_BF16(c.compute);
   constexpr int64_t kN = 96, kK = 80;
   constexpr int32_t kMaxM = 100;
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<OnednnContext> ctx, OnednnContext::Create(2));
@@ -141,12 +144,7 @@ TEST_P(PackedMatmulTest, MatchesNaiveLoopsForBucketAndNonBucketRowCounts) {
 // whatever blocked layout oneDNN chose for the shape and row count.
 TEST_P(PackedMatmulTest, GatherRowReturnsTheStoredWeights) {
   const MatmulCase c = GetParam();
-  if (c.compute == MatmulDType::kBF16 &&
-      static_cast<int>(EffectiveCpuIsa()) < static_cast<int>(CpuIsa::kAvx512Bf16)) {
-    GTEST_SKIP()
-        << "oneDNN 2.6 has bf16 matmuls only with avx512_bf16 or amx; this CPU runs "
-        << CpuIsaName(EffectiveCpuIsa());
-  }
+  OPENELM_SKIP_BF16_WITHOUT_AVX512_BF16(c.compute);
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<OnednnContext> ctx, OnednnContext::Create(2));
   struct Shape {
     int64_t n, k;
@@ -325,39 +323,15 @@ TEST(OnednnInt8Test, MatchesIntegerSumsOfTheQuantizedValues) {
 TEST(OnednnInt8Test, FullScaleProductsSumExactly) {
   OPENELM_SKIP_UNLESS_ONEDNN_INT8();
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<OnednnContext> ctx, OnednnContext::Create(2));
-  constexpr int64_t kN = 64, kK = 1280;
-  constexpr int32_t kM = 3;
-  auto w_sign = [](int64_t j, int64_t c) {
-    return ((c >> (j % 4)) + j) % 2 == 0 ? 1 : -1;
-  };
-  auto a_sign = [](int32_t i, int64_t c) {
-    return i == 0 ? -1 : ((c + i) % 3 == 0 ? -1 : 1);
-  };
-  std::vector<float> w(kN * kK), src(kM * kK);
-  for (int64_t j = 0; j < kN; ++j) {
-    for (int64_t c = 0; c < kK; ++c) w[j * kK + c] = static_cast<float>(w_sign(j, c));
-  }
-  for (int32_t i = 0; i < kM; ++i) {
-    for (int64_t c = 0; c < kK; ++c)
-      src[i * kK + c] = 2.0f * static_cast<float>(a_sign(i, c));
-  }
+  const testing::FullScaleCase f(64, 1280, 3);
   ASSERT_OK_AND_ASSIGN(
       std::unique_ptr<PackedMatmul> mm,
-      PackedMatmul::Create(ctx.get(),
-                           {.n = kN, .k = kK, .max_m = kM, .compute = MatmulDType::kS8},
-                           w.data(), false));
-  std::vector<float> dst(MatmulBucketFor(kM, kM) * kN);
-  ASSERT_OK(mm->Run(src.data(), kM, dst.data()));
-  for (int32_t i = 0; i < kM; ++i) {
-    for (int64_t j = 0; j < kN; ++j) {
-      int64_t dot = 0;
-      for (int64_t c = 0; c < kK; ++c)
-        dot += int64_t{127} * 127 * a_sign(i, c) * w_sign(j, c);
-      const double want = static_cast<double>(dot) * (2.0 / 127) * (1.0 / 127);
-      EXPECT_NEAR(dst[i * kN + j], want, 1e-5 * (1 + std::fabs(want)))
-          << "row " << i << " col " << j;
-    }
-  }
+      PackedMatmul::Create(
+          ctx.get(), {.n = f.n, .k = f.k, .max_m = f.m, .compute = MatmulDType::kS8},
+          f.w.data(), false));
+  std::vector<float> dst(MatmulBucketFor(f.m, f.m) * f.n);
+  ASSERT_OK(mm->Run(f.a.data(), f.m, dst.data()));
+  f.ExpectOutput(dst.data());
 }
 
 TEST(OnednnInt8Test, NonFiniteWeightIsRefusedNamingTheTensor) {
