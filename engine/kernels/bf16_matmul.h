@@ -46,7 +46,8 @@ class Bf16Matmul final : public Matmul {
   int64_t num_runs() const override { return num_runs_; }
 
   // Row `row` of W as fp32 (the embedding gather of a tied LM head).
-  void GatherRow(int64_t row, float* out) const;
+  bool GathersRows() const override { return true; }
+  void GatherRow(int64_t row, float* out) const override;
 
  private:
   Bf16Matmul(const CpuKernels& kernels, int64_t n, int64_t k, int32_t max_m,

@@ -41,6 +41,10 @@ struct Int8MatmulArgs {
 };
 inline constexpr int64_t kInt8Chunk = 32;
 inline constexpr int64_t kInt8BlockRows = 4;
+// Length of one int8 row: k rounded up to whole chunks (zero-padded).
+inline constexpr int64_t Int8PaddedK(int64_t k) {
+  return (k + kInt8Chunk - 1) / kInt8Chunk * kInt8Chunk;
+}
 // Offset of W[row, c] (c < kp) in the blocked int8 layout.
 inline int64_t Int8WeightOffset(int64_t row, int64_t c, int64_t kp) {
   const int64_t block = row / kInt8BlockRows, r = row % kInt8BlockRows;

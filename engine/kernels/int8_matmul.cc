@@ -62,7 +62,7 @@ void QuantizeWeightsPerChannel(const CpuKernels& kernels, const float* weight, i
 void QuantizeWeightsPerChannelPlain(const CpuKernels& kernels, const float* weight,
                                     int64_t n, int64_t k, int8_t* q, float* scale,
                                     int32_t num_threads) {
-  const int64_t kp = (k + kInt8Chunk - 1) / kInt8Chunk * kInt8Chunk;
+  const int64_t kp = Int8PaddedK(k);
   QuantizeWeightRows(
       kernels, weight, n, k, kp, scale, num_threads,
       [&](int64_t j, const int8_t* row) { std::memcpy(q + j * k, row, k); });
@@ -86,7 +86,7 @@ Int8Matmul::Int8Matmul(const CpuKernels& kernels, int64_t n, int64_t k,
     : kernels_(kernels),
       n_(n),
       k_(k),
-      kp_((k + kInt8Chunk - 1) / kInt8Chunk * kInt8Chunk),
+      kp_(Int8PaddedK(k)),
       padded_n_((n + kInt8BlockRows - 1) / kInt8BlockRows * kInt8BlockRows),
       num_threads_(num_threads),
       scratch_(std::move(scratch)) {}

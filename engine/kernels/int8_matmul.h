@@ -72,7 +72,8 @@ class Int8Matmul final : public Matmul {
 
   // Row `row` of W dequantized (q * scale): the embedding gather of a tied
   // LM head.
-  void GatherRow(int64_t row, float* out) const;
+  bool GathersRows() const override { return true; }
+  void GatherRow(int64_t row, float* out) const override;
   int8_t WeightAt(int64_t row, int64_t c) const {
     return q_[Int8WeightOffset(row, c, kp_)];
   }

@@ -9,9 +9,11 @@
 namespace openelm {
 
 // dst[m, n] = src[m, k] * W^T for a fixed weight W[n, k] held in whatever
-// layout the implementation packed it in. Two implementations:
-//   PackedMatmul (onednn_matmul.h): oneDNN primitives per row bucket;
-//   Bf16Matmul (bf16_matmul.h): own kernels, bf16 weights x fp32 inputs.
+// layout the implementation packed it in. Three implementations:
+//   PackedMatmul (onednn_matmul.h): oneDNN primitives per row bucket
+//   (f32, bf16 or int8);
+//   Bf16Matmul (bf16_matmul.h): own kernels, bf16 weights x fp32 inputs;
+//   Int8Matmul (int8_matmul.h): own kernels, int8 weights x int8 rows.
 // The execution plan (engine/model/execution_plan.h) picks one per model.
 //
 // Buffers passed to Run() must hold RowCapacity(m) rows (src readable, dst
@@ -43,6 +45,12 @@ class Matmul {
   virtual int64_t k() const = 0;
   virtual int64_t packed_weight_bytes() const = 0;
   virtual int64_t num_runs() const = 0;
+  // Row `row` of W as f32 (what the packed copy holds: bf16-rounded,
+  // dequantized int8), for the tied embedding's gather. Only where
+  // GathersRows() (a PackedMatmul after PrepareRowGather(), the own kernels
+  // always).
+  virtual bool GathersRows() const = 0;
+  virtual void GatherRow(int64_t row, float* out) const = 0;
 };
 
 }  // namespace openelm

@@ -63,9 +63,6 @@ Dt ToDnnl(MatmulDType t) {
   return Dt::f32;
 }
 
-// int8 activation rows are kInt8Chunk-aligned (the row quantizer's padding).
-int64_t Int8RowBytes(int64_t k) { return (k + kInt8Chunk - 1) / kInt8Chunk * kInt8Chunk; }
-
 // What every primitive of one PackedMatmul shares: a user scratchpad and, for
 // kS8, the weights' per-channel scales as output scales (the activations'
 // per-row scales are applied after the primitive: oneDNN 2.6's matmul takes
@@ -78,10 +75,10 @@ dnnl::primitive_attr MakeAttr(const std::vector<float>& weight_scales) {
   return attr;
 }
 
-// The src of a bucket: kS8 rows are Int8RowBytes(k) apart.
+// The src of a bucket: kS8 rows are Int8PaddedK(k) bytes apart.
 memory::desc SrcDesc(MatmulDType compute, memory::dim m, memory::dim k) {
   if (compute == MatmulDType::kS8)
-    return memory::desc({m, k}, Dt::s8, {Int8RowBytes(k), 1});
+    return memory::desc({m, k}, Dt::s8, {Int8PaddedK(k), 1});
   return memory::desc({m, k}, ToDnnl(compute), Tag::ab);
 }
 
@@ -221,6 +218,8 @@ bool PackedMatmul::PrepareRowGather() {
   return true;
 }
 
+bool PackedMatmul::GathersRows() const { return !impl_->gather_k_offsets.empty(); }
+
 void PackedMatmul::GatherRow(int64_t row, float* out) const {
   const int64_t base = GatherDimOffset(impl_->packed_md.data, 1, row);
   const int64_t* offsets = impl_->gather_k_offsets.data();
@@ -266,7 +265,7 @@ absl::Status PackedMatmul::SetMaxM(int32_t max_m) {
       ctx_->ReserveActivationScratch(static_cast<int64_t>(max_m) * k);
     }
     if (spec_.compute == MatmulDType::kS8) {
-      ctx_->ReserveInt8Scratch(max_m, Int8RowBytes(k));
+      ctx_->ReserveInt8Scratch(max_m, Int8PaddedK(k));
     }
     for (Impl::Bucket& b : buckets) {
       b.args[0] = {DNNL_ARG_SRC, b.src.get()};
@@ -298,7 +297,7 @@ absl::Status PackedMatmul::Run(const float* src, int32_t m, float* dst) {
     ConvertF32ToBf16(src, static_cast<int64_t>(m) * spec_.k, staged);
     src_handle = staged;
   } else if (spec_.compute == MatmulDType::kS8) {
-    impl_->kernels->quantize_rows_s8(src, m, spec_.k, Int8RowBytes(spec_.k),
+    impl_->kernels->quantize_rows_s8(src, m, spec_.k, Int8PaddedK(spec_.k),
                                      ctx_->int8_scratch(), ctx_->int8_row_scales());
     src_handle = ctx_->int8_scratch();
   }

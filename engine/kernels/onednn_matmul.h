@@ -99,7 +99,8 @@ class PackedMatmul final : public Matmul {
   // GatherRow() writes W[row, 0..k) as f32: the packed values, so bf16
   // compute gives the bf16-rounded weights and kS8 the dequantized ones.
   bool PrepareRowGather();
-  void GatherRow(int64_t row, float* out) const;
+  bool GathersRows() const override;
+  void GatherRow(int64_t row, float* out) const override;
   int64_t num_runs() const override { return num_runs_; }
 
  private:

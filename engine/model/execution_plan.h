@@ -50,10 +50,9 @@ struct PlanRequest {
 // matmul (the plan reports them as f32, the precision the matmul is fed).
 // Where the level's kernel build is avx512_vnni (AVX512_VNNI, so also
 // avx512_bf16 and amx) the matmuls run on oneDNN's int8 primitives (exact
-// int32 sums there, 4-5x the own kernel from 16 rows up, BENCHMARKS.md
+// int32 sums there, 4-6x the own kernel from 16 rows up, BENCHMARKS.md
 // section 1b); elsewhere the own int8 kernels (oneDNN's AVX2 int8 saturates
 // 16-bit sums).
-
 struct ExecutionPlan {
   CpuIsa isa = CpuIsa::kPortable;
   DType weight_dtype = DType::kBF16;

@@ -137,9 +137,6 @@ class OpenElmModelImpl final : public OpenElmModel {
   std::vector<uint16_t> embed_bf16_;  // [vocab, d] bf16 weights, oneDNN LM head
   std::vector<float> embed_f32_;      // [vocab, d] f32 weights
   std::unique_ptr<Matmul> lm_head_;   // token_embeddings as [vocab, d]
-  const Bf16Matmul* own_lm_head_ = nullptr;
-  const Int8Matmul* int8_lm_head_ = nullptr;
-  const PackedMatmul* onednn_lm_head_ = nullptr;
   std::shared_ptr<Int8ActivationScratch> int8_scratch_;  // int8 plan only
   const RopeTable rope_;
 
@@ -236,20 +233,14 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
   OPENELM_ASSIGN_OR_RETURN(final_norm_, LoadF32(ckpt, "transformer.norm.weight", d));
   const std::string embed_name = "transformer.token_embeddings.weight";
   OPENELM_ASSIGN_OR_RETURN(lm_head_, pack(embed_name, config_.vocab_size, d));
-  // `pack` left the converted table in bf16 / f32: keep it for the gather,
-  // unless the own LM head can serve rows from its packed copy.
-  if (own) {
-    own_lm_head_ = static_cast<const Bf16Matmul*>(lm_head_.get());
-    std::vector<uint16_t>().swap(bf16);
-  } else if (int8) {
-    int8_lm_head_ = static_cast<const Int8Matmul*>(lm_head_.get());
-    std::vector<float>().swap(f32);
-  } else if ((bf16_weights || compute != MatmulDType::kBF16) &&
-             static_cast<PackedMatmul*>(lm_head_.get())->PrepareRowGather()) {
-    // oneDNN's packed copy holds exactly the stored values (bf16 weights
-    // packed as bf16 or widened to f32; f32 weights packed as f32; int8
-    // weights, dequantized by the gather as the own int8 head does).
-    onednn_lm_head_ = static_cast<const PackedMatmul*>(lm_head_.get());
+  // The gather reads the LM head's packed copy. A oneDNN one holds exactly
+  // the stored values (bf16 weights packed as bf16 or widened to f32; f32 as
+  // f32; int8 dequantized as the own int8 head does) except f32 weights
+  // packed as bf16: then `pack`'s converted table is kept for the gather.
+  if (!own && !int8 && (bf16_weights || compute != MatmulDType::kBF16)) {
+    static_cast<PackedMatmul*>(lm_head_.get())->PrepareRowGather();
+  }
+  if (lm_head_->GathersRows()) {
     std::vector<uint16_t>().swap(bf16);
     std::vector<float>().swap(f32);
   } else if (bf16_weights) {
@@ -403,14 +394,11 @@ absl::StatusOr<LogitsView> OpenElmModelImpl::Forward(const ForwardBatch& batch) 
 
   // 1. Embedding gather (no scaling).
   float* x = ws_.x.data();
+  const bool gather_from_head = lm_head_->GathersRows();
   for (int32_t t = 0; t < n; ++t) {
     const int64_t tok = batch.tokens[t];
-    if (own_lm_head_ != nullptr) {
-      own_lm_head_->GatherRow(tok, x + t * d);
-    } else if (int8_lm_head_ != nullptr) {
-      int8_lm_head_->GatherRow(tok, x + t * d);
-    } else if (onednn_lm_head_ != nullptr) {
-      onednn_lm_head_->GatherRow(tok, x + t * d);
+    if (gather_from_head) {
+      lm_head_->GatherRow(tok, x + t * d);
     } else if (!embed_bf16_.empty()) {
       ConvertBf16ToF32(&embed_bf16_[tok * d], d, x + t * d);
     } else {
