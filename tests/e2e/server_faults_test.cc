@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "engine/kernels/cpu_isa.h"
+#include "engine/kernels/cpu_kernels.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "openelm/v1/inference.grpc.pb.h"
@@ -326,10 +327,12 @@ TEST_F(ServerFaultsTest, Int8WeightsServeAndReportTheirPlan) {
   ASSERT_TRUE(stub->ListModels(&list_ctx, v1::ListModelsRequest(), &models).ok());
   ASSERT_EQ(models.models_size(), 1);
   EXPECT_EQ(models.models(0).weight_dtype(), "int8");
-  // The own int8 kernels, or oneDNN's int8 on a CPU with AVX512_VNNI.
-  EXPECT_THAT(
-      models.models(0).execution_plan(),
-      ::testing::AnyOf(HasSubstr("matmul=own-int8"), HasSubstr("matmul=onednn-int8")));
+  // oneDNN's int8 where the level's kernel build is avx512_vnni, else the own
+  // int8 kernels (execution_plan.h).
+  EXPECT_THAT(models.models(0).execution_plan(),
+              HasSubstr(KernelBuildFor(EffectiveCpuIsa()) == KernelBuild::kAvx512Vnni
+                            ? "matmul=onednn-int8"
+                            : "matmul=own-int8"));
   // One byte per weight plus the scales and padding: about half of bf16.
   // oneDNN's int8 layout pads rows and columns to blocks of 64, which the
   // tiny model's small matrices feel (1.12x here; 1.009x on 270M).
