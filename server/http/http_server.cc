@@ -35,6 +35,7 @@
 #include "server/http/http_call.h"
 #include "server/http/http_request.h"
 #include "server/http/openai_protocol.h"
+#include "server/http/peer_probe.h"
 
 namespace openelm::server {
 namespace {
@@ -374,25 +375,27 @@ class Connection final : public ConnectionBase,
   }
 
   // A wait on the socket while a call runs: readable with nothing to read
-  // means the client closed (or reset) its side.
+  // means the client closed (or reset) its side. The wake-up can be stale
+  // (asio reports readiness it saw earlier), so the socket is probed without
+  // waiting and the watch is armed again when it is quiet.
   void WatchForDisconnect() {
     const uint64_t generation = ++watch_generation_;
     Socket().async_wait(tcp::socket::wait_read, [self = this->shared_from_this(),
                                                  generation](beast::error_code ec) {
       if (generation != self->watch_generation_ || self->call_ == nullptr) return;
       if (ec == net::error::operation_aborted) return;
-      char byte;
-      beast::error_code peek_ec;
-      size_t n = 0;
-      if (!ec) {
-        n = self->Socket().receive(net::buffer(&byte, 1), tcp::socket::message_peek,
-                                   peek_ec);
+      if (ec) return self->ClientGone();
+      switch (http_front::ProbePeer(self->Socket().native_handle())) {
+        case http_front::PeerState::kQuiet:
+          return self->WatchForDisconnect();
+        case http_front::PeerState::kGone:
+          return self->ClientGone();
+        case http_front::PeerState::kBytesWaiting:
+          // Bytes wait unread (a pipelined request, or TLS records such as
+          // a close_notify): the socket stays readable, so from now on the
+          // peer's hang-up is polled for instead.
+          return self->PollForHangUp(generation);
       }
-      if (ec || peek_ec || n == 0) return self->ClientGone();
-      // Bytes wait unread (a pipelined request, or TLS records such as a
-      // close_notify): the socket stays readable, so from now on the peer's
-      // hang-up is polled for instead.
-      self->PollForHangUp(generation);
     });
   }
 

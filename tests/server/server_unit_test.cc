@@ -1,12 +1,15 @@
 // Pure parts of the server: status conversion, request validation, chat
 // shape checks, metrics bookkeeping, deadline margin. No files, no network.
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <ostream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,6 +24,7 @@
 #include "server/access_log.h"
 #include "server/generate_reactor.h"
 #include "server/http/http_request.h"
+#include "server/http/peer_probe.h"
 #include "server/metrics.h"
 #include "server/proto_io.h"
 #include "server/request_parser.h"
@@ -620,6 +624,68 @@ TEST(QuoteClientTextTest, HeadGivesTheWholeTextsQuote) {
   }
   // A long target is quoted from its head.
   EXPECT_EQ(http_front::QuoteClientText(std::string(1 << 20, 'x'), 4), "xxxx");
+}
+
+// A connected TCP pair on 127.0.0.1: {accepted (the server's side), client}.
+std::pair<int, int> LoopbackPair() {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  EXPECT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_EQ(::listen(listener, 1), 0);
+  EXPECT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const int accepted = ::accept(listener, nullptr, nullptr);
+  ::close(listener);
+  return {accepted, client};
+}
+
+// The disconnect watch of an HTTP connection probes its socket when the
+// reactor says "readable". That wake-up can be stale; a probe that waited for
+// bytes then stalled the connection's strand and its stream (seen in CI).
+// The socket here is blocking with a 3 s receive timeout: a probe that waits
+// takes 3 s on a quiet peer instead of returning at once.
+TEST(PeerProbeTest, QuietPeerIsReportedWithoutWaiting) {
+  auto [server, client] = LoopbackPair();
+  ASSERT_GE(server, 0);
+  timeval timeout{3, 0};
+  ASSERT_EQ(::setsockopt(server, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)), 0);
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(http_front::ProbePeer(server), http_front::PeerState::kQuiet);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  ::close(client);
+  ::close(server);
+}
+
+TEST(PeerProbeTest, UnreadBytesStayAndAHangUpAfterThemIsSeenOnceRead) {
+  auto [server, client] = LoopbackPair();
+  ASSERT_GE(server, 0);
+  ASSERT_EQ(::send(client, "x", 1, 0), 1);
+  ASSERT_EQ(::shutdown(client, SHUT_WR), 0);
+  absl::SleepFor(absl::Milliseconds(50));  // loopback delivery
+  // The byte precedes the FIN: it is what a peek sees, and it stays unread.
+  EXPECT_EQ(http_front::ProbePeer(server), http_front::PeerState::kBytesWaiting);
+  EXPECT_EQ(http_front::ProbePeer(server), http_front::PeerState::kBytesWaiting);
+  char byte = 0;
+  ASSERT_EQ(::recv(server, &byte, 1, 0), 1);
+  EXPECT_EQ(byte, 'x');
+  EXPECT_EQ(http_front::ProbePeer(server), http_front::PeerState::kGone);
+  ::close(client);
+  ::close(server);
+}
+
+TEST(PeerProbeTest, ResetPeerIsGone) {
+  auto [server, client] = LoopbackPair();
+  ASSERT_GE(server, 0);
+  linger hard{1, 0};  // close sends a reset
+  ASSERT_EQ(::setsockopt(client, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard)), 0);
+  ::close(client);
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(http_front::ProbePeer(server), http_front::PeerState::kGone);
+  ::close(server);
 }
 
 }  // namespace
