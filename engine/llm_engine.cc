@@ -1,5 +1,6 @@
 #include "engine/llm_engine.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -55,6 +56,7 @@ class LlmEngineImpl final : public LlmEngine {
         scheduler_(
             SchedulerConfig{.max_num_seqs = options.max_num_seqs,
                             .max_num_batched_tokens = options.max_num_batched_tokens,
+                            .max_logits_rows = ResolvedLogitsRows(options),
                             .max_context_length = max_context_length_,
                             .eos_token_id = model_->info().eos_token_id},
             &kv_,
@@ -406,15 +408,23 @@ int32_t LlmEngineImpl::TenantKvBlocks(const std::string& tenant) const {
 
 }  // namespace
 
+int32_t ResolvedLogitsRows(const EngineOptions& options) {
+  const int32_t rows = options.max_logits_rows > 0
+                           ? options.max_logits_rows
+                           : std::max(options.max_num_seqs, int32_t{64});
+  return std::max(1, std::min(rows, options.max_num_batched_tokens));
+}
+
 absl::StatusOr<std::unique_ptr<LlmEngine>> LlmEngine::Create(
     const EngineOptions& options, std::unique_ptr<DecoderModel> model,
     const Tokenizer* tokenizer, EngineObserver* observer) {
   if (model == nullptr) return absl::InvalidArgumentError("model is null");
   if (options.block_size_tokens <= 0 || options.max_num_seqs <= 0 ||
-      options.max_num_batched_tokens <= 0 || options.max_queued_requests <= 0) {
+      options.max_num_batched_tokens <= 0 || options.max_queued_requests <= 0 ||
+      options.max_logits_rows < 0) {
     return absl::FailedPreconditionError(
         "block_size_tokens, max_num_seqs, max_num_batched_tokens and "
-        "max_queued_requests must be positive");
+        "max_queued_requests must be positive, max_logits_rows not negative");
   }
   if (model->info().vocab_size <= 0) {
     return absl::FailedPreconditionError("model reports no vocabulary");
@@ -435,7 +445,8 @@ absl::StatusOr<std::unique_ptr<LlmEngine>> LlmEngine::Create(
   }
   OPENELM_RETURN_IF_ERROR(
       model->Prepare(static_cast<int32_t>(num_blocks), options.block_size_tokens,
-                     options.max_num_batched_tokens, options.max_num_seqs));
+                     options.max_num_batched_tokens, options.max_num_seqs,
+                     ResolvedLogitsRows(options)));
   auto engine = std::make_unique<LlmEngineImpl>(
       options, std::move(model), tokenizer, observer, static_cast<int32_t>(num_blocks));
   engine->Start();

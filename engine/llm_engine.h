@@ -52,10 +52,19 @@ struct EngineOptions {
   int32_t num_blocks = 0;
   int32_t max_num_seqs = 64;
   int32_t max_num_batched_tokens = 512;
+  // Rows of logits one step may compute (a row per sampled sequence, a row
+  // per prompt token of prompt-logprobs requests). 0: ResolvedLogitsRows().
+  // Prompt-logprobs prefill is cut into chunks that fit; the logits buffer
+  // is this many rows of the vocabulary (64 rows of 32000 floats: 7.8 MiB).
+  int32_t max_logits_rows = 0;
   int32_t max_queued_requests = 1024;  // inbox + waiting; beyond -> kResourceExhausted
   bool enable_prefix_caching = true;
   bool start_thread = true;  // false: tests drive StepForTesting()
 };
+
+// max_logits_rows when set, else max(max_num_seqs, 64), never more than
+// max_num_batched_tokens: every decode row of a full batch gets its row.
+int32_t ResolvedLogitsRows(const EngineOptions& options);
 
 // A snapshot of load, readable from any thread (atomics updated each step).
 struct EngineLoad {

@@ -14,12 +14,12 @@
 namespace openelm {
 
 std::vector<int32_t> MatmulBuckets(int32_t max_m) {
-  // 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, ... then max_m itself.
+  // 1, 2, 4, 8, 16, 32, 48, 64, 96, 128, ... then max_m itself.
   std::vector<int32_t> buckets;
   for (int32_t p = 1; p < max_m; p *= 2) {
     buckets.push_back(p);
     const int32_t mid = p + p / 2;
-    if (p >= 2 && mid < max_m && mid < 2 * p) buckets.push_back(mid);
+    if (p >= kMatmulMidBucketsFrom && mid < max_m) buckets.push_back(mid);
   }
   buckets.push_back(std::max(max_m, 1));
   std::sort(buckets.begin(), buckets.end());
@@ -31,7 +31,7 @@ int32_t MatmulBucketFor(int32_t m, int32_t max_m) {
   for (int32_t p = 1; p < max_m; p *= 2) {
     if (m <= p) return p;
     const int32_t mid = p + p / 2;
-    if (p >= 2 && mid < max_m && m <= mid) return mid;
+    if (p >= kMatmulMidBucketsFrom && mid < max_m && m <= mid) return mid;
   }
   return std::max(max_m, 1);
 }
@@ -68,10 +68,15 @@ Dt ToDnnl(MatmulDType t) {
 // per-row scales are applied after the primitive: oneDNN 2.6's matmul takes
 // output scales per column only, and a per-row binary post-op falls back to
 // its reference kernel).
-dnnl::primitive_attr MakeAttr(const std::vector<float>& weight_scales) {
+// No output scales, not even for kS8: its weight scales are applied with the
+// row scales in one pass after the primitive (ScaleRows). A primitive then
+// does not depend on its weights, and oneDNN's primitive cache hands every
+// matmul of one shape the same primitive (OpenELM's layers repeat their
+// attention shapes). Scales given at run time instead would make oneDNN 2.6
+// leave its brgemm int8 kernels for gemm:jit.
+dnnl::primitive_attr MakeAttr() {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  if (!weight_scales.empty()) attr.set_output_scales(1 << 1, weight_scales);
   return attr;
 }
 
@@ -172,7 +177,7 @@ absl::StatusOr<std::unique_ptr<PackedMatmul>> PackedMatmul::Create(OnednnContext
                                    impl.weight_scales.data(), ctx->num_threads());
   }
   try {
-    const dnnl::primitive_attr attr = MakeAttr(impl.weight_scales);
+    const dnnl::primitive_attr attr = MakeAttr();
 
     // Let the largest bucket choose the packed layout; every bucket is then
     // created against exactly that layout (it does not depend on M).
@@ -243,7 +248,7 @@ absl::Status PackedMatmul::SetMaxM(int32_t max_m) {
   const dnnl::engine& eng = ctx_->handles().engine;
   const memory::dim n = spec_.n, k = spec_.k;
   try {
-    const dnnl::primitive_attr attr = MakeAttr(impl.weight_scales);
+    const dnnl::primitive_attr attr = MakeAttr();
     const std::vector<int32_t> ms = MatmulBuckets(max_m);
     std::vector<Impl::Bucket> buckets;
     for (int32_t m : ms) {
@@ -329,6 +334,7 @@ absl::Status PackedMatmul::Run(const float* src, int32_t m, float* dst) {
 
 void PackedMatmul::ScaleRows(int32_t m, float* dst) const {
   const float* scales = ctx_->int8_row_scales();
+  const float* weight_scales = impl_->weight_scales.data();
   const int64_t n = spec_.n;
   // The rows were just written: they are in cache, and the pass is about
   // 1/k of the matmul's work. Split over the threads for prefill-sized m.
@@ -336,7 +342,9 @@ void PackedMatmul::ScaleRows(int32_t m, float* dst) const {
   for (int32_t r = 0; r < m; ++r) {
     float* row = dst + r * n;
     const float s = scales[r];
-    for (int64_t c = 0; c < n; ++c) row[c] *= s;
+    // sum * row scale * weight scale: the own int8 kernels' order, so that
+    // equal integer sums give equal floats on either backend.
+    for (int64_t c = 0; c < n; ++c) row[c] = row[c] * s * weight_scales[c];
   }
 }
 

@@ -29,6 +29,10 @@ struct BatchRow {
   // kLast (the last token only) or kAll (every token of the row).
   enum class Logits : uint8_t { kNone, kLast, kAll };
   Logits logits = Logits::kLast;
+  // Rows of logits this row asks for.
+  int32_t num_logits_rows() const {
+    return logits == Logits::kAll ? num_tokens : logits == Logits::kLast ? 1 : 0;
+  }
 };
 
 // What one step runs. Plain data; the scheduler reuses the vectors between
@@ -89,10 +93,14 @@ class DecoderModel {
   virtual int64_t KvBytesPerBlock(int32_t block_size_tokens) const = 0;
 
   // Allocates the KV storage (called once, before the first Forward) and the
-  // workspace for batches of up to `max_num_batched_tokens` tokens and
-  // `max_num_seqs` rows. kResourceExhausted if memory cannot be had.
+  // workspace for batches of up to `max_num_batched_tokens` tokens,
+  // `max_num_seqs` rows and `max_logits_rows` rows of logits (1 per kLast
+  // row, num_tokens per kAll row; 1 <= max_logits_rows <=
+  // max_num_batched_tokens). kInvalidArgument for sizes out of range,
+  // kResourceExhausted if memory cannot be had.
   virtual absl::Status Prepare(int32_t num_blocks, int32_t block_size_tokens,
-                               int32_t max_num_batched_tokens, int32_t max_num_seqs) = 0;
+                               int32_t max_num_batched_tokens, int32_t max_num_seqs,
+                               int32_t max_logits_rows) = 0;
 
   // Runs one step. The batch must respect the limits given to Prepare().
   // Allocates nothing and creates no primitives. kInternal on kernel failure.

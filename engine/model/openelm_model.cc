@@ -94,7 +94,8 @@ class OpenElmModelImpl final : public OpenElmModel {
     return KvBytesPerBlockFor(config_, options_.kv_dtype, block_size_tokens);
   }
   absl::Status Prepare(int32_t num_blocks, int32_t block_size_tokens,
-                       int32_t max_num_batched_tokens, int32_t max_num_seqs) override;
+                       int32_t max_num_batched_tokens, int32_t max_num_seqs,
+                       int32_t max_logits_rows) override;
   absl::StatusOr<LogitsView> Forward(const ForwardBatch& batch) override;
   void CopyBlock(BlockId src, BlockId dst) override;
 
@@ -146,6 +147,7 @@ class OpenElmModelImpl final : public OpenElmModel {
   int32_t block_size_ = 0;
   int32_t max_tokens_ = 0;
   int32_t max_seqs_ = 0;
+  int32_t max_logits_rows_ = 0;
   std::vector<AlignedArray<uint8_t>> kv_;  // per layer, see openelm_model.h
   Workspace ws_;
   std::vector<AttentionSeq> seqs_;  // capacity max_seqs_
@@ -273,19 +275,23 @@ absl::Status OpenElmModelImpl::Load(const Checkpoint& ckpt) {
 
 absl::Status OpenElmModelImpl::Prepare(int32_t num_blocks, int32_t block_size_tokens,
                                        int32_t max_num_batched_tokens,
-                                       int32_t max_num_seqs) {
+                                       int32_t max_num_seqs, int32_t max_logits_rows) {
   if (prepared_) return absl::FailedPreconditionError("Prepare() called twice");
   if (num_blocks <= 0 || block_size_tokens <= 0 || max_num_batched_tokens <= 0 ||
-      max_num_seqs <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Prepare needs positive sizes: num_blocks=", num_blocks,
-                     " block_size=", block_size_tokens, " max_num_batched_tokens=",
-                     max_num_batched_tokens, " max_num_seqs=", max_num_seqs));
+      max_num_seqs <= 0 || max_logits_rows <= 0 ||
+      max_logits_rows > max_num_batched_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Prepare needs positive sizes and max_logits_rows <= max_num_batched_tokens: "
+        "num_blocks=",
+        num_blocks, " block_size=", block_size_tokens,
+        " max_num_batched_tokens=", max_num_batched_tokens,
+        " max_num_seqs=", max_num_seqs, " max_logits_rows=", max_logits_rows));
   }
   num_blocks_ = num_blocks;
   block_size_ = block_size_tokens;
   max_tokens_ = max_num_batched_tokens;
   max_seqs_ = max_num_seqs;
+  max_logits_rows_ = max_logits_rows;
 
   const int64_t d = config_.model_dim, hd = config_.head_dim;
   kv_.resize(config_.num_layers);
@@ -303,7 +309,8 @@ absl::Status OpenElmModelImpl::Prepare(int32_t num_blocks, int32_t block_size_to
     OPENELM_RETURN_IF_ERROR(w.proj_1->SetMaxM(max_tokens_));
     OPENELM_RETURN_IF_ERROR(w.proj_2->SetMaxM(max_tokens_));
   }
-  OPENELM_RETURN_IF_ERROR(lm_head_->SetMaxM(max_tokens_));
+  // The LM head runs only on the rows whose logits are wanted.
+  OPENELM_RETURN_IF_ERROR(lm_head_->SetMaxM(max_logits_rows_));
   const int64_t cap = max_tokens_;
   ws_.cap = max_tokens_;
   int64_t max_qkv = 0;
@@ -318,8 +325,9 @@ absl::Status OpenElmModelImpl::Prepare(int32_t num_blocks, int32_t block_size_to
   OPENELM_RETURN_IF_ERROR(ws_.proj.Allocate(cap * d));
   OPENELM_RETURN_IF_ERROR(ws_.ffn_in.Allocate(cap * 2 * config_.max_ffn_dim()));
   OPENELM_RETURN_IF_ERROR(ws_.ffn_mid.Allocate(cap * config_.max_ffn_dim()));
-  OPENELM_RETURN_IF_ERROR(ws_.head_in.Allocate(cap * d));
-  OPENELM_RETURN_IF_ERROR(ws_.logits.Allocate(cap * config_.vocab_size));
+  OPENELM_RETURN_IF_ERROR(ws_.head_in.Allocate(int64_t{max_logits_rows_} * d));
+  OPENELM_RETURN_IF_ERROR(
+      ws_.logits.Allocate(int64_t{max_logits_rows_} * config_.vocab_size));
   OPENELM_RETURN_IF_ERROR(ws_.positions.Allocate(cap));
   seqs_.reserve(max_seqs_);
   attention_scratch_ =
@@ -336,8 +344,9 @@ absl::Status OpenElmModelImpl::ValidateBatch(const ForwardBatch& batch) const {
         "batch of ", n, " tokens / ", batch.rows.size(),
         " rows exceeds the prepared limits ", max_tokens_, " / ", max_seqs_));
   }
-  int32_t expected_offset = 0;
+  int32_t expected_offset = 0, logits_rows = 0;
   for (const BatchRow& r : batch.rows) {
+    logits_rows += r.num_logits_rows();
     if (r.num_tokens <= 0 || r.token_offset != expected_offset || r.start_position < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("bad row for request ", r.request_id, ": offset ", r.token_offset,
@@ -365,6 +374,11 @@ absl::Status OpenElmModelImpl::ValidateBatch(const ForwardBatch& batch) const {
   if (expected_offset != n) {
     return absl::InvalidArgumentError(
         absl::StrCat("rows cover ", expected_offset, " tokens but the batch has ", n));
+  }
+  if (logits_rows > max_logits_rows_) {
+    return absl::InvalidArgumentError(absl::StrCat("batch asks for ", logits_rows,
+                                                   " rows of logits; prepared for ",
+                                                   max_logits_rows_));
   }
   for (TokenId t : batch.tokens) {
     if (t < 0 || t >= config_.vocab_size) {
@@ -414,13 +428,8 @@ absl::StatusOr<LogitsView> OpenElmModelImpl::Forward(const ForwardBatch& batch) 
   int32_t rows = 0;
   float* head_in = ws_.head_in.data();
   for (const BatchRow& r : batch.rows) {
-    int32_t first = r.token_offset, count = 0;
-    if (r.logits == BatchRow::Logits::kLast) {
-      first = r.token_offset + r.num_tokens - 1;
-      count = 1;
-    } else if (r.logits == BatchRow::Logits::kAll) {
-      count = r.num_tokens;
-    }
+    const int32_t count = r.num_logits_rows();
+    const int32_t first = r.token_offset + r.num_tokens - count;
     std::memcpy(head_in + rows * d, x + first * d, sizeof(float) * d * count);
     rows += count;
   }

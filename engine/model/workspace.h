@@ -54,8 +54,8 @@ struct Workspace {
   AlignedArray<float> proj;    // [cap, d]            out_proj / proj_2 output
   AlignedArray<float> ffn_in;  // [cap, 2 * max ffn]  gate | up
   AlignedArray<float> ffn_mid;      // [cap, max ffn]      SiLU(gate) * up
-  AlignedArray<float> head_in;      // [cap, d]            rows whose logits are wanted
-  AlignedArray<float> logits;       // [cap, vocab]
+  AlignedArray<float> head_in;      // [logits rows, d]    rows whose logits are wanted
+  AlignedArray<float> logits;       // [logits rows, vocab] (Prepare's max_logits_rows)
   AlignedArray<int32_t> positions;  // [cap]
 };
 

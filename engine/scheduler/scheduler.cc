@@ -206,6 +206,33 @@ BatchRow::Logits Scheduler::RootLogits(const Request& r, int32_t end) const {
   return BatchRow::Logits::kNone;
 }
 
+int32_t Scheduler::FitChunk(const Request& r, const Sequence& s, bool is_root,
+                            int32_t num_computed, int32_t remaining, int32_t budget,
+                            int32_t logits_left, BatchRow::Logits* logits) const {
+  const auto logits_for = [&](int32_t chunk) {
+    const int32_t end = num_computed + chunk;
+    if (is_root) return RootLogits(r, end);
+    return end == static_cast<int32_t>(s.tokens.size()) ? BatchRow::Logits::kLast
+                                                        : BatchRow::Logits::kNone;
+  };
+  int32_t chunk = ChunkSize(num_computed, remaining, budget);
+  if (chunk <= 0) return 0;
+  *logits = logits_for(chunk);
+  if (*logits == BatchRow::Logits::kAll && chunk > logits_left) {
+    if (logits_left <= 0) return 0;
+    chunk = ChunkSize(num_computed, remaining, logits_left);
+    *logits = logits_for(chunk);
+  } else if (*logits == BatchRow::Logits::kLast && logits_left <= 0) {
+    if (chunk <= 1) return 0;
+    chunk = ChunkSize(num_computed, remaining, chunk - 1);
+    *logits = logits_for(chunk);
+  }
+  const int32_t rows = *logits == BatchRow::Logits::kAll    ? chunk
+                       : *logits == BatchRow::Logits::kLast ? 1
+                                                            : 0;
+  return rows <= logits_left ? chunk : 0;
+}
+
 void Scheduler::AddRow(Request* r, Sequence* s, bool is_root, int32_t num_tokens,
                        BatchRow::Logits logits) {
   ForwardBatch& batch = step_.batch;
@@ -233,6 +260,7 @@ const ScheduledStep& Scheduler::Schedule(absl::Time now) {
   ExpireDeadlines(now);
   PreemptForFairness();
   int32_t budget = config_.max_num_batched_tokens;
+  int32_t logits_left = config_.max_logits_rows;
   auto rows = [this] { return static_cast<int32_t>(step_.rows.size()); };
 
   // 1. Decode rows of running requests, all or nothing per request.
@@ -248,7 +276,9 @@ const ScheduledStep& Scheduler::Schedule(absl::Time now) {
                                      s.num_computed_tokens + 1, nullptr);
     }
     const int32_t k = static_cast<int32_t>(scratch_seqs_.size());
-    if (k == 0 || rows() + k > config_.max_num_seqs || k > budget) continue;
+    if (k == 0 || rows() + k > config_.max_num_seqs || k > budget || k > logits_left) {
+      continue;
+    }
     if (!MakeRoom(needed, r)) {
       // Nothing younger to take blocks from: give ours to older requests.
       Preempt(r);
@@ -260,6 +290,7 @@ const ScheduledStep& Scheduler::Schedule(absl::Time now) {
       AddRow(r, s, /*is_root=*/false, 1, BatchRow::Logits::kLast);
     }
     budget -= k;
+    logits_left -= k;
   }
 
   // 2. Prefill chunks of running requests (prompt, or recomputation).
@@ -278,20 +309,17 @@ const ScheduledStep& Scheduler::Schedule(absl::Time now) {
     for (Sequence* s : scratch_seqs_) {
       if (budget <= 0 || rows() >= config_.max_num_seqs) break;
       const int32_t nc = s->num_computed_tokens;
-      const int32_t chunk = ChunkSize(nc, s->num_uncomputed_tokens(), budget);
+      const bool is_root = s == &r->root;
+      BatchRow::Logits logits = BatchRow::Logits::kNone;
+      const int32_t chunk = FitChunk(*r, *s, is_root, nc, s->num_uncomputed_tokens(),
+                                     budget, logits_left, &logits);
       if (chunk <= 0) continue;
       const int32_t needed = kv_->NumBlocksNeeded(s->table, nc, nc + chunk, nullptr);
       if (!MakeRoom(needed, r)) continue;
       OPENELM_CHECK(kv_->Allocate(&s->table, nc, nc + chunk, nullptr));
-      const bool is_root = s == &r->root;
-      const int32_t end = nc + chunk;
-      const BatchRow::Logits logits =
-          is_root
-              ? RootLogits(*r, end)
-              : (end == static_cast<int32_t>(s->tokens.size()) ? BatchRow::Logits::kLast
-                                                               : BatchRow::Logits::kNone);
       AddRow(r, s, is_root, chunk, logits);
       budget -= chunk;
+      logits_left -= step_.batch.rows.back().num_logits_rows();
     }
   }
 
@@ -312,7 +340,10 @@ const ScheduledStep& Scheduler::Schedule(absl::Time now) {
       kv_->FindCachedPrefix(root.tokens, r->salt_hash, r->shared_blocks, p - 1, &hit_);
     }
     const int32_t nc = hit_.num_tokens;
-    const int32_t chunk = ChunkSize(nc, p - nc, budget);
+    BatchRow::Logits logits = BatchRow::Logits::kNone;
+    const int32_t chunk =
+        FitChunk(*r, root, /*is_root=*/true, nc, p - nc, budget, logits_left, &logits);
+    if (chunk <= 0) break;  // no logits rows left this step; it stays first
     if (kv_->NumBlocksNeeded(root.table, nc, nc + chunk, &hit_) >
         kv_->num_free_blocks()) {
       break;
@@ -334,8 +365,9 @@ const ScheduledStep& Scheduler::Schedule(absl::Time now) {
     r->in_prompt_phase = true;
     running_.push_back(r);
     if (r->timings.first_scheduled == absl::Time()) r->timings.first_scheduled = now;
-    AddRow(r, &root, /*is_root=*/true, chunk, RootLogits(*r, nc + chunk));
+    AddRow(r, &root, /*is_root=*/true, chunk, logits);
     budget -= chunk;
+    logits_left -= step_.batch.rows.back().num_logits_rows();
   }
 
   // Tables are final now: point the rows at them.

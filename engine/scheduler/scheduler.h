@@ -22,6 +22,9 @@ namespace openelm {
 struct SchedulerConfig {
   int32_t max_num_seqs = 64;             // rows per step
   int32_t max_num_batched_tokens = 512;  // tokens per step
+  // Rows of logits per step (BatchRow::num_logits_rows summed): the rows of
+  // a prompt-logprobs chunk count one each.
+  int32_t max_logits_rows = 512;
   int32_t max_context_length = 2048;
   TokenId eos_token_id = kEosTokenId;
 };
@@ -142,6 +145,14 @@ class Scheduler {
   void AddRow(Request* request, Sequence* seq, bool is_root, int32_t num_tokens,
               BatchRow::Logits logits);
   BatchRow::Logits RootLogits(const Request& request, int32_t end) const;
+  // The chunk of `remaining` tokens after `num_computed` that sequence `s`
+  // (the root when `is_root`) runs this step within `budget` tokens and
+  // `logits_left` rows of logits, and the logits it asks for; 0 when none
+  // fits. A prompt-logprobs chunk is cut to the logits rows left; a final
+  // chunk that finds none left runs all but its last token.
+  int32_t FitChunk(const Request& r, const Sequence& s, bool is_root,
+                   int32_t num_computed, int32_t remaining, int32_t budget,
+                   int32_t logits_left, BatchRow::Logits* logits) const;
 
   // Output helpers (scheduler_output.cc).
   void StartCompletions(Request* request, const StepSamples& samples, int32_t first,

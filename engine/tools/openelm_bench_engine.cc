@@ -346,7 +346,8 @@ int Main() {
     blocks_needed = std::max(
         blocks_needed, f.batch * ((f.context + f.tokens_per_row + kBlock - 1) / kBlock));
   }
-  const absl::Status prepared = model->Prepare(blocks_needed, kBlock, 512, 64);
+  const absl::Status prepared = model->Prepare(blocks_needed, kBlock, 512, 64,
+                                               /*max_logits_rows=*/64);
   if (!prepared.ok()) {
     std::fprintf(stderr, "%s\n", prepared.ToString().c_str());
     return 1;

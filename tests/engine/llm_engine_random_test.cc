@@ -32,6 +32,8 @@ void RunSoak(uint32_t seed, bool prefix_caching, int num_requests) {
   options.block_size_tokens = 4;
   options.max_num_batched_tokens = 32;
   options.max_num_seqs = 8;
+  // Fewer logits rows than tokens per step: prompt-logprobs chunks are cut.
+  options.max_logits_rows = 12;
   options.max_queued_requests = 100000;
   options.enable_prefix_caching = prefix_caching;
   FakeDecoderOptions fake_options;

@@ -456,6 +456,58 @@ TEST(LlmEngineTest, LogprobsAndPromptLogprobsAreOfTheRawModel) {
   h.ExpectNoViolations();
 }
 
+// A step computes at most max_logits_rows rows of logits: a prompt-logprobs
+// prompt is cut into chunks that fit beside the other rows' sampled tokens,
+// and its values are those of the uncut prompt.
+TEST(LlmEngineTest, PromptLogprobsChunksFitTheLogitsRows) {
+  EngineOptions options = Options(128, 4, /*budget=*/64, /*max_seqs=*/4);
+  options.max_logits_rows = 6;
+  EngineHarness h(options);
+  EXPECT_EQ(h.fake().max_logits_rows(), 6);
+  ASSERT_OK(h.Submit(1, Spec(Prompt(3, 7), 12)));  // decodes beside the others
+  h.Step();
+  const auto prompt = Prompt(40);
+  GenerateSpec spec = Spec(prompt, 2);
+  spec.params.prompt_logprobs = 0;
+  ASSERT_OK(h.Submit(2, std::move(spec)));
+  ASSERT_OK(h.Submit(3, Spec(Prompt(9, 3), 4)));  // no logprobs: one row at its end
+  ASSERT_TRUE(h.RunUntilDone());
+  int max_rows = 0, cut_steps = 0;
+  for (const auto& step : h.fake().steps()) {
+    int rows = 0, tokens = 0;
+    for (const auto& row : step) {
+      const int n = row.logits == BatchRow::Logits::kAll    ? row.num_tokens
+                    : row.logits == BatchRow::Logits::kLast ? 1
+                                                            : 0;
+      rows += n;
+      tokens += row.num_tokens;
+      if (row.request_id == 2 && row.logits == BatchRow::Logits::kAll) ++cut_steps;
+    }
+    EXPECT_LE(rows, 6);
+    EXPECT_LE(tokens, 64);
+    max_rows = std::max(max_rows, rows);
+  }
+  EXPECT_EQ(max_rows, 6);    // the cap was reached, not just respected
+  EXPECT_GE(cut_steps, 40 / 6);  // 40 prompt rows at most 6 a step
+  const int v = h.fake().info().vocab_size;
+  const FinishInfo info = h.sink(2).info();
+  ASSERT_THAT(info.prompt_logprobs, SizeIs(40));
+  for (int i = 1; i < 40; ++i) {
+    std::vector<float> logits(v);
+    const std::vector<TokenId> prefix(prompt.begin(), prompt.begin() + i);
+    h.fake().Logits(prefix, logits.data());
+    double z = 0;
+    for (float x : logits) z += std::exp(x);
+    ASSERT_THAT(info.prompt_logprobs[i], SizeIs(1));
+    EXPECT_EQ(info.prompt_logprobs[i][0].token, prompt[i]);
+    EXPECT_NEAR(info.prompt_logprobs[i][0].logprob, logits[prompt[i]] - std::log(z), 1e-4);
+  }
+  EXPECT_EQ(h.sink(1).tokens().size(), 12u);
+  EXPECT_EQ(h.sink(3).tokens().size(), 4u);
+  h.ExpectNoViolations();
+  h.ExpectPoolFull();
+}
+
 TEST(LlmEngineTest, FailedForwardFailsOnlyThatBatch) {
   EngineHarness h(Options());
   ASSERT_OK(h.Submit(1, Spec(Prompt(8), 5)));

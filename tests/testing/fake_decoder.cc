@@ -82,8 +82,10 @@ int64_t FakeDecoder::KvBytesPerBlock(int32_t block_size_tokens) const {
 }
 
 absl::Status FakeDecoder::Prepare(int32_t num_blocks, int32_t block_size_tokens,
-                                  int32_t max_num_batched_tokens, int32_t max_num_seqs) {
+                                  int32_t max_num_batched_tokens, int32_t max_num_seqs,
+                                  int32_t max_logits_rows) {
   num_blocks_ = num_blocks;
+  max_logits_rows_ = max_logits_rows;
   block_size_ = block_size_tokens;
   max_num_batched_tokens_ = max_num_batched_tokens;
   max_num_seqs_ = max_num_seqs;
@@ -147,10 +149,10 @@ absl::StatusOr<LogitsView> FakeDecoder::Forward(const ForwardBatch& batch) {
   }
   // Pass 2: read each row's whole prefix back from the cache.
   size_t needed_rows = 0;
-  for (const BatchRow& row : batch.rows) {
-    needed_rows += row.logits == BatchRow::Logits::kAll    ? row.num_tokens
-                   : row.logits == BatchRow::Logits::kLast ? 1
-                                                           : 0;
+  for (const BatchRow& row : batch.rows) needed_rows += row.num_logits_rows();
+  if (needed_rows > static_cast<size_t>(max_logits_rows_)) {
+    Violation(absl::StrCat("step ", step_, " asks for ", needed_rows,
+                           " rows of logits; prepared for ", max_logits_rows_));
   }
   if (logits_.size() < needed_rows * options_.vocab_size) {
     logits_.resize(needed_rows * options_.vocab_size);

@@ -53,7 +53,8 @@ class FakeDecoder : public DecoderModel {
   const ModelInfo& info() const override { return info_; }
   int64_t KvBytesPerBlock(int32_t block_size_tokens) const override;
   absl::Status Prepare(int32_t num_blocks, int32_t block_size_tokens,
-                       int32_t max_num_batched_tokens, int32_t max_num_seqs) override;
+                       int32_t max_num_batched_tokens, int32_t max_num_seqs,
+                       int32_t max_logits_rows) override;
   absl::StatusOr<LogitsView> Forward(const ForwardBatch& batch) override;
   void CopyBlock(BlockId src, BlockId dst) override;
 
@@ -80,6 +81,7 @@ class FakeDecoder : public DecoderModel {
   int32_t block_size_tokens() const { return block_size_; }
   int32_t max_num_batched_tokens() const { return max_num_batched_tokens_; }
   int32_t max_num_seqs() const { return max_num_seqs_; }
+  int32_t max_logits_rows() const { return max_logits_rows_; }
   void ClearRecords() { steps_.clear(); }
 
  private:
@@ -94,6 +96,7 @@ class FakeDecoder : public DecoderModel {
   int32_t block_size_ = 0;
   int32_t max_num_batched_tokens_ = 0;
   int32_t max_num_seqs_ = 0;
+  int32_t max_logits_rows_ = 0;
   std::vector<TokenId> slot_token_;  // [num_blocks * block_size]
   std::vector<int32_t> slot_pos_;    // -1: never written
   std::vector<int64_t> block_writer_step_;

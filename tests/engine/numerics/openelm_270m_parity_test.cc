@@ -57,7 +57,8 @@ TEST(OpenElm270mParityTest, OneStepMatchesReferenceAtLastPosition) {
                          OpenElmModel::Create(*ckpt, options));
     constexpr int32_t kBlockSize = 16;
     ASSERT_OK(model->Prepare(/*num_blocks=*/4, kBlockSize,
-                             /*max_num_batched_tokens=*/16, /*max_num_seqs=*/1));
+                             /*max_num_batched_tokens=*/16, /*max_num_seqs=*/1,
+                             /*max_logits_rows=*/1));
     const std::vector<BlockId> table = {3, 1};
     ForwardBatch batch;
     batch.tokens = prompt;

@@ -84,13 +84,15 @@ class TinyModelTest : public ::testing::Test {
     delete dir_;
   }
 
-  std::unique_ptr<OpenElmModel> MakeModel(OpenElmModelOptions options) {
+  std::unique_ptr<OpenElmModel> MakeModel(OpenElmModelOptions options,
+                                          int32_t max_logits_rows = kMaxTokens) {
     auto ckpt = Checkpoint::Open(*dir_);
     EXPECT_OK(ckpt.status());
     options.num_threads = 2;
     auto model = OpenElmModel::Create(**ckpt, options);
     EXPECT_OK(model.status());
-    EXPECT_OK((*model)->Prepare(kNumBlocks, kBlockSize, kMaxTokens, kMaxSeqs));
+    EXPECT_OK((*model)->Prepare(kNumBlocks, kBlockSize, kMaxTokens, kMaxSeqs,
+                                max_logits_rows));
     return std::move(model).value();
   }
 
@@ -290,6 +292,35 @@ TEST_F(TinyModelTest, RejectsBatchesOutsideThePreparedLimits) {
   EXPECT_THAT(model->Forward(batch), StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_EQ(model->info().kv_bytes_per_token, model->KvBytesPerBlock(1));
   EXPECT_EQ(model->info().num_layers, 3);
+}
+
+// The logits buffer holds Prepare's max_logits_rows rows: a batch that asks
+// for more is refused, one that fits gets the logits of an uncapped model.
+TEST_F(TinyModelTest, LogitsRowsAreCappedAtPrepare) {
+  std::unique_ptr<OpenElmModel> capped = MakeModel({}, /*max_logits_rows=*/3);
+  std::unique_ptr<OpenElmModel> full = MakeModel({});
+  const std::vector<TokenId> prompt = Prompt(20, 4);
+  std::vector<BlockId> table(kNumBlocks);
+  std::iota(table.begin(), table.end(), 0);
+  ForwardBatch batch;
+  OneRow(prompt, 0, 4, table, BatchRow::Logits::kAll, &batch);
+  EXPECT_THAT(capped->Forward(batch), StatusIs(absl::StatusCode::kInvalidArgument));
+  // 20 tokens, 3 rows of logits: the last 3 positions.
+  OneRow(prompt, 0, 17, table, BatchRow::Logits::kNone, &batch);
+  ASSERT_OK(capped->Forward(batch).status());
+  ASSERT_OK(full->Forward(batch).status());
+  OneRow(prompt, 17, 20, table, BatchRow::Logits::kAll, &batch);
+  ASSERT_OK_AND_ASSIGN(LogitsView got, capped->Forward(batch));
+  ASSERT_EQ(got.num_rows, 3);
+  const std::vector<std::vector<float>> got_rows = {Row(got, 0), Row(got, 1), Row(got, 2)};
+  ASSERT_OK_AND_ASSIGN(LogitsView want, full->Forward(batch));
+  for (int32_t r = 0; r < 3; ++r) EXPECT_EQ(got_rows[r], Row(want, r)) << "row " << r;
+  MakeModel({}, /*max_logits_rows=*/1);  // the smallest allowed
+  auto ckpt = Checkpoint::Open(*dir_);
+  ASSERT_OK(ckpt.status());
+  ASSERT_OK_AND_ASSIGN(auto model, OpenElmModel::Create(**ckpt, {}));
+  EXPECT_THAT(model->Prepare(kNumBlocks, kBlockSize, kMaxTokens, kMaxSeqs, kMaxTokens + 1),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

@@ -139,7 +139,8 @@ class OpenElmParityTest : public ::testing::Test {
     OPENELM_ASSIGN_OR_RETURN(std::unique_ptr<OpenElmModel> model,
                              OpenElmModel::Create(*f.checkpoint, options));
     OPENELM_RETURN_IF_ERROR(
-        model->Prepare(kNumBlocks, kBlockSize, kMaxBatchedTokens, kMaxSeqs));
+        model->Prepare(kNumBlocks, kBlockSize, kMaxBatchedTokens, kMaxSeqs,
+                       /*max_logits_rows=*/kMaxBatchedTokens));
     return model;
   }
 
