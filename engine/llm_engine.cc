@@ -443,10 +443,9 @@ absl::StatusOr<std::unique_ptr<LlmEngine>> LlmEngine::Create(
         absl::StrCat("KV budget gives ", num_blocks, " blocks of ",
                      options.block_size_tokens, " tokens"));
   }
-  OPENELM_RETURN_IF_ERROR(
-      model->Prepare(static_cast<int32_t>(num_blocks), options.block_size_tokens,
-                     options.max_num_batched_tokens, options.max_num_seqs,
-                     ResolvedLogitsRows(options)));
+  OPENELM_RETURN_IF_ERROR(model->Prepare(
+      static_cast<int32_t>(num_blocks), options.block_size_tokens,
+      options.max_num_batched_tokens, options.max_num_seqs, ResolvedLogitsRows(options)));
   auto engine = std::make_unique<LlmEngineImpl>(
       options, std::move(model), tokenizer, observer, static_cast<int32_t>(num_blocks));
   engine->Start();

@@ -51,6 +51,10 @@ ABSL_FLAG(int32_t, max_num_seqs, 64,
           "Most sequences (requests x completions) in one engine step.");
 ABSL_FLAG(int32_t, max_num_batched_tokens, 512,
           "Most tokens (prefill + decode) in one engine step.");
+ABSL_FLAG(int32_t, max_logits_rows, 0,
+          "Most rows of logits one engine step computes (one per sampled sequence, "
+          "one per prompt token of prompt_logprobs requests, whose prefill is cut to "
+          "fit); 0 = max(max_num_seqs, 64). Each row is vocab_size floats.");
 ABSL_FLAG(int32_t, max_queued_requests, 1024,
           "Most requests waiting for admission; more get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, weight_dtype, "auto",
@@ -188,6 +192,12 @@ absl::StatusOr<ServerOptions> ServerOptionsFromFlags() {
   o.engine.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
   if (absl::Status s = CheckRange("max_num_batched_tokens",
                                   o.engine.max_num_batched_tokens, 1, 1 << 20);
+      !s.ok()) {
+    return s;
+  }
+  o.engine.max_logits_rows = absl::GetFlag(FLAGS_max_logits_rows);
+  if (absl::Status s =
+          CheckRange("max_logits_rows", o.engine.max_logits_rows, 0, 1 << 20);
       !s.ok()) {
     return s;
   }

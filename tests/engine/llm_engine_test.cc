@@ -487,7 +487,7 @@ TEST(LlmEngineTest, PromptLogprobsChunksFitTheLogitsRows) {
     EXPECT_LE(tokens, 64);
     max_rows = std::max(max_rows, rows);
   }
-  EXPECT_EQ(max_rows, 6);    // the cap was reached, not just respected
+  EXPECT_EQ(max_rows, 6);        // the cap was reached, not just respected
   EXPECT_GE(cut_steps, 40 / 6);  // 40 prompt rows at most 6 a step
   const int v = h.fake().info().vocab_size;
   const FinishInfo info = h.sink(2).info();
@@ -500,7 +500,8 @@ TEST(LlmEngineTest, PromptLogprobsChunksFitTheLogitsRows) {
     for (float x : logits) z += std::exp(x);
     ASSERT_THAT(info.prompt_logprobs[i], SizeIs(1));
     EXPECT_EQ(info.prompt_logprobs[i][0].token, prompt[i]);
-    EXPECT_NEAR(info.prompt_logprobs[i][0].logprob, logits[prompt[i]] - std::log(z), 1e-4);
+    EXPECT_NEAR(info.prompt_logprobs[i][0].logprob, logits[prompt[i]] - std::log(z),
+                1e-4);
   }
   EXPECT_EQ(h.sink(1).tokens().size(), 12u);
   EXPECT_EQ(h.sink(3).tokens().size(), 4u);

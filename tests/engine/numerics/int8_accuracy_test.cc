@@ -129,9 +129,9 @@ absl::StatusOr<std::unique_ptr<OpenElmModel>> Int8Model(const Checkpoint& ckpt,
   options.num_threads = 2;
   OPENELM_ASSIGN_OR_RETURN(std::unique_ptr<OpenElmModel> model,
                            OpenElmModel::Create(ckpt, options));
-  OPENELM_RETURN_IF_ERROR(
-      model->Prepare(/*num_blocks=*/64, /*block_size_tokens=*/16, max_tokens, 1,
-                     /*max_logits_rows=*/max_tokens));
+  OPENELM_RETURN_IF_ERROR(model->Prepare(/*num_blocks=*/64, /*block_size_tokens=*/16,
+                                         max_tokens, 1,
+                                         /*max_logits_rows=*/max_tokens));
   return model;
 }
 

@@ -91,8 +91,8 @@ class TinyModelTest : public ::testing::Test {
     options.num_threads = 2;
     auto model = OpenElmModel::Create(**ckpt, options);
     EXPECT_OK(model.status());
-    EXPECT_OK((*model)->Prepare(kNumBlocks, kBlockSize, kMaxTokens, kMaxSeqs,
-                                max_logits_rows));
+    EXPECT_OK(
+        (*model)->Prepare(kNumBlocks, kBlockSize, kMaxTokens, kMaxSeqs, max_logits_rows));
     return std::move(model).value();
   }
 
@@ -312,15 +312,17 @@ TEST_F(TinyModelTest, LogitsRowsAreCappedAtPrepare) {
   OneRow(prompt, 17, 20, table, BatchRow::Logits::kAll, &batch);
   ASSERT_OK_AND_ASSIGN(LogitsView got, capped->Forward(batch));
   ASSERT_EQ(got.num_rows, 3);
-  const std::vector<std::vector<float>> got_rows = {Row(got, 0), Row(got, 1), Row(got, 2)};
+  const std::vector<std::vector<float>> got_rows = {Row(got, 0), Row(got, 1),
+                                                    Row(got, 2)};
   ASSERT_OK_AND_ASSIGN(LogitsView want, full->Forward(batch));
   for (int32_t r = 0; r < 3; ++r) EXPECT_EQ(got_rows[r], Row(want, r)) << "row " << r;
   MakeModel({}, /*max_logits_rows=*/1);  // the smallest allowed
   auto ckpt = Checkpoint::Open(*dir_);
   ASSERT_OK(ckpt.status());
   ASSERT_OK_AND_ASSIGN(auto model, OpenElmModel::Create(**ckpt, {}));
-  EXPECT_THAT(model->Prepare(kNumBlocks, kBlockSize, kMaxTokens, kMaxSeqs, kMaxTokens + 1),
-              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(
+      model->Prepare(kNumBlocks, kBlockSize, kMaxTokens, kMaxSeqs, kMaxTokens + 1),
+      StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 }  // namespace

@@ -138,9 +138,9 @@ class OpenElmParityTest : public ::testing::Test {
     options.num_threads = 2;
     OPENELM_ASSIGN_OR_RETURN(std::unique_ptr<OpenElmModel> model,
                              OpenElmModel::Create(*f.checkpoint, options));
-    OPENELM_RETURN_IF_ERROR(
-        model->Prepare(kNumBlocks, kBlockSize, kMaxBatchedTokens, kMaxSeqs,
-                       /*max_logits_rows=*/kMaxBatchedTokens));
+    OPENELM_RETURN_IF_ERROR(model->Prepare(kNumBlocks, kBlockSize, kMaxBatchedTokens,
+                                           kMaxSeqs,
+                                           /*max_logits_rows=*/kMaxBatchedTokens));
     return model;
   }
 
