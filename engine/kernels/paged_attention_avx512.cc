@@ -2,6 +2,8 @@
 // PagedAttentionUsesAvx512() said the CPU supports it.
 #include <immintrin.h>
 
+#include "engine/kernels/isa/attention_lanes.h"
+#include "engine/kernels/isa/simd_avx512.h"
 #include "engine/kernels/paged_attention_impl.h"
 
 namespace openelm::attention_internal {
@@ -149,6 +151,8 @@ struct Avx512Ops {
 
 }  // namespace
 
-void RunAvx512(const KernelArgs& args) { RunKernel<Avx512Ops>(args); }
+void RunAvx512(const KernelArgs& args) {
+  RunKernelLanes<Avx512Ops, kernels_internal::VecAvx512>(args);
+}
 
 }  // namespace openelm::attention_internal

@@ -1,5 +1,6 @@
 // The AVX2 build of every own kernel (see cpu_kernels.h), compiled with
 // -mavx2 -mfma -mf16c.
+#include "engine/kernels/isa/attention_lanes.h"
 #include "engine/kernels/isa/attention_ops.h"
 #include "engine/kernels/isa/int8_ops_avx2.h"
 #include "engine/kernels/isa/kernel_table.h"
@@ -10,7 +11,7 @@ namespace openelm::kernels_internal {
 namespace {
 
 void Attention(const attention_internal::KernelArgs& args) {
-  attention_internal::RunKernel<VecAttentionOps<VecAvx2>>(args);
+  attention_internal::RunKernelLanes<VecAttentionOps<VecAvx2>, VecAvx2>(args);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // (isa/int8_ops_vnni.h), compiled with -mavx2 -mfma -mf16c -mavxvnni.
 // Used at the avx2 level on CPUs that have AVX-VNNI, unless a cap lowered
 // the level (cpu_kernels.cc).
+#include "engine/kernels/isa/attention_lanes.h"
 #include "engine/kernels/isa/attention_ops.h"
 #include "engine/kernels/isa/int8_ops_vnni.h"
 #include "engine/kernels/isa/kernel_table.h"
@@ -12,7 +13,7 @@ namespace openelm::kernels_internal {
 namespace {
 
 void Attention(const attention_internal::KernelArgs& args) {
-  attention_internal::RunKernel<VecAttentionOps<VecAvx2>>(args);
+  attention_internal::RunKernelLanes<VecAttentionOps<VecAvx2>, VecAvx2>(args);
 }
 
 }  // namespace

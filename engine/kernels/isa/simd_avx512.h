@@ -2,8 +2,9 @@
 #define OPENELM_ENGINE_KERNELS_ISA_SIMD_AVX512_H_
 
 // 16-lane fp32 vector for translation units built with
-// -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma. Included by exactly one
-// .cc (isa/kernels_avx512.cc); see simd_avx2.h for the contract.
+// -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma. Included by the .cc
+// files built so (isa/kernels_avx512*.cc, paged_attention_avx512.cc); see
+// simd_avx2.h for the contract.
 #include <immintrin.h>
 
 #include <cstdint>
