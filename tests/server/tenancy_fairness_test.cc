@@ -217,11 +217,12 @@ TEST_F(TenancyFairnessTest, WeightedSharesAndLightTenantLatency) {
   // preemption, engine/tenancy/fair_request_queue.h), so its TTFT stays
   // close to its value alone (1.1x measured on the 2-core CI machine; about
   // 10x before that preemption existed). Both medians are under 2 ms with the
-  // tiny model, so the bound allows 1 ms on top of 2x for scheduling noise
-  // (a run beside another CPU-heavy process measured 0.90 -> 1.79 ms); the
-  // 10x of the old scheduler is still far outside it.
+  // tiny model, so the bound allows 2 ms on top of 4x for scheduling noise:
+  // beside another CPU-heavy process a run measured 0.90 -> 1.79 ms, and
+  // beside two busy loops on the 2 cores 1.24 -> 3.94 ms. The 10x of the old
+  // scheduler is still outside it.
 #ifndef OPENELM_SANITIZER_BUILD
-  EXPECT_LE(ttft_loaded, 2 * ttft_alone + absl::Milliseconds(1));
+  EXPECT_LE(ttft_loaded, 4 * ttft_alone + absl::Milliseconds(2));
 #else
   // Instrumented builds are several times slower on the client threads
   // that generate the flood, so latency ratios there say little (2.1x under
