@@ -29,13 +29,45 @@ inline constexpr int32_t kMaxRows = 64;  // query rows (tokens x group heads) pe
 inline constexpr int32_t kMaxHeadDim = 256;
 inline constexpr int32_t kKeyChunk = 32;  // keys scored at a time
 
+// Walks the keys of positions [0, max_pos] of sequence `s` for KV head
+// `kv_head` in order, in runs of at most `chunk` keys that do not cross a
+// block: fn(keys, values, first position, count). The next block's K/V are
+// prefetched (blocks are scattered: the hardware prefetcher cannot guess it).
+template <typename T, typename Fn>
+void ForEachKeyChunk(const PagedKvLayout& layout, const AttentionSeq& s, int32_t kv_head,
+                     const T* kv, int32_t max_pos, int32_t chunk, Fn&& fn) {
+  const int32_t hd = layout.head_dim;
+  const int32_t bs = layout.block_size;
+  const int32_t num_blocks = max_pos / bs + 1;
+  const int64_t group_block_bytes =
+      int64_t{2} * bs * hd * static_cast<int64_t>(sizeof(T));
+  for (int32_t b = 0; b < num_blocks; ++b) {
+    if (b + 1 < num_blocks) {
+      const T* next = kv + layout.offset(s.block_table[b + 1], kv_head, 0, 0);
+      for (int64_t off = 0; off < group_block_bytes; off += 64) {
+        __builtin_prefetch(reinterpret_cast<const char*>(next) + off);
+      }
+    }
+    const T* kb = kv + layout.offset(s.block_table[b], kv_head, 0, 0);
+    const T* vb = kb + static_cast<int64_t>(bs) * hd;
+    for (int32_t c0 = 0; c0 < bs; c0 += chunk) {
+      const int32_t first = b * bs + c0;
+      if (first > max_pos) break;
+      int32_t n = bs - c0;
+      if (n > chunk) n = chunk;
+      if (n > max_pos + 1 - first) n = max_pos + 1 - first;
+      fn(kb + static_cast<int64_t>(c0) * hd, vb + static_cast<int64_t>(c0) * hd, first,
+         n);
+    }
+  }
+}
+
 template <typename Ops, typename T>
 void ProcessItem(const KernelArgs& a, const PagedAttentionScratch::WorkItem& w,
                  int32_t group) {
   const PagedAttentionShape& sh = *a.shape;
   const PagedKvLayout& layout = sh.layout;
   const int32_t hd = layout.head_dim;
-  const int32_t bs = layout.block_size;
   const AttentionSeq& s = a.seqs[w.seq];
   const T* kv = static_cast<const T*>(a.kv);
 
@@ -57,49 +89,31 @@ void ProcessItem(const KernelArgs& a, const PagedAttentionScratch::WorkItem& w,
     }
   }
   const int32_t max_pos = s.start_position + w.first_token + w.num_tokens - 1;
-  const int32_t num_blocks = max_pos / bs + 1;
   alignas(64) float sc[kKeyChunk];
-  const int64_t group_block_bytes =
-      int64_t{2} * bs * hd * static_cast<int64_t>(sizeof(T));
-  for (int32_t b = 0; b < num_blocks; ++b) {
-    if (b + 1 < num_blocks) {
-      // Blocks are scattered, so the hardware prefetcher cannot guess the next one.
-      const T* next = kv + layout.offset(s.block_table[b + 1], w.kv_head, 0, 0);
-      for (int64_t off = 0; off < group_block_bytes; off += 64) {
-        __builtin_prefetch(reinterpret_cast<const char*>(next) + off);
-      }
-    }
-    const T* kb = kv + layout.offset(s.block_table[b], w.kv_head, 0, 0);
-    const T* vb = kb + static_cast<int64_t>(bs) * hd;
-    for (int32_t c0 = 0; c0 < bs; c0 += kKeyChunk) {
-      const int32_t first = b * bs + c0;
-      if (first > max_pos) break;
-      int32_t n = bs - c0;
-      if (n > kKeyChunk) n = kKeyChunk;
-      if (n > max_pos + 1 - first) n = max_pos + 1 - first;
-      for (int32_t r = 0; r < rows; ++r) {
-        int32_t cnt = pos[r] + 1 - first;
-        if (cnt <= 0) continue;
-        if (cnt > n) cnt = n;
-        float mx = m[r];
-        Ops::Scores(qr[r], kb + static_cast<int64_t>(c0) * hd, cnt, hd, sc);
-        for (int32_t j = 0; j < cnt; ++j) {
-          sc[j] *= sh.scale;
-          mx = sc[j] > mx ? sc[j] : mx;
-        }
-        float* acc_r = acc + r * hd;
-        if (mx > m[r]) {
-          // New running maximum: rescale what was accumulated so far.
-          const float corr = l[r] > 0.0f ? FastExp(m[r] - mx) : 0.0f;
-          l[r] *= corr;
-          Ops::Scale(acc_r, corr, hd);
-          m[r] = mx;
-        }
-        l[r] += Ops::ExpAndSum(sc, cnt, mx);
-        Ops::AccumulateValues(acc_r, sc, vb + static_cast<int64_t>(c0) * hd, cnt, hd);
-      }
-    }
-  }
+  ForEachKeyChunk(layout, s, w.kv_head, kv, max_pos, kKeyChunk,
+                  [&](const T* keys, const T* values, int32_t first, int32_t n) {
+                    for (int32_t r = 0; r < rows; ++r) {
+                      int32_t cnt = pos[r] + 1 - first;
+                      if (cnt <= 0) continue;
+                      if (cnt > n) cnt = n;
+                      float mx = m[r];
+                      Ops::Scores(qr[r], keys, cnt, hd, sc);
+                      for (int32_t j = 0; j < cnt; ++j) {
+                        sc[j] *= sh.scale;
+                        mx = sc[j] > mx ? sc[j] : mx;
+                      }
+                      float* acc_r = acc + r * hd;
+                      if (mx > m[r]) {
+                        // New running maximum: rescale what was accumulated so far.
+                        const float corr = l[r] > 0.0f ? FastExp(m[r] - mx) : 0.0f;
+                        l[r] *= corr;
+                        Ops::Scale(acc_r, corr, hd);
+                        m[r] = mx;
+                      }
+                      l[r] += Ops::ExpAndSum(sc, cnt, mx);
+                      Ops::AccumulateValues(acc_r, sc, values, cnt, hd);
+                    }
+                  });
   for (int32_t t = 0; t < w.num_tokens; ++t) {
     const int64_t row = s.token_offset + w.first_token + t;
     for (int32_t h = 0; h < group; ++h) {

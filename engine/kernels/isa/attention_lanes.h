@@ -32,7 +32,8 @@ const float* WidenChunk(const T* src, int32_t count, float* buf) {
     (void)buf;
     return reinterpret_cast<const float*>(src);
   } else {
-    for (int32_t i = 0; i < count; i += V::kLanes) V::Store(buf + i, V::LoadBf16(src + i));
+    for (int32_t i = 0; i < count; i += V::kLanes)
+      V::Store(buf + i, V::LoadBf16(src + i));
     return buf;
   }
 }
@@ -64,7 +65,6 @@ void ProcessItemLanes(const KernelArgs& a, const PagedAttentionScratch::WorkItem
   const PagedAttentionShape& sh = *a.shape;
   const PagedKvLayout& layout = sh.layout;
   const int32_t hd = layout.head_dim;
-  const int32_t bs = layout.block_size;
   const AttentionSeq& s = a.seqs[w.seq];
   const T* kv = static_cast<const T*>(a.kv);
   const int32_t rows = w.num_tokens * group;
@@ -99,69 +99,60 @@ void ProcessItemLanes(const KernelArgs& a, const PagedAttentionScratch::WorkItem
     Reg l = V::Zero();
     const Reg pos = V::Load(posf);
 
-    const int32_t num_blocks = tile_max_pos / bs + 1;
-    for (int32_t b = 0; b < num_blocks; ++b) {
-      const T* kb = kv + layout.offset(s.block_table[b], w.kv_head, 0, 0);
-      const T* vb = kb + static_cast<int64_t>(bs) * hd;
-      for (int32_t c0 = 0; c0 < bs; c0 += kLaneChunkKeys) {
-        const int32_t first = b * bs + c0;
-        if (first > tile_max_pos) break;
-        int32_t n = bs - c0;
-        if (n > kLaneChunkKeys) n = kLaneChunkKeys;
-        if (n > tile_max_pos + 1 - first) n = tile_max_pos + 1 - first;
-        const float* keys = WidenChunk<V>(kb + static_cast<int64_t>(c0) * hd, n * hd, kbuf);
-        const float* vals = WidenChunk<V>(vb + static_cast<int64_t>(c0) * hd, n * hd, vbuf);
+    ForEachKeyChunk(
+        layout, s, w.kv_head, kv, tile_max_pos, kLaneChunkKeys,
+        [&](const T* kchunk, const T* vchunk, int32_t first, int32_t n) {
+          const float* keys = WidenChunk<V>(kchunk, n * hd, kbuf);
+          const float* vals = WidenChunk<V>(vchunk, n * hd, vbuf);
 
-        int32_t j = 0;
-        for (; j + 8 <= n; j += 8) LaneScores<V, 8>(qt, keys, hd, j, sc);
-        for (; j < n; ++j) LaneScores<V, 1>(qt, keys, hd, j, sc);
+          int32_t j = 0;
+          for (; j + 8 <= n; j += 8) LaneScores<V, 8>(qt, keys, hd, j, sc);
+          for (; j < n; ++j) LaneScores<V, 1>(qt, keys, hd, j, sc);
 
-        // Causal mask where some lane's position is below a key's: the score
-        // drops to about kMaskedScore and its weight is zeroed below.
-        const bool masked = first + n - 1 > tile_min_pos;
-        Reg m_new = m;
-        for (j = 0; j < n; ++j) {
-          Reg x = V::Load(sc + j * L);
-          if (masked) {
-            // 1 where pos >= key, else 0 (positions are whole numbers).
-            const Reg keep = V::Min(
-                V::Max(V::Sub(pos, V::Set1(static_cast<float>(first + j - 1))), V::Zero()),
+          // Causal mask where some lane's position is below a key's: the
+          // score drops to about kMaskedScore and its weight is zeroed below.
+          const bool masked = first + n - 1 > tile_min_pos;
+          // 1 where pos >= key position, else 0 (positions are whole numbers).
+          const auto keep = [&](int32_t key) {
+            return V::Min(
+                V::Max(V::Sub(pos, V::Set1(static_cast<float>(key - 1))), V::Zero()),
                 V::Set1(1.0f));
-            x = V::Fma(V::Sub(keep, V::Set1(1.0f)), V::Set1(-kMaskedScore), x);
-            V::Store(sc + j * L, x);
-          }
-          m_new = V::Max(m_new, x);
-        }
-        const Reg corr = kernels_internal::VecExp<V>(V::Sub(m, m_new));
-        m = m_new;
-        l = V::Mul(l, corr);
-        for (j = 0; j < n; ++j) {
-          Reg p = kernels_internal::VecExp<V>(V::Sub(V::Load(sc + j * L), m));
-          if (masked) {
-            const Reg keep = V::Min(
-                V::Max(V::Sub(pos, V::Set1(static_cast<float>(first + j - 1))), V::Zero()),
-                V::Set1(1.0f));
-            p = V::Mul(p, keep);
-          }
-          l = V::Add(l, p);
-          V::Store(sc + j * L, p);
-        }
-        // ot[d] = ot[d] * corr + sum_j p[j] * v[j][d], eight d at a time.
-        for (int32_t d0 = 0; d0 < hd; d0 += 8) {
-          Reg acc[8];
-#pragma GCC unroll 8
-          for (int dd = 0; dd < 8; ++dd) acc[dd] = V::Mul(V::Load(ot + (d0 + dd) * L), corr);
+          };
+          Reg m_new = m;
           for (j = 0; j < n; ++j) {
-            const Reg p = V::Load(sc + j * L);
-            const float* v = vals + static_cast<int64_t>(j) * hd + d0;
-#pragma GCC unroll 8
-            for (int dd = 0; dd < 8; ++dd) acc[dd] = V::Fma(p, V::Set1(v[dd]), acc[dd]);
+            Reg x = V::Load(sc + j * L);
+            if (masked) {
+              x = V::Fma(V::Sub(keep(first + j), V::Set1(1.0f)), V::Set1(-kMaskedScore),
+                         x);
+              V::Store(sc + j * L, x);
+            }
+            m_new = V::Max(m_new, x);
           }
+          const Reg corr = kernels_internal::VecExp<V>(V::Sub(m, m_new));
+          m = m_new;
+          l = V::Mul(l, corr);
+          for (j = 0; j < n; ++j) {
+            Reg p = kernels_internal::VecExp<V>(V::Sub(V::Load(sc + j * L), m));
+            if (masked) p = V::Mul(p, keep(first + j));
+            l = V::Add(l, p);
+            V::Store(sc + j * L, p);
+          }
+          // ot[d] = ot[d] * corr + sum_j p[j] * v[j][d], eight d at a time.
+          for (int32_t d0 = 0; d0 < hd; d0 += 8) {
+            Reg acc[8];
 #pragma GCC unroll 8
-          for (int dd = 0; dd < 8; ++dd) V::Store(ot + (d0 + dd) * L, acc[dd]);
-        }
-      }
-    }
+            for (int dd = 0; dd < 8; ++dd)
+              acc[dd] = V::Mul(V::Load(ot + (d0 + dd) * L), corr);
+            for (j = 0; j < n; ++j) {
+              const Reg p = V::Load(sc + j * L);
+              const float* v = vals + static_cast<int64_t>(j) * hd + d0;
+#pragma GCC unroll 8
+              for (int dd = 0; dd < 8; ++dd) acc[dd] = V::Fma(p, V::Set1(v[dd]), acc[dd]);
+            }
+#pragma GCC unroll 8
+            for (int dd = 0; dd < 8; ++dd) V::Store(ot + (d0 + dd) * L, acc[dd]);
+          }
+        });
     V::Store(lsum, l);
     for (int32_t lane = 0; lane < lanes; ++lane) {
       const int32_t r = r0 + lane, t = r / group, h = r % group;
