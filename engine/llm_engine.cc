@@ -426,6 +426,16 @@ absl::StatusOr<std::unique_ptr<LlmEngine>> LlmEngine::Create(
         "block_size_tokens, max_num_seqs, max_num_batched_tokens and "
         "max_queued_requests must be positive, max_logits_rows not negative");
   }
+  // Every sequence of a full decode batch (and each of a request's n) needs
+  // its own row of logits in the same step.
+  const int32_t min_logits_rows =
+      std::min(options.max_num_seqs, options.max_num_batched_tokens);
+  if (options.max_logits_rows > 0 && options.max_logits_rows < min_logits_rows) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "max_logits_rows (", options.max_logits_rows,
+        ") must be 0 or at least min(max_num_seqs, max_num_batched_tokens) = ",
+        min_logits_rows, ": every sequence of a full batch samples from its own row"));
+  }
   if (model->info().vocab_size <= 0) {
     return absl::FailedPreconditionError("model reports no vocabulary");
   }

@@ -64,6 +64,8 @@ struct EngineOptions {
 
 // max_logits_rows when set, else max(max_num_seqs, 64), never more than
 // max_num_batched_tokens: every decode row of a full batch gets its row.
+// Create() refuses a max_logits_rows below min(max_num_seqs,
+// max_num_batched_tokens).
 int32_t ResolvedLogitsRows(const EngineOptions& options);
 
 // A snapshot of load, readable from any thread (atomics updated each step).

@@ -54,7 +54,8 @@ ABSL_FLAG(int32_t, max_num_batched_tokens, 512,
 ABSL_FLAG(int32_t, max_logits_rows, 0,
           "Most rows of logits one engine step computes (one per sampled sequence, "
           "one per prompt token of prompt_logprobs requests, whose prefill is cut to "
-          "fit); 0 = max(max_num_seqs, 64). Each row is vocab_size floats.");
+          "fit); 0 = max(max_num_seqs, 64), else at least min(max_num_seqs, "
+          "max_num_batched_tokens). Each row is vocab_size floats.");
 ABSL_FLAG(int32_t, max_queued_requests, 1024,
           "Most requests waiting for admission; more get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, weight_dtype, "auto",

@@ -570,6 +570,18 @@ TEST(LlmEngineTest, CreateSizesThePoolFromTheMemoryBudget) {
   auto engine =
       LlmEngine::Create(none, std::make_unique<FakeDecoder>(), nullptr, nullptr);
   EXPECT_THAT(engine, StatusIs(absl::StatusCode::kFailedPrecondition));
+
+  // Fewer logits rows than sequences in a full batch: a request of n = 8
+  // could never decode. Refused, naming the flag's value and the minimum.
+  EngineOptions few = Options(64, 4, /*budget=*/64, /*max_seqs=*/8);
+  few.max_logits_rows = 7;
+  EXPECT_THAT(LlmEngine::Create(few, std::make_unique<FakeDecoder>(), nullptr, nullptr),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       ::testing::AllOf(::testing::HasSubstr("max_logits_rows (7)"),
+                                        ::testing::HasSubstr("= 8"))));
+  few.max_logits_rows = 8;
+  EXPECT_OK(
+      LlmEngine::Create(few, std::make_unique<FakeDecoder>(), nullptr, nullptr).status());
 }
 
 TEST(LlmEngineTest, ThreadedEngineServesConcurrentRequests) {
