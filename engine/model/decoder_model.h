@@ -29,10 +29,11 @@ struct BatchRow {
   // kLast (the last token only) or kAll (every token of the row).
   enum class Logits : uint8_t { kNone, kLast, kAll };
   Logits logits = Logits::kLast;
-  // Rows of logits this row asks for.
-  int32_t num_logits_rows() const {
-    return logits == Logits::kAll ? num_tokens : logits == Logits::kLast ? 1 : 0;
+  // Rows of logits a row of `tokens` tokens asks for.
+  static int32_t NumLogitsRows(Logits logits, int32_t tokens) {
+    return logits == Logits::kAll ? tokens : logits == Logits::kLast ? 1 : 0;
   }
+  int32_t num_logits_rows() const { return NumLogitsRows(logits, num_tokens); }
 };
 
 // What one step runs. Plain data; the scheduler reuses the vectors between

@@ -227,10 +227,7 @@ int32_t Scheduler::FitChunk(const Request& r, const Sequence& s, bool is_root,
     chunk = ChunkSize(num_computed, remaining, chunk - 1);
     *logits = logits_for(chunk);
   }
-  const int32_t rows = *logits == BatchRow::Logits::kAll    ? chunk
-                       : *logits == BatchRow::Logits::kLast ? 1
-                                                            : 0;
-  return rows <= logits_left ? chunk : 0;
+  return BatchRow::NumLogitsRows(*logits, chunk) <= logits_left ? chunk : 0;
 }
 
 void Scheduler::AddRow(Request* r, Sequence* s, bool is_root, int32_t num_tokens,

@@ -476,10 +476,7 @@ TEST(LlmEngineTest, PromptLogprobsChunksFitTheLogitsRows) {
   for (const auto& step : h.fake().steps()) {
     int rows = 0, tokens = 0;
     for (const auto& row : step) {
-      const int n = row.logits == BatchRow::Logits::kAll    ? row.num_tokens
-                    : row.logits == BatchRow::Logits::kLast ? 1
-                                                            : 0;
-      rows += n;
+      rows += BatchRow::NumLogitsRows(row.logits, row.num_tokens);
       tokens += row.num_tokens;
       if (row.request_id == 2 && row.logits == BatchRow::Logits::kAll) ++cut_steps;
     }
