@@ -127,15 +127,26 @@ void ProcessItem(const KernelArgs& a, const PagedAttentionScratch::WorkItem& w,
 }
 
 template <typename Ops>
+struct PlainItems {
+  template <typename T>
+  static void Run(const KernelArgs& a, const PagedAttentionScratch::WorkItem& w,
+                  int32_t group) {
+    ProcessItem<Ops, T>(a, w, group);
+  }
+};
+
+// Every work item on the OpenMP team through Items::Run<T> (T: the KV
+// element type); attention_lanes.h gives another Items for prefill items.
+template <typename Ops, typename Items = PlainItems<Ops>>
 void RunKernel(const KernelArgs& a) {
   const int32_t group = a.shape->num_q_heads / a.shape->layout.num_kv_heads;
   const bool bf16 = a.shape->layout.bf16;
 #pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
   for (int32_t i = 0; i < a.num_items; ++i) {
     if (bf16) {
-      ProcessItem<Ops, uint16_t>(a, a.items[i], group);
+      Items::template Run<uint16_t>(a, a.items[i], group);
     } else {
-      ProcessItem<Ops, float>(a, a.items[i], group);
+      Items::template Run<float>(a, a.items[i], group);
     }
   }
 }

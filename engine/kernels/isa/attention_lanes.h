@@ -170,26 +170,21 @@ void ProcessItemLanes(const KernelArgs& a, const PagedAttentionScratch::WorkItem
 // slower at context 1024 than ProcessItem. head_dim must be a multiple of 8
 // and of V::kLanes.
 template <typename Ops, class V>
-void RunKernelLanes(const KernelArgs& a) {
-  const int32_t group = a.shape->num_q_heads / a.shape->layout.num_kv_heads;
-  const bool bf16 = a.shape->layout.bf16;
-  const bool lanes_fit = a.shape->layout.head_dim % 8 == 0;
-#pragma omp parallel for num_threads(a.num_threads) schedule(dynamic, 1)
-  for (int32_t i = 0; i < a.num_items; ++i) {
-    const PagedAttentionScratch::WorkItem& w = a.items[i];
-    const bool lanes = lanes_fit && w.num_tokens * group >= V::kLanes;
-    if (bf16) {
-      if (lanes) {
-        ProcessItemLanes<V, uint16_t>(a, w, group);
-      } else {
-        ProcessItem<Ops, uint16_t>(a, w, group);
-      }
-    } else if (lanes) {
-      ProcessItemLanes<V, float>(a, w, group);
+struct LanesOrPlainItems {
+  template <typename T>
+  static void Run(const KernelArgs& a, const PagedAttentionScratch::WorkItem& w,
+                  int32_t group) {
+    if (a.shape->layout.head_dim % 8 == 0 && w.num_tokens * group >= V::kLanes) {
+      ProcessItemLanes<V, T>(a, w, group);
     } else {
-      ProcessItem<Ops, float>(a, w, group);
+      ProcessItem<Ops, T>(a, w, group);
     }
   }
+};
+
+template <typename Ops, class V>
+void RunKernelLanes(const KernelArgs& a) {
+  RunKernel<Ops, LanesOrPlainItems<Ops, V>>(a);
 }
 
 }  // namespace openelm::attention_internal
